@@ -1,0 +1,47 @@
+"""Shared base of every config: each field a user may override with `--config.<field>=value`.
+
+An architecture's file calls `get_base_config()`, sets its paper's recipe and returns the config
+locked, so that a misspelt override is an error rather than a silent new field.
+"""
+
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  # Model: a name from `cnns.available_models()`.
+  config.model = 'lenet5'
+  config.num_classes = -1  # -1: the dataset's number of classes.
+  config.dtype = 'float32'  # Computation dtype: 'float32' or 'bfloat16'; parameters stay float32.
+
+  # Data: a TFDS name (see `input_pipeline.available_datasets()`) or 'synthetic'.
+  config.dataset = 'fashion_mnist'
+  config.data_dir = ml_collections.config_dict.placeholder(str)  # None: TFDS's default.
+  config.image_size = 32  # Smaller images are zero-padded (centred) to this size.
+  config.shuffle_buffer_size = 60_000
+  config.synthetic_train_examples = 1024  # Only for dataset='synthetic'.
+  config.synthetic_eval_examples = 256
+
+  # Optimisation.
+  config.batch_size = 128  # Global: split over every device of every process.
+  config.eval_batch_size = -1  # -1: same as batch_size.
+  config.num_epochs = 10
+  config.seed = 0
+  config.optimizer = 'sgd'  # 'sgd', 'adam' or 'adamw'.
+  config.momentum = 0.9  # SGD momentum; Adam's b1.
+  config.nesterov = False
+  config.learning_rate = 0.1  # Peak learning rate.
+  config.lr_schedule = 'constant'  # 'constant', 'step' or 'cosine'.
+  config.lr_decay_epochs = ()  # 'step': divide the rate by lr_decay_factor at these epochs.
+  config.lr_decay_factor = 10.0
+  config.warmup_epochs = 0.0  # Linear warm-up from 0, for any schedule.
+  config.weight_decay = 0.0  # L2 on kernels only (papers' convention); decoupled for 'adamw'.
+  config.label_smoothing = 0.0
+
+  # Cadence, in training steps (epochs for evaluation).
+  config.log_every_steps = 100
+  config.eval_every_epochs = 1
+  config.checkpoint_every_steps = 1000  # Also saved at the end of training.
+  config.keep_checkpoints = 3
+  return config

@@ -1,0 +1,35 @@
+"""Input pipelines: host-local numpy batches from TFDS (tf.data) or from a synthetic source.
+
+TensorFlow is imported only when a TFDS dataset is asked for, so `synthetic` runs where it is absent.
+"""
+
+from input_pipeline.base import Batch, DataError, DatasetSpec, Source, num_eval_steps
+
+TFDS_DATASETS = ('cifar10', 'fashion_mnist', 'mnist')
+
+
+def available_datasets() -> list[str]:
+  return sorted([*TFDS_DATASETS, 'synthetic'])
+
+
+def create_source(config, *, process_index: int, process_count: int) -> Source:
+  """The source that `config.dataset` names, reading this process's slice of each split."""
+  shard = dict(process_index=process_index, process_count=process_count)
+  if config.dataset == 'synthetic':
+    from input_pipeline import synthetic
+    num_classes = config.num_classes if config.num_classes > 0 else synthetic.SPEC.num_classes
+    return synthetic.SyntheticSource(
+        image_size=config.image_size, channels=synthetic.SPEC.image_shape[-1],
+        num_classes=num_classes, num_train=config.synthetic_train_examples,
+        num_eval=config.synthetic_eval_examples, seed=config.seed, **shard)
+  if config.dataset in TFDS_DATASETS:
+    from input_pipeline import tfds_source
+    return tfds_source.TFDSSource(
+        config.dataset, data_dir=config.data_dir, image_size=config.image_size,
+        shuffle_buffer_size=config.shuffle_buffer_size, seed=config.seed, **shard)
+  raise DataError(f'unknown dataset {config.dataset!r}; known datasets: '
+                  f'{", ".join(available_datasets())}')
+
+
+__all__ = ['Batch', 'DataError', 'DatasetSpec', 'Source', 'available_datasets', 'create_source',
+           'num_eval_steps']

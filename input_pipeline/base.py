@@ -1,0 +1,90 @@
+"""What every data source gives the training loop, and the padding that makes evaluation exact.
+
+A source yields host-local numpy batches: `image` uint8 NHWC (normalised later, on the device, so
+that a quarter of the bytes cross to the accelerator) and `label` int32; evaluation batches also
+carry `mask`, False on padding. Each process reads only its own slice of every split.
+"""
+
+import abc
+import dataclasses
+import math
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+Batch = dict[str, np.ndarray]
+
+
+class DataError(ValueError):
+  """Data a user asked for that is missing or does not fit the config."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """Facts the loop needs about a dataset before reading it."""
+  num_classes: int
+  image_shape: tuple[int, int, int]  # As stored: height, width, channels.
+  train_split: str
+  eval_split: str
+  mean: tuple[float, ...]  # Per channel, on the 0-255 scale.
+  std: tuple[float, ...]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+  """An independent 32-bit seed for each (seed, epoch), so each epoch's order can be rebuilt alone."""
+  return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def process_slice(num_examples: int, process_index: int, process_count: int) -> slice:
+  """Contiguous, near-equal slice of a split for one process (as `tfds.even_splits` cuts it)."""
+  bounds = [num_examples * i // process_count for i in range(process_count + 1)]
+  return slice(bounds[process_index], bounds[process_index + 1])
+
+
+def num_eval_steps(num_examples: int, global_batch: int, process_count: int) -> int:
+  """Steps that let every process see all of its slice; the same number on every process."""
+  largest_slice = math.ceil(num_examples / process_count)
+  return math.ceil(largest_slice / (global_batch // process_count))
+
+
+def pad_eval_batches(batches: Iterable[Batch], local_batch: int, num_steps: int) -> Iterator[Batch]:
+  """Pads each batch to `local_batch` rows and appends all-padding batches up to `num_steps`.
+
+  So the last partial batch is evaluated rather than dropped, every process runs the same number of
+  steps (a collective program needs that), and `mask` says which rows are real.
+  """
+  template = None
+  steps = 0
+  for batch in batches:
+    n = len(batch['label'])
+    template = template or {k: (v.shape[1:], v.dtype) for k, v in batch.items()}
+    padded = {k: np.zeros((local_batch, *shape), dtype) for k, (shape, dtype) in template.items()}
+    for k, v in batch.items():
+      padded[k][:n] = v
+    padded['mask'] = np.arange(local_batch) < n
+    steps += 1
+    yield padded
+  if template is None:
+    raise DataError('the evaluation split of this process is empty')
+  for _ in range(num_steps - steps):
+    empty = {k: np.zeros((local_batch, *shape), dtype) for k, (shape, dtype) in template.items()}
+    empty['mask'] = np.zeros(local_batch, bool)
+    yield empty
+
+
+class Source(abc.ABC):
+  """A dataset read by one process: its slice of the train and eval splits."""
+
+  spec: DatasetSpec
+  image_shape: tuple[int, int, int]  # As fed to the model (after padding).
+  num_train_examples: int  # Whole split, all processes.
+  num_eval_examples: int
+
+  @abc.abstractmethod
+  def train_batches(self, epoch: int, first_step: int, local_batch: int,
+                    steps_per_epoch: int) -> Iterator[Batch]:
+    """Batches `first_step` .. `steps_per_epoch - 1` of `epoch`, in an order fixed by the seed."""
+
+  @abc.abstractmethod
+  def eval_batches(self, local_batch: int, num_steps: int) -> Iterator[Batch]:
+    """Exactly `num_steps` padded batches covering this process's eval slice once."""

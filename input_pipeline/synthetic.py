@@ -1,0 +1,50 @@
+"""Random but learnable images that need neither files nor TensorFlow (benchmarks, GPU machines).
+
+Each class has a fixed random template; an example is its class's template plus noise, so a model
+can learn the task and training curves mean something, while shapes match the real dataset.
+"""
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from input_pipeline import base
+
+SPEC = base.DatasetSpec(num_classes=10, image_shape=(32, 32, 3), train_split='train',
+                        eval_split='test', mean=(127.5,) * 3, std=(64.0,) * 3)
+
+
+class SyntheticSource(base.Source):
+
+  def __init__(self, *, image_size: int, channels: int, num_classes: int, num_train: int,
+               num_eval: int, seed: int, process_index: int, process_count: int):
+    self.spec = base.DatasetSpec(num_classes, (image_size, image_size, channels), 'train', 'test',
+                                 SPEC.mean[:1] * channels, SPEC.std[:1] * channels)
+    self.image_shape = self.spec.image_shape
+    self.num_train_examples, self.num_eval_examples = num_train, num_eval
+    self._seed = seed
+    rng = np.random.default_rng(seed)
+    templates = rng.integers(0, 256, (num_classes, *self.image_shape), dtype=np.uint8)
+    self._train = self._examples(rng, templates, num_train, process_index, process_count)
+    self._eval = self._examples(rng, templates, num_eval, process_index, process_count)
+
+  @staticmethod
+  def _examples(rng, templates, n, process_index, process_count):
+    labels = rng.integers(0, len(templates), n).astype(np.int32)
+    noise = rng.integers(-48, 48, (n, *templates.shape[1:]), dtype=np.int16)
+    images = np.clip(templates[labels].astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    part = base.process_slice(n, process_index, process_count)
+    return images[part], labels[part]
+
+  def train_batches(self, epoch, first_step, local_batch, steps_per_epoch) -> Iterator[base.Batch]:
+    images, labels = self._train
+    order = np.random.default_rng(base.epoch_seed(self._seed, epoch)).permutation(len(labels))
+    for step in range(first_step, steps_per_epoch):
+      idx = order[step * local_batch:(step + 1) * local_batch]
+      yield {'image': images[idx], 'label': labels[idx]}
+
+  def eval_batches(self, local_batch, num_steps) -> Iterator[base.Batch]:
+    images, labels = self._eval
+    batches = ({'image': images[i:i + local_batch], 'label': labels[i:i + local_batch]}
+               for i in range(0, len(labels), local_batch))
+    return base.pad_eval_batches(batches, local_batch, num_steps)

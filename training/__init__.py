@@ -1,0 +1,1 @@
+"""Training machinery that knows no specific architecture or dataset."""

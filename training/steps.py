@@ -1,0 +1,96 @@
+"""Jitted train and eval steps over a batch-sharded mesh, with metrics summed on the device.
+
+Steps return running sums (loss, correct, examples) added into a metrics pytree passed in and
+donated, so the host fetches nothing until it wants to log: no per-step synchronisation.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from training.state import TrainState
+
+Metrics = dict[str, jax.Array]
+
+
+def zero_metrics(*names: str) -> Metrics:
+  return {name: jnp.zeros((), jnp.float32) for name in ('count', *names)}
+
+
+def normalize(images: jax.Array, mean, std, dtype) -> jax.Array:
+  """uint8 NHWC -> standardised `dtype`, on the device (4x fewer bytes cross the host link)."""
+  mean = jnp.asarray(mean, jnp.float32)
+  std = jnp.asarray(std, jnp.float32)
+  return ((images.astype(jnp.float32) - mean) / std).astype(dtype)
+
+
+def top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
+  k = min(k, logits.shape[-1])
+  return jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
+
+
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *, mean, std,
+                    dtype, num_classes: int, label_smoothing: float, seed: int,
+                    out_sharding) -> Callable[[TrainState, Metrics, Any], tuple[TrainState, Metrics]]:
+  """A jitted `(state, metrics, batch) -> (state, metrics)`; state and metrics are donated."""
+
+  def train_step(state: TrainState, metrics: Metrics, batch):
+    images = normalize(batch['image'], mean, std, dtype)
+    labels = batch['label']
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+    rngs = nnx.Rngs(dropout=jax.random.fold_in(jax.random.key(seed), state.step))
+
+    def loss_fn(params):
+      model = nnx.merge(graphdef, params, state.batch_stats)
+      model.train()
+      logits = model(images, rngs=rngs).astype(jnp.float32)
+      loss = optax.softmax_cross_entropy(logits, targets).mean()
+      _, _, batch_stats = nnx.split(model, nnx.Param, ...)
+      return loss, (logits, nnx.to_pure_dict(batch_stats))
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                          batch_stats=batch_stats, opt_state=opt_state)
+    n = labels.shape[0]
+    metrics = {
+        'count': metrics['count'] + n,
+        'loss': metrics['loss'] + loss * n,
+        'top1_acc': metrics['top1_acc'] + top_k_correct(logits, labels, 1).sum(),
+    }
+    return state, metrics
+
+  return jax.jit(train_step, donate_argnums=(0, 1), out_shardings=out_sharding)
+
+
+def make_eval_step(graphdef: nnx.GraphDef, *, mean, std, dtype,
+                   out_sharding) -> Callable[[TrainState, Metrics, Any], Metrics]:
+  """A jitted `(state, metrics, batch) -> metrics` that ignores rows whose `mask` is False."""
+
+  def eval_step(state: TrainState, metrics: Metrics, batch):
+    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    model.eval()
+    logits = model(normalize(batch['image'], mean, std, dtype)).astype(jnp.float32)
+    labels, mask = batch['label'], batch['mask']
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return {
+        'count': metrics['count'] + mask.sum(),
+        'loss': metrics['loss'] + jnp.where(mask, loss, 0.0).sum(),
+        'top1_acc': metrics['top1_acc'] + (top_k_correct(logits, labels, 1) & mask).sum(),
+        'top5_acc': metrics['top5_acc'] + (top_k_correct(logits, labels, 5) & mask).sum(),
+    }
+
+  return jax.jit(eval_step, donate_argnums=(1,), out_shardings=out_sharding)
+
+
+def summarize(metrics: Metrics) -> dict[str, float]:
+  """Fetches the sums (one host transfer) and turns them into means; 'num_examples' is the count."""
+  sums = jax.device_get(metrics)
+  count = float(sums['count'])
+  out = {k: float(v) / max(count, 1.0) for k, v in sums.items() if k != 'count'}
+  out['num_examples'] = int(count)
+  return out
