@@ -4,6 +4,7 @@ r"""Trains a CNN from a config, resuming from the last checkpoint in --workdir i
   python train.py --config=configs/lenet5.py --config.batch_size=256 --workdir=runs/lenet5_b256
 """
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -24,6 +25,34 @@ flags.mark_flags_as_required(['config', 'workdir'])
 USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError)
 
 
+def fail(message: str) -> None:
+  print('error: ' + ' '.join(str(message).split()), file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with config-file and override mistakes turned into one line, not a traceback.
+
+  ml_collections loads the config file and applies `--config.<field>` overrides while parsing and
+  reports a missing file only when the config is first read, so both happen here.
+  """
+  for arg in argv[1:]:
+    if arg.startswith('--config='):
+      path = arg.split('=', 1)[1].split(':', 1)[0]
+      if not os.path.isfile(path):
+        fail(f'config file {path} does not exist')
+  try:
+    remaining = FLAGS(argv)
+    FLAGS.config  # pylint: disable=pointless-statement  (forces the deferred load)
+  except flags.Error as e:
+    fail(e)
+  except AttributeError as e:  # ml_collections' message for a field the locked config lacks.
+    fail('unknown config field ' + str(e).encode().decode('unicode_escape'))
+  except (KeyError, TypeError, ValueError, OSError) as e:
+    fail(f'bad --config value: {e}')
+  return remaining
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
@@ -31,9 +60,8 @@ def main(argv):
   try:
     loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except USER_ERRORS as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    fail(e)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

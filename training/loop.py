@@ -1,7 +1,8 @@
 """`train_and_evaluate(config, workdir)`: the whole recipe, top to bottom.
 
 Everything a user can get wrong (config, model, data, batch geometry) is checked before the workdir
-is touched, so a failed start never changes an existing run.
+is touched, so a failed start never changes an existing run. `Run` holds one run's pieces so that
+benchmarks can time `Run.train_epoch` exactly as training executes it.
 """
 
 import dataclasses
@@ -22,11 +23,13 @@ from training.state import count_params, create_train_state
 from training.writers import MetricWriter, Progress
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+TRAIN_METRICS = ('loss', 'top1_acc')
+EVAL_METRICS = ('loss', 'top1_acc', 'top5_acc')
 
 
 @dataclasses.dataclass
 class Summary:
-  """What a finished run reached; also printed as the final console lines."""
+  """What a finished run reached; also printed as the final console line."""
   steps: int
   best_top1_acc: float
   last_eval: dict[str, float]
@@ -53,107 +56,133 @@ def validate(config, workdir: str) -> None:
       raise ConfigError(f'{field}={config[field]} must be positive')
 
 
-def train_and_evaluate(config, workdir: str) -> Summary:
-  start_time = time.time()
-  validate(config, workdir)
-  eval_batch_size = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
-  local_batch = mesh_lib.local_batch_size(config.batch_size)
-  local_eval_batch = mesh_lib.local_batch_size(eval_batch_size, 'eval_batch_size')
-  mesh = mesh_lib.create_mesh()
-  replicated = mesh_lib.replicated_sharding(mesh)
-  data_sharding = mesh_lib.batch_sharding(mesh)
-  is_chief = jax.process_index() == 0
+class Run:
+  """One training run: data, jitted steps, state (restored if the workdir has a checkpoint)."""
 
-  source = input_pipeline.create_source(config, process_index=jax.process_index(),
-                                        process_count=jax.process_count())
-  steps_per_epoch = source.num_train_examples // config.batch_size
-  if steps_per_epoch == 0:
-    raise ConfigError(f'batch_size={config.batch_size} exceeds the {source.num_train_examples} '
-                      'training examples')
-  num_eval_steps = input_pipeline.num_eval_steps(source.num_eval_examples, eval_batch_size,
-                                                 jax.process_count())
-  total_steps = config.num_epochs * steps_per_epoch
-  num_classes = config.num_classes if config.num_classes > 0 else source.spec.num_classes
+  def __init__(self, config, workdir: str):
+    validate(config, workdir)
+    self.config = config
+    eval_batch_size = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
+    self._local_batch = mesh_lib.local_batch_size(config.batch_size)
+    self._local_eval_batch = mesh_lib.local_batch_size(eval_batch_size, 'eval_batch_size')
+    mesh = mesh_lib.create_mesh()
+    self._replicated = mesh_lib.replicated_sharding(mesh)
+    self._data_sharding = mesh_lib.batch_sharding(mesh)
 
-  dtype = DTYPES[config.dtype]
-  model = cnns.create_model(config.model, num_classes=num_classes,
-                            in_channels=source.image_shape[-1], dtype=dtype,
-                            rngs=nnx.Rngs(config.seed))
-  tx = optim.create_optimizer(config, steps_per_epoch)
-  graphdef, state = create_train_state(model, tx)
-  state = jax.device_put(state, replicated)
-  norm = dict(mean=source.spec.mean, std=source.spec.std, dtype=dtype)
-  train_step = steps.make_train_step(
-      graphdef, tx, num_classes=num_classes, label_smoothing=config.label_smoothing,
-      seed=config.seed, out_sharding=replicated, **norm)
-  eval_step = steps.make_eval_step(graphdef, out_sharding=replicated, **norm)
+    self.source = input_pipeline.create_source(config, process_index=jax.process_index(),
+                                               process_count=jax.process_count())
+    self.steps_per_epoch = self.source.num_train_examples // config.batch_size
+    if self.steps_per_epoch == 0:
+      raise ConfigError(f'batch_size={config.batch_size} exceeds the '
+                        f'{self.source.num_train_examples} training examples')
+    self._num_eval_steps = input_pipeline.num_eval_steps(
+        self.source.num_eval_examples, eval_batch_size, jax.process_count())
+    num_classes = config.num_classes if config.num_classes > 0 else self.source.spec.num_classes
 
-  # From here on the workdir is created and written.
-  checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                              every_steps=config.checkpoint_every_steps,
-                              keep=config.keep_checkpoints)
-  position = dict(seed=config.seed, global_batch_size=config.batch_size)
-  restored = checkpointer.restore_latest(state, position)
-  if restored is not None:
-    state, _ = restored
-  step = int(state.step)
-  writer = MetricWriter(workdir, resume_step=step, enabled=is_chief)
-  progress = Progress(total_steps=total_steps, initial_step=step, enabled=is_chief)
-  progress.print(f'{config.model} on {config.dataset}: {count_params(state.params):,} parameters, '
-                 f'{jax.device_count()} device(s), {steps_per_epoch} steps/epoch, '
-                 + (f'resumed at step {step}' if step else 'starting'))
+    dtype = DTYPES[config.dtype]
+    model = cnns.create_model(config.model, num_classes=num_classes,
+                              in_channels=self.source.image_shape[-1], dtype=dtype,
+                              rngs=nnx.Rngs(config.seed))
+    tx = optim.create_optimizer(config, self.steps_per_epoch)
+    graphdef, state = create_train_state(model, tx)
+    norm = dict(mean=self.source.spec.mean, std=self.source.spec.std, dtype=dtype)
+    self._train_step = steps.make_train_step(
+        graphdef, tx, num_classes=num_classes, label_smoothing=config.label_smoothing,
+        seed=config.seed, out_sharding=self._replicated, **norm)
+    self._eval_step = steps.make_eval_step(graphdef, out_sharding=self._replicated, **norm)
+    self._lr_schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
 
-  def evaluate(epoch: int) -> dict[str, float]:
-    metrics = jax.device_put(steps.zero_metrics('loss', 'top1_acc', 'top5_acc'), replicated)
-    for batch in source.eval_batches(local_eval_batch, num_eval_steps):
-      metrics = eval_step(state, metrics, mesh_lib.to_global(batch, data_sharding))
+    # From here on the workdir is created and written.
+    self._checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+                                      every_steps=config.checkpoint_every_steps,
+                                      keep=config.keep_checkpoints)
+    self._position = dict(seed=config.seed, global_batch_size=config.batch_size)
+    state = jax.device_put(state, self._replicated)
+    restored = self._checkpointer.restore_latest(state, self._position)
+    self.state = state if restored is None else restored[0]
+    self.step = int(self.state.step)
+    is_chief = jax.process_index() == 0
+    self.writer = MetricWriter(workdir, resume_step=self.step, enabled=is_chief)
+    self.progress = Progress(total_steps=config.num_epochs * self.steps_per_epoch,
+                             initial_step=self.step, enabled=is_chief)
+    self.progress.print(
+        f'{config.model} on {config.dataset}: {count_params(self.state.params):,} parameters, '
+        f'{jax.device_count()} device(s), {self.steps_per_epoch} steps/epoch, '
+        + (f'resumed at step {self.step}' if self.step else 'starting'))
+    self._train_metrics = self._zero_metrics(TRAIN_METRICS)
+    self._last_log = (time.time(), self.step)
+
+  def _zero_metrics(self, names):
+    return jax.device_put(steps.zero_metrics(*names), self._replicated)
+
+  def train_epoch(self, epoch: int) -> None:
+    """Trains the rest of `epoch` (all of it unless resuming inside it), logging and saving."""
+    config = self.config
+    first_step = self.step - epoch * self.steps_per_epoch
+    for batch in self.source.train_batches(epoch, first_step, self._local_batch,
+                                           self.steps_per_epoch):
+      self.state, self._train_metrics = self._train_step(
+          self.state, self._train_metrics, mesh_lib.to_global(batch, self._data_sharding))
+      self.step += 1
+      if self.step % config.log_every_steps == 0:
+        self._log_train()
+      else:
+        self.progress.advance(1)
+      self._checkpointer.maybe_save(self.step, self.state, self._position)
+
+  def _log_train(self) -> None:
+    result = steps.summarize(self._train_metrics)  # The only host sync of the training loop.
+    self._train_metrics = self._zero_metrics(TRAIN_METRICS)
+    now = time.time()
+    img_per_sec = ((self.step - self._last_log[1]) * self.config.batch_size
+                   / (now - self._last_log[0]))
+    self._last_log = (now, self.step)
+    self.writer.write(self.step, {
+        'epoch': self.step / self.steps_per_epoch, 'train/loss': result['loss'],
+        'train/top1_acc': result['top1_acc'], 'train/img_per_sec': img_per_sec,
+        'train/learning_rate': float(self._lr_schedule(self.step - 1))})
+    self.progress.advance(1, loss=f'{result["loss"]:.4f}', img_per_sec=f'{img_per_sec:,.0f}')
+
+  def evaluate(self, epoch: int) -> dict[str, float]:
+    """Loss, top-1 and top-5 over the whole eval split, each example counted exactly once."""
+    metrics = self._zero_metrics(EVAL_METRICS)
+    for batch in self.source.eval_batches(self._local_eval_batch, self._num_eval_steps):
+      metrics = self._eval_step(self.state, metrics,
+                                mesh_lib.to_global(batch, self._data_sharding))
     result = steps.summarize(metrics)
-    writer.write(step, {'epoch': epoch, **{f'eval/{k}': v for k, v in result.items()}})
-    progress.print(f'epoch {epoch}: eval loss {result["loss"]:.4f}, top-1 {result["top1_acc"]:.4f},'
-                   f' top-5 {result["top5_acc"]:.4f} on {result["num_examples"]} examples')
+    self.writer.write(self.step, {'epoch': epoch, **{f'eval/{k}': v for k, v in result.items()}})
+    self.progress.print(
+        f'epoch {epoch}: eval loss {result["loss"]:.4f}, top-1 {result["top1_acc"]:.4f}, '
+        f'top-5 {result["top5_acc"]:.4f} on {result["num_examples"]} examples')
+    self._last_log = (time.time(), self.step)  # Evaluation time is not training throughput.
     return result
 
-  train_metrics = jax.device_put(steps.zero_metrics('loss', 'top1_acc'), replicated)
-  lr_schedule = optim.learning_rate_schedule(config, steps_per_epoch)
-  best_top1 = max([r['eval/top1_acc'] for r in writer.previous if 'eval/top1_acc' in r],
+  def close(self) -> None:
+    self._checkpointer.maybe_save(self.step, self.state, self._position, force=True)
+    self._checkpointer.close()
+    self.progress.close()
+    self.writer.close()
+
+
+def train_and_evaluate(config, workdir: str) -> Summary:
+  start_time = time.time()
+  run = Run(config, workdir)
+  best_top1 = max([r['eval/top1_acc'] for r in run.writer.previous if 'eval/top1_acc' in r],
                   default=0.0)
   last_eval = {}
-  last_log = (time.time(), step)
-  for epoch in range(step // steps_per_epoch, config.num_epochs):
-    first_step = step - epoch * steps_per_epoch
-    for batch in source.train_batches(epoch, first_step, local_batch, steps_per_epoch):
-      state, train_metrics = train_step(state, train_metrics,
-                                        mesh_lib.to_global(batch, data_sharding))
-      step += 1
-      if step % config.log_every_steps == 0:
-        result = steps.summarize(train_metrics)  # The only host sync in the training loop.
-        now = time.time()
-        img_per_sec = (step - last_log[1]) * config.batch_size / (now - last_log[0])
-        last_log = (now, step)
-        writer.write(step, {'epoch': step / steps_per_epoch, 'train/loss': result['loss'],
-                            'train/top1_acc': result['top1_acc'],
-                            'train/img_per_sec': img_per_sec,
-                            'train/learning_rate': float(lr_schedule(step - 1))})
-        progress.advance(1, loss=f'{result["loss"]:.4f}', img_per_sec=f'{img_per_sec:,.0f}')
-        train_metrics = jax.device_put(steps.zero_metrics('loss', 'top1_acc'), replicated)
-      else:
-        progress.advance(1)
-      checkpointer.maybe_save(step, state, position)
+  for epoch in range(run.step // run.steps_per_epoch, config.num_epochs):
+    run.train_epoch(epoch)
     if (epoch + 1) % config.eval_every_epochs == 0 or epoch + 1 == config.num_epochs:
-      last_eval = evaluate(epoch + 1)
+      last_eval = run.evaluate(epoch + 1)
       best_top1 = max(best_top1, last_eval['top1_acc'])
-      last_log = (time.time(), step)  # Evaluation time is not training throughput.
-  checkpointer.maybe_save(step, state, position, force=True)
-  checkpointer.close()
-  progress.close()
-  if not last_eval:  # Resumed after the last step: report the final model anyway.
-    last_eval = evaluate(config.num_epochs)
-    best_top1 = last_eval['top1_acc']
-  writer.close()
-  summary = Summary(steps=step, best_top1_acc=best_top1, last_eval=last_eval,
+  if not last_eval:  # Restarted after the last step: report the final model anyway.
+    last_eval = run.evaluate(config.num_epochs)
+    best_top1 = max(best_top1, last_eval['top1_acc'])
+  run.close()
+  summary = Summary(steps=run.step, best_top1_acc=best_top1, last_eval=last_eval,
                     wall_seconds=time.time() - start_time)
-  if is_chief:
-    print(f'done: {step} steps in {summary.wall_seconds / 60:.1f} min; last eval top-1 '
+  if jax.process_index() == 0:
+    print(f'done: {run.step} steps in {summary.wall_seconds / 60:.1f} min; last eval top-1 '
           f'{last_eval["top1_acc"]:.4f}, top-5 {last_eval["top5_acc"]:.4f} on '
           f'{last_eval["num_examples"]} examples; best top-1 {best_top1:.4f}')
   return summary
