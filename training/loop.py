@@ -84,12 +84,12 @@ class Run:
                               in_channels=self.source.image_shape[-1], dtype=dtype,
                               rngs=nnx.Rngs(config.seed))
     tx = optim.create_optimizer(config, self.steps_per_epoch)
-    graphdef, state = create_train_state(model, tx)
+    self.graphdef, state = create_train_state(model, tx)
     norm = dict(mean=self.source.spec.mean, std=self.source.spec.std, dtype=dtype)
     self._train_step = steps.make_train_step(
-        graphdef, tx, num_classes=num_classes, label_smoothing=config.label_smoothing,
+        self.graphdef, tx, num_classes=num_classes, label_smoothing=config.label_smoothing,
         seed=config.seed, out_sharding=self._replicated, **norm)
-    self._eval_step = steps.make_eval_step(graphdef, out_sharding=self._replicated, **norm)
+    self._eval_step = steps.make_eval_step(self.graphdef, out_sharding=self._replicated, **norm)
     self._lr_schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
 
     # From here on the workdir is created and written.

@@ -1,0 +1,133 @@
+"""train.py as users run it, in subprocesses: bad input, kill-and-resume, 1 vs 8 devices."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_train, subprocess_env, train_command
+
+SYNTHETIC = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
+             '--config.synthetic_train_examples=512', '--config.synthetic_eval_examples=200',
+             '--config.batch_size=64', '--config.log_every_steps=4')
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def snapshot(path):
+  """Every file and directory under `path` with its size and modification time."""
+  if os.path.isfile(path):
+    return {path: (os.path.getsize(path), os.path.getmtime(path))}
+  return {os.path.join(d, n): (os.path.getsize(os.path.join(d, n)),
+                               os.path.getmtime(os.path.join(d, n)))
+          for d, dirs, files in os.walk(path) for n in dirs + files}
+
+
+@pytest.fixture(scope='module')
+def finished_workdir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('finished'))
+  result = run_train(*SYNTHETIC, '--config.num_epochs=1', f'--workdir={workdir}')
+  assert result.returncode == 0, result.stderr
+  return workdir
+
+
+BAD_INPUTS = {
+    'unknown model': (['--config.model=lenet6'], 1, 'unknown model \'lenet6\'; known models: '),
+    'unknown dataset': (['--config.dataset=imagenet9'], 1, 'known datasets: cifar10, '),
+    'batch not divisible': (['--config.batch_size=12'], 8, 'multiple of the device count (8)'),
+    'misspelt field': (['--config.batchsize=12'], 1, 'unknown config field'),
+    'non-positive epochs': (['--config.num_epochs=0'], 1, 'num_epochs=0 must be positive'),
+    'missing config file': (['--config=configs/lenet7.py'], 1, 'configs/lenet7.py does not exist'),
+}
+
+
+@pytest.mark.parametrize('case', BAD_INPUTS)
+def test_bad_input_is_one_line_and_leaves_the_workdir_alone(case, finished_workdir):
+  args, devices, message = BAD_INPUTS[case]
+  before = snapshot(finished_workdir)
+  result = run_train(*SYNTHETIC, *args, f'--workdir={finished_workdir}', num_devices=devices)
+  assert_one_line_error(result, message)
+  assert snapshot(finished_workdir) == before
+
+
+def test_missing_dataset_says_where_to_put_the_files(tmp_path, finished_workdir):
+  before = snapshot(finished_workdir)
+  result = run_train('--config=configs/lenet5.py', '--config.dataset=mnist',
+                     f'--config.data_dir={tmp_path}', f'--workdir={finished_workdir}')
+  assert_one_line_error(result, f'put its files (t10k-images-idx3-ubyte.gz, ')
+  assert f'{tmp_path}/downloads/manual/mnist' in result.stderr
+  assert snapshot(finished_workdir) == before
+
+
+def test_workdir_that_is_a_file_is_refused(tmp_path):
+  path = tmp_path / 'notes.txt'
+  path.write_text('mine')
+  before = snapshot(str(path))
+  result = run_train(*SYNTHETIC, f'--workdir={path}')
+  assert_one_line_error(result, 'is not a directory')
+  assert snapshot(str(path)) == before and path.read_text() == 'mine'
+
+
+def assert_one_line_error(result, message):
+  assert result.returncode != 0
+  assert 'Traceback' not in result.stderr
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  assert lines[-1].startswith('error: ') and message in lines[-1], result.stderr
+  assert sum(line.startswith('error: ') for line in lines) == 1
+
+
+def test_same_metrics_on_one_and_on_eight_devices(tmp_path):
+  runs = {}
+  for devices in (1, 8):
+    workdir = str(tmp_path / f'{devices}')
+    result = run_train(*SYNTHETIC, '--config.num_epochs=2', f'--workdir={workdir}',
+                       num_devices=devices)
+    assert result.returncode == 0, result.stderr
+    assert f'{devices} device(s)' in result.stderr
+    runs[devices] = read_metrics(workdir)
+  assert [r['step'] for r in runs[1]] == [r['step'] for r in runs[8]]
+  for one, eight in zip(runs[1], runs[8]):
+    for key in one:
+      if key.startswith('eval/') or key in ('train/loss', 'train/top1_acc'):
+        np.testing.assert_allclose(eight[key], one[key], rtol=2e-4, atol=1e-5, err_msg=key)
+  assert runs[8][-1]['eval/num_examples'] == 200
+
+
+def test_killed_run_resumes_to_the_same_final_metrics(tmp_path, fashion_mnist_dir):
+  args = ('--config=configs/lenet5.py', f'--config.data_dir={fashion_mnist_dir}',
+          '--config.batch_size=256', '--config.num_epochs=2', '--config.log_every_steps=50',
+          '--config.checkpoint_every_steps=50')
+  reference = str(tmp_path / 'uninterrupted')
+  assert run_train(*args, f'--workdir={reference}').returncode == 0
+
+  workdir = str(tmp_path / 'killed')
+  process = subprocess.Popen(train_command(*args, f'--workdir={workdir}'),
+                             env=subprocess_env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  try:
+    checkpoint = os.path.join(workdir, 'checkpoints', '250')  # Mid-way through the 2nd epoch.
+    deadline = time.time() + 300
+    while not os.path.isdir(checkpoint) and time.time() < deadline and process.poll() is None:
+      time.sleep(0.05)
+    assert process.poll() is None, 'the run ended before it could be killed'
+    process.send_signal(signal.SIGKILL)
+  finally:
+    process.kill()
+    process.wait()
+  assert not os.path.isdir(os.path.join(workdir, 'checkpoints', '468'))
+
+  resumed = run_train(*args, f'--workdir={workdir}')
+  assert resumed.returncode == 0, resumed.stderr
+  assert 'resumed at step 250' in resumed.stderr
+  final, expected = read_metrics(workdir), read_metrics(reference)
+  assert [r['step'] for r in final] == [r['step'] for r in expected]  # Each step logged once.
+  for key in ('eval/loss', 'eval/top1_acc', 'eval/top5_acc', 'eval/num_examples'):
+    assert final[-1][key] == expected[-1][key], key
+  assert final[-1]['eval/num_examples'] == 10_000

@@ -1,0 +1,103 @@
+"""Input pipelines: exact evaluation padding, per-process slices, resumable order, offline data."""
+
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+import input_pipeline
+from configs import lenet5
+from input_pipeline import base, synthetic
+from tests.conftest import DEBIAN_FASHION_MNIST
+
+
+def read_idx(path):
+  """Independent reader of the upstream IDX format (big-endian dims after a 4-byte magic)."""
+  with gzip.open(path) as f:
+    data = f.read()
+  ndim = data[3]
+  dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim)]
+  return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+@pytest.mark.parametrize('num_examples,global_batch,processes', [
+    (10, 4, 1), (10, 3, 1), (250, 64, 1), (101, 8, 2), (7, 6, 3), (10000, 1024, 4)])
+def test_padded_eval_counts_every_example_once(num_examples, global_batch, processes):
+  steps = base.num_eval_steps(num_examples, global_batch, processes)
+  local = global_batch // processes
+  seen = []
+  for p in range(processes):
+    ids = np.arange(num_examples)[base.process_slice(num_examples, p, processes)]
+    batches = ({'label': ids[i:i + local]} for i in range(0, len(ids), local))
+    out = list(base.pad_eval_batches(batches, local, steps))
+    assert len(out) == steps  # Same step count on every process.
+    for b in out:
+      assert b['label'].shape == (local,)
+      seen.extend(b['label'][b['mask']])
+  assert sorted(seen) == list(range(num_examples))
+
+
+def synthetic_source(seed=0):
+  return synthetic.SyntheticSource(image_size=8, channels=3, num_classes=10, num_train=96,
+                                   num_eval=50, seed=seed, process_index=0, process_count=1)
+
+
+def labels_of(batches):
+  return np.concatenate([b['label'] for b in batches])
+
+
+def test_synthetic_order_is_fixed_by_seed_and_epoch_and_resumable():
+  a, b = synthetic_source(), synthetic_source()
+  full = list(a.train_batches(1, 0, 8, 12))
+  np.testing.assert_array_equal(labels_of(full), labels_of(b.train_batches(1, 0, 8, 12)))
+  resumed = list(b.train_batches(1, 5, 8, 12))
+  assert len(resumed) == 7
+  for x, y in zip(full[5:], resumed):
+    np.testing.assert_array_equal(x['image'], y['image'])
+  assert not np.array_equal(labels_of(full), labels_of(a.train_batches(2, 0, 8, 12)))
+
+
+@pytest.fixture(scope='module')
+def fashion_source(fashion_mnist_dir):
+  config = lenet5.get_config()
+  config.data_dir = fashion_mnist_dir
+  return input_pipeline.create_source(config, process_index=0, process_count=1)
+
+
+def test_offline_fashion_mnist_holds_exactly_the_debian_files(fashion_source):
+  raw_images = read_idx(os.path.join(DEBIAN_FASHION_MNIST, 't10k-images-idx3-ubyte.gz'))
+  raw_labels = read_idx(os.path.join(DEBIAN_FASHION_MNIST, 't10k-labels-idx1-ubyte.gz'))
+  assert fashion_source.num_train_examples == 60_000
+  assert fashion_source.num_eval_examples == 10_000
+  batches = list(fashion_source.eval_batches(1000, 10))
+  images = np.concatenate([b['image'] for b in batches])
+  assert images.shape == (10_000, 32, 32, 1)
+  assert all(b['mask'].all() for b in batches)
+  # 28x28 images zero-padded, centred, to LeNet-5's 32x32.
+  assert not images[:, :2].any() and not images[:, 30:].any()
+  assert not images[:, :, :2].any() and not images[:, :, 30:].any()
+  # TFDS stores examples in its own (hashed) order: compare as sets of (image, label) records.
+  records = lambda imgs, labels: sorted(i.tobytes() + bytes([l]) for i, l in zip(imgs, labels))
+  assert (records(images[:, 2:30, 2:30, 0], labels_of(batches))
+          == records(raw_images, raw_labels))
+
+
+def test_tfds_epoch_order_is_seeded_and_resumable(fashion_source):
+  steps = 60_000 // 512
+  epoch = labels_of(fashion_source.train_batches(3, 0, 512, steps))
+  assert len(epoch) == steps * 512
+  np.testing.assert_array_equal(epoch, labels_of(fashion_source.train_batches(3, 0, 512, steps)))
+  resumed = labels_of(fashion_source.train_batches(3, 100, 512, steps))
+  np.testing.assert_array_equal(resumed, epoch[100 * 512:])
+  assert not np.array_equal(epoch, labels_of(fashion_source.train_batches(4, 0, 512, steps)))
+  # A shuffle, not a resample: the first epoch's labels are a permutation of a subset.
+  raw = read_idx(os.path.join(DEBIAN_FASHION_MNIST, 'train-labels-idx1-ubyte.gz'))
+  assert np.all(np.bincount(epoch, minlength=10) <= np.bincount(raw, minlength=10))
+
+
+def test_unknown_dataset_lists_the_known_ones():
+  config = lenet5.get_config()
+  config.dataset = 'imagenet9'
+  with pytest.raises(input_pipeline.DataError, match='fashion_mnist'):
+    input_pipeline.create_source(config, process_index=0, process_count=1)
