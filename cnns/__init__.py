@@ -3,7 +3,7 @@
 Importing this package imports no data or training code (and no TensorFlow).
 """
 
-from cnns import lenet  # noqa: F401  (registers its models)
+from cnns import alexnet, lenet, vgg  # noqa: F401  (registers their models)
 from cnns.registry import UnknownModelError, available_models, create_model
 
 __all__ = ['UnknownModelError', 'available_models', 'create_model']

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from cnns import layers
+from cnns.layers import record
 from cnns.registry import register
 
 
@@ -22,21 +24,25 @@ from cnns.registry import register
 class LeNet5(nnx.Module):
   """LeNet-5; parameters float32, computation in `dtype`."""
 
-  def __init__(self, *, num_classes: int = 10, in_channels: int = 1,
+  def __init__(self, *, num_classes: int = 10, in_channels: int = 1, image_size: int = 32,
                dtype: jnp.dtype = jnp.float32, rngs: nnx.Rngs):
-    conv = dict(padding='VALID', dtype=dtype, rngs=rngs)
-    self.conv1 = nnx.Conv(in_channels, 6, (5, 5), **conv)
-    self.conv2 = nnx.Conv(6, 16, (5, 5), **conv)
-    self.fc3 = nnx.Linear(5 * 5 * 16, 120, dtype=dtype, rngs=rngs)
-    self.fc4 = nnx.Linear(120, 84, dtype=dtype, rngs=rngs)
-    self.fc5 = nnx.Linear(84, num_classes, dtype=dtype, rngs=rngs)
+    size = image_size
+    for name, window, stride in (('conv1', 5, 1), ('pool1', 2, 2), ('conv2', 5, 1),
+                                 ('pool2', 2, 2)):
+      size = layers.check_fit(name, size, window, stride, 0)
+    self.conv1 = layers.Conv('conv1', in_channels, 6, 5, dtype=dtype, rngs=rngs)
+    self.conv2 = layers.Conv('conv2', 6, 16, 5, dtype=dtype, rngs=rngs)
+    self.fc3 = layers.Linear(size * size * 16, 120, dtype=dtype, rngs=rngs)
+    self.fc4 = layers.Linear(120, 84, dtype=dtype, rngs=rngs)
+    self.fc5 = layers.Linear(84, num_classes, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
     del rngs  # No dropout in LeNet-5.
-    pool = lambda y: nnx.max_pool(y, (2, 2), strides=(2, 2))
-    x = pool(nnx.relu(self.conv1(x)))
-    x = pool(nnx.relu(self.conv2(x)))
+    x = record('conv1', nnx.relu(self.conv1(x)))
+    x = record('pool1', layers.max_pool('pool1', x, 2, 2))
+    x = record('conv2', nnx.relu(self.conv2(x)))
+    x = record('pool2', layers.max_pool('pool2', x, 2, 2))
     x = x.reshape(x.shape[0], -1)
-    x = nnx.relu(self.fc3(x))
-    x = nnx.relu(self.fc4(x))
-    return self.fc5(x)
+    x = record('fc3', nnx.relu(self.fc3(x)))
+    x = record('fc4', nnx.relu(self.fc4(x)))
+    return record('fc5', self.fc5(x))

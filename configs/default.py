@@ -12,7 +12,8 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   # Model: a name from `cnns.available_models()`.
   config.model = 'lenet5'
-  config.num_classes = -1  # -1: the dataset's number of classes.
+  config.num_classes = -1  # -1: the dataset's number of classes (ImageNet's 1000 in summaries).
+  config.in_channels = -1  # -1: the dataset's image channels (3 in summaries); else must match.
   config.dtype = 'float32'  # Computation dtype: 'float32' or 'bfloat16'; parameters stay float32.
 
   # Data: a TFDS name (see `input_pipeline.available_datasets()`) or 'synthetic'.
@@ -44,4 +45,40 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval_every_epochs = 1
   config.checkpoint_every_steps = 1000  # Also saved at the end of training.
   config.keep_checkpoints = 3
+
+  # The paper's reported ImageNet validation error (%), for comparison; None where not applicable.
+  config.paper = ml_collections.ConfigDict({
+      'top1_error': ml_collections.config_dict.placeholder(float),
+      'top5_error': ml_collections.config_dict.placeholder(float),
+      'protocol': '',  # How the paper evaluated: crops, scales, single net or ensemble.
+  })
+  return config
+
+
+def get_imagenet_config(model: str, *, image_size: int, batch_size: int, learning_rate: float,
+                        lr_decay_epochs: tuple[int, ...], num_epochs: int, weight_decay: float,
+                        top1_error: float, top5_error: float,
+                        protocol: str) -> ml_collections.ConfigDict:
+  """An ImageNet recipe of the AlexNet/VGG era: SGD, momentum 0.9, step decay by 10x.
+
+  Until the ImageNet pipeline lands, `dataset` is 'synthetic' (ImageNet-shaped random images).
+  """
+  config = get_base_config()
+  config.model = model
+  config.dataset = 'synthetic'
+  config.num_classes = 1000
+  config.in_channels = 3
+  config.image_size = image_size
+  config.batch_size = batch_size
+  config.num_epochs = num_epochs
+  config.optimizer = 'sgd'
+  config.momentum = 0.9
+  config.learning_rate = learning_rate
+  config.lr_schedule = 'step'
+  config.lr_decay_epochs = lr_decay_epochs
+  config.weight_decay = weight_decay
+  config.paper.top1_error = top1_error
+  config.paper.top5_error = top5_error
+  config.paper.protocol = protocol
+  config.lock()
   return config

@@ -21,6 +21,8 @@ def get_config():
   config = default.get_base_config()
   config.model = 'lenet5'
   config.dataset = 'fashion_mnist'
+  config.num_classes = 10
+  config.in_channels = 1  # Grey-scale digits or clothes; --config.in_channels=3 for CIFAR-10.
   config.image_size = 32
   config.batch_size = 128
   config.num_epochs = 10

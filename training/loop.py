@@ -23,8 +23,6 @@ from training.state import count_params, create_train_state
 from training.writers import MetricWriter, Progress
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-TRAIN_METRICS = ('loss', 'top1_acc')
-EVAL_METRICS = ('loss', 'top1_acc', 'top5_acc')
 
 
 @dataclasses.dataclass
@@ -78,10 +76,15 @@ class Run:
     self._num_eval_steps = input_pipeline.num_eval_steps(
         self.source.num_eval_examples, eval_batch_size, jax.process_count())
     num_classes = config.num_classes if config.num_classes > 0 else self.source.spec.num_classes
+    channels = self.source.image_shape[-1]
+    if config.in_channels > 0 and config.in_channels != channels:
+      raise ConfigError(f'in_channels={config.in_channels} but {config.dataset} images have '
+                        f'{channels} channels: set --config.in_channels={channels}')
 
     dtype = DTYPES[config.dtype]
     model = cnns.create_model(config.model, num_classes=num_classes,
-                              in_channels=self.source.image_shape[-1], dtype=dtype,
+                              in_channels=channels, image_size=self.source.image_shape[0],
+                              dtype=dtype,
                               rngs=nnx.Rngs(config.seed))
     tx = optim.create_optimizer(config, self.steps_per_epoch)
     self.graphdef, state = create_train_state(model, tx)
@@ -109,7 +112,7 @@ class Run:
         f'{config.model} on {config.dataset}: {count_params(self.state.params):,} parameters, '
         f'{jax.device_count()} device(s), {self.steps_per_epoch} steps/epoch, '
         + (f'resumed at step {self.step}' if self.step else 'starting'))
-    self._train_metrics = self._zero_metrics(TRAIN_METRICS)
+    self._train_metrics = self._zero_metrics(steps.TRAIN_METRICS)
     self._last_log = (time.time(), self.step)
 
   def _zero_metrics(self, names):
@@ -132,7 +135,7 @@ class Run:
 
   def _log_train(self) -> None:
     result = steps.summarize(self._train_metrics)  # The only host sync of the training loop.
-    self._train_metrics = self._zero_metrics(TRAIN_METRICS)
+    self._train_metrics = self._zero_metrics(steps.TRAIN_METRICS)
     now = time.time()
     img_per_sec = ((self.step - self._last_log[1]) * self.config.batch_size
                    / (now - self._last_log[0]))
@@ -145,7 +148,7 @@ class Run:
 
   def evaluate(self, epoch: int) -> dict[str, float]:
     """Loss, top-1 and top-5 over the whole eval split, each example counted exactly once."""
-    metrics = self._zero_metrics(EVAL_METRICS)
+    metrics = self._zero_metrics(steps.EVAL_METRICS)
     for batch in self.source.eval_batches(self._local_eval_batch, self._num_eval_steps):
       metrics = self._eval_step(self.state, metrics,
                                 mesh_lib.to_global(batch, self._data_sharding))

@@ -15,6 +15,8 @@ from flax import nnx
 from training.state import TrainState
 
 Metrics = dict[str, jax.Array]
+TRAIN_METRICS = ('loss', 'top1_acc')
+EVAL_METRICS = ('loss', 'top1_acc', 'top5_acc')
 
 
 def _donate(*argnums: int) -> tuple[int, ...]:
@@ -48,12 +50,13 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
     images = normalize(batch['image'], mean, std, dtype)
     labels = batch['label']
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
-    rngs = nnx.Rngs(dropout=jax.random.fold_in(jax.random.key(seed), state.step))
+    dropout_key = jax.random.fold_in(jax.random.key(seed), state.step)
 
     def loss_fn(params):
       model = nnx.merge(graphdef, params, state.batch_stats)
       model.train()
-      logits = model(images, rngs=rngs).astype(jnp.float32)
+      # Made inside the differentiated function: NNX RNG streams are trace-local state.
+      logits = model(images, rngs=nnx.Rngs(dropout=dropout_key)).astype(jnp.float32)
       loss = optax.softmax_cross_entropy(logits, targets).mean()
       _, _, batch_stats = nnx.split(model, nnx.Param, ...)
       return loss, (logits, nnx.to_pure_dict(batch_stats))

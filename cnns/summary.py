@@ -1,0 +1,117 @@
+r"""The seed's layer table for any config: output volume, parameters, MACs and memory per layer.
+
+  python -m cnns.summary --config=configs/vgg16.py [--batch_size=128] [--json]
+
+One row per layer as the paper's table names it; then totals: trainable parameters (BatchNorm scale
+and bias included, running statistics not: torchvision's convention) and their float32 memory,
+multiply-accumulates per image, and activations per image in the seed's convention (the input plus
+one output volume per listed layer, a conv and its ReLU together: VGG-16 gives about 15.2M, about
+60 MB forward), with the seed's estimate for a batch (parameters + batch x forward activations,
+"550 + 60 x 128 = 8.2 GB") and with backward (activations about 3x forward). The model is evaluated
+abstractly (`jax.eval_shape`), so no weights are allocated: VGG-19 summarises in seconds.
+"""
+
+import json
+import math
+import sys
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+from flax import nnx
+from ml_collections import config_flags
+
+import cnns
+from cnns import layers
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Config file (configs/<model>.py).',
+                                lock_config=True)
+flags.DEFINE_integer('batch_size', 128, 'Images per batch for the memory estimate.')
+flags.DEFINE_bool('json', False, 'Print one JSON object instead of the table.')
+
+IMAGENET_CLASSES, RGB = 1000, 3
+BYTES = 4  # float32.
+
+
+def summarize(model_name: str, *, image_size: int, in_channels: int, num_classes: int) -> dict:
+  """Per-layer rows and totals of `model_name` on one image, by abstract evaluation."""
+  abstract = nnx.eval_shape(lambda: cnns.create_model(
+      model_name, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+      rngs=nnx.Rngs(0)))
+  graphdef, params, rest = nnx.split(abstract, nnx.Param, ...)
+
+  def forward(params, rest, images):
+    model = nnx.merge(graphdef, params, rest)
+    model.eval()
+    return model(images)
+
+  image = jax.ShapeDtypeStruct((1, image_size, image_size, in_channels), jnp.float32)
+  with layers.recording() as recorder:
+    jax.eval_shape(forward, params, rest, image)
+  total_params = sum(x.size for x in jax.tree.leaves(nnx.to_pure_dict(params)))
+  recorded = sum(row.params for row in recorder.rows)
+  if recorded != total_params:  # A layer outside the accounting would make the table lie.
+    raise AssertionError(f'{model_name}: rows hold {recorded} parameters, model {total_params}')
+  activations = image_size * image_size * in_channels + sum(
+      math.prod(row.output_shape) for row in recorder.rows)
+  return {
+      'model': model_name,
+      'input_shape': [image_size, image_size, in_channels],
+      'layers': [{'name': r.name, 'output_shape': list(r.output_shape), 'params': r.params,
+                  'macs': r.macs, 'activations': math.prod(r.output_shape)}
+                 for r in recorder.rows],
+      'total_params': total_params,
+      'params_mb': total_params * BYTES / 1e6,
+      'total_macs': sum(row.macs for row in recorder.rows),
+      'total_activations': activations,
+      'activations_mb_per_image': activations * BYTES / 1e6,
+  }
+
+
+def batch_memory_gb(summary: dict, batch_size: int, passes: float) -> float:
+  return (summary['params_mb'] + passes * batch_size * summary['activations_mb_per_image']) / 1e3
+
+
+def format_table(summary: dict, batch_size: int) -> str:
+  shape = lambda s: 'x'.join(map(str, s))
+  lines = [f'{"layer":<14}{"output":>16}{"params":>14}{"MACs":>16}{"activations":>14}',
+           f'{"input":<14}{shape(summary["input_shape"]):>16}{0:>14,}{0:>16,}'
+           f'{math.prod(summary["input_shape"]):>14,}']
+  for row in summary['layers']:
+    lines.append(f'{row["name"]:<14}{shape(row["output_shape"]):>16}{row["params"]:>14,}'
+                 f'{row["macs"]:>16,}{row["activations"]:>14,}')
+  s = summary
+  lines += [
+      '',
+      f'parameters:   {s["total_params"]:,} ({s["total_params"] / 1e6:.1f}M, '
+      f'{s["params_mb"]:.0f} MB at float32)',
+      f'MACs:         {s["total_macs"]:,} per image ({s["total_macs"] / 1e9:.2f} G multiply-adds)',
+      f'activations:  {s["total_activations"]:,} per image '
+      f'({s["activations_mb_per_image"]:.1f} MB forward)',
+      f'batch of {batch_size}: {batch_memory_gb(s, batch_size, 1):.1f} GB forward (seed\'s estimate),'
+      f' {batch_memory_gb(s, batch_size, 3):.1f} GB with backward (about 3x activations)',
+  ]
+  return '\n'.join(lines)
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  try:
+    summary = summarize(
+        config.model, image_size=config.image_size,
+        in_channels=config.in_channels if config.in_channels > 0 else RGB,
+        num_classes=config.num_classes if config.num_classes > 0 else IMAGENET_CLASSES)
+  except (layers.GeometryError, cnns.UnknownModelError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  if FLAGS.json:
+    print(json.dumps(summary))
+  else:
+    print(format_table(summary, FLAGS.batch_size))
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['config'])
+  app.run(main)

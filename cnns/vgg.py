@@ -1,0 +1,74 @@
+"""VGG configurations A, A-LRN, B, C, D, E (Simonyan & Zisserman, 2015, Table 1).
+
+3x3 convolutions with stride 1 and padding 1 (C also has 1x1 convolutions, padding 0), 2x2 max
+pooling with stride 2 after each of five stages, then FC-4096, FC-4096, FC-classes with ReLU and
+dropout 0.5 before fc7 and fc8. Layer names follow Caffe's released models (conv3_1, fc6, ...).
+Parameter counts (with biases): A 132.9M, B 133.0M, C 133.6M, D 138.4M, E 143.7M (Table 2: 133,
+133, 134, 138, 144); D has 138,344,128 weights without biases (the seed's count).
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from cnns import layers
+from cnns.layers import record
+from cnns.registry import register
+
+# Per stage: (filters, kernel sizes of its convolutions). 'lrn' marks A-LRN's LRN after conv1_1.
+_STAGES = {
+    'vgg11': ((64, (3,)), (128, (3,)), (256, (3, 3)), (512, (3, 3)), (512, (3, 3))),
+    'vgg13': ((64, (3, 3)), (128, (3, 3)), (256, (3, 3)), (512, (3, 3)), (512, (3, 3))),
+    'vgg16c': ((64, (3, 3)), (128, (3, 3)), (256, (3, 3, 1)), (512, (3, 3, 1)), (512, (3, 3, 1))),
+    'vgg16': ((64, (3, 3)), (128, (3, 3)), (256, (3, 3, 3)), (512, (3, 3, 3)), (512, (3, 3, 3))),
+    'vgg19': ((64, (3, 3)), (128, (3, 3)), (256, (3, 3, 3, 3)), (512, (3, 3, 3, 3)),
+              (512, (3, 3, 3, 3))),
+}
+
+
+class VGG(nnx.Module):
+
+  def __init__(self, stages, *, lrn: bool = False, num_classes: int = 1000, in_channels: int = 3,
+               image_size: int = 224, dropout_rate: float = 0.5, dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    self.names = []
+    convs = []
+    channels = in_channels
+    for stage, (filters, kernels) in enumerate(stages, start=1):
+      for i, k in enumerate(kernels, start=1):
+        name = f'conv{stage}_{i}'
+        convs.append(layers.Conv(name, channels, filters, k, padding=k // 2, dtype=dtype,
+                                 rngs=rngs))
+        self.names.append(name)
+        channels = filters
+      self.names.append(f'pool{stage}')
+    self.convs = nnx.List(convs)
+    self.norm = layers.LocalResponseNorm() if lrn else None
+    final = image_size
+    for stage in range(1, len(stages) + 1):
+      final = layers.check_fit(f'pool{stage}', final, 2, 2, 0)
+    self.fc6 = layers.Linear(final * final * channels, 4096, dtype=dtype, rngs=rngs)
+    self.fc7 = layers.Linear(4096, 4096, dtype=dtype, rngs=rngs)
+    self.fc8 = layers.Linear(4096, num_classes, dtype=dtype, rngs=rngs)
+    self.dropout = nnx.Dropout(dropout_rate)
+
+  def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+    convs = iter(self.convs)
+    for name in self.names:
+      if name.startswith('pool'):
+        x = record(name, layers.max_pool(name, x, 2, 2))
+        continue
+      x = nnx.relu(next(convs)(x))
+      if name == 'conv1_1' and self.norm is not None:
+        x = record(name, x)
+        name, x = 'lrn', self.norm(x)
+      x = record(name, x)
+    x = x.reshape(x.shape[0], -1)
+    x = record('fc6', nnx.relu(self.fc6(x)))
+    x = record('fc7', nnx.relu(self.fc7(self.dropout(x, rngs=rngs))))
+    return record('fc8', self.fc8(self.dropout(x, rngs=rngs)))
+
+
+for _name, _stages in _STAGES.items():
+  register(_name)(lambda _stages=_stages, **kw: VGG(_stages, **kw))
+register('vgg11_lrn')(lambda **kw: VGG(_STAGES['vgg11'], lrn=True, **kw))
