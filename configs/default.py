@@ -82,3 +82,19 @@ def get_imagenet_config(model: str, *, image_size: int, batch_size: int, learnin
   config.paper.protocol = protocol
   config.lock()
   return config
+
+
+def get_vgg_config(model: str, *, top1_error: float,
+                   top5_error: float) -> ml_collections.ConfigDict:
+  """VGG's recipe (Simonyan & Zisserman, 2015, section 3.1) with one configuration's numbers.
+
+  Batch 256, SGD momentum 0.9, weight decay 5e-4, dropout 0.5 on fc6 and fc7, learning rate 0.01
+  divided by 10 when validation accuracy stopped improving (three times in 74 epochs), 224x224
+  crops of images rescaled to a shorter side S = 256 (or jittered in [256, 512]). The paper gives
+  no decay epochs; these follow the common reimplementation schedule (30, 60). The errors are the
+  paper's Table 3: single net, single test scale Q = S = 256, dense evaluation.
+  """
+  return get_imagenet_config(
+      model, image_size=224, batch_size=256, learning_rate=0.01, lr_decay_epochs=(30, 60),
+      num_epochs=74, weight_decay=5e-4, top1_error=top1_error, top5_error=top5_error,
+      protocol='single net, single scale (Q = S = 256), dense evaluation (Table 3)')

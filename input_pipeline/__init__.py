@@ -18,9 +18,9 @@ def create_source(config, *, process_index: int, process_count: int) -> Source:
   if config.dataset == 'synthetic':
     from input_pipeline import synthetic
     num_classes = config.num_classes if config.num_classes > 0 else synthetic.SPEC.num_classes
+    channels = config.in_channels if config.in_channels > 0 else synthetic.SPEC.image_shape[-1]
     return synthetic.SyntheticSource(
-        image_size=config.image_size,
-        channels=config.in_channels if config.in_channels > 0 else synthetic.SPEC.image_shape[-1],
+        image_size=config.image_size, channels=channels,
         num_classes=num_classes, num_train=config.synthetic_train_examples,
         num_eval=config.synthetic_eval_examples, seed=config.seed, **shard)
   if config.dataset in TFDS_DATASETS:
