@@ -31,9 +31,9 @@ config_flags.DEFINE_config_file('config', 'configs/lenet5.py', 'Config to benchm
 flags.DEFINE_integer('repeats', 3, 'Timed epochs per side (best one counts).')
 
 
-def _source_arrays(source):
-  """The whole training split as numpy arrays, read once from the framework's own source."""
-  batches = list(source.train_batches(0, 0, 1000, source.num_train_examples // 1000))
+def _source_arrays(source, batch_size, steps_per_epoch):
+  """One epoch's examples as numpy arrays, read once through the framework's own source."""
+  batches = list(source.train_batches(0, 0, batch_size, steps_per_epoch))
   return (np.concatenate([b['image'] for b in batches]),
           np.concatenate([b['label'] for b in batches]))
 
@@ -47,8 +47,8 @@ def bare_epoch_fn(config, source, steps_per_epoch):
   graphdef, params, batch_stats = split_model(model)
   tx = optim.create_optimizer(config, steps_per_epoch)
   opt_state = tx.init(params)
-  images, labels = _source_arrays(source)
   batch = config.batch_size
+  images, labels = _source_arrays(source, batch, steps_per_epoch)
 
   @jax.jit
   def step(params, opt_state, x, y):
