@@ -45,9 +45,6 @@ def validate(config, workdir: str) -> None:
   if config.model not in cnns.available_models():
     raise ConfigError(f'unknown model {config.model!r}; known models: '
                       f'{", ".join(cnns.available_models())}')
-  if config.dataset not in input_pipeline.available_datasets():
-    raise ConfigError(f'unknown dataset {config.dataset!r}; known datasets: '
-                      f'{", ".join(input_pipeline.available_datasets())}')
   for field in ('log_every_steps', 'checkpoint_every_steps', 'eval_every_epochs',
                 'keep_checkpoints'):
     if config[field] <= 0:
