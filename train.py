@@ -22,7 +22,7 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints and metrics.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 # Errors a user causes end with one line and exit status 2; anything else is a bug: traceback.
-USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError)
+USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError, cnns.GeometryError)
 
 
 def fail(message: str) -> None:

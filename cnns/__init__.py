@@ -3,7 +3,9 @@
 Importing this package imports no data or training code (and no TensorFlow).
 """
 
-from cnns import alexnet, lenet, vgg  # noqa: F401  (registers their models)
+# Imported for their side effect: each family file registers its models.
+from cnns import alexnet, googlenet, inception_resnet, lenet, resnet, vgg  # noqa: F401
+from cnns.layers import GeometryError
 from cnns.registry import UnknownModelError, available_models, create_model
 
-__all__ = ['UnknownModelError', 'available_models', 'create_model']
+__all__ = ['GeometryError', 'UnknownModelError', 'available_models', 'create_model']

@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import dataclasses
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -70,10 +71,11 @@ def record(name: str, x: jax.Array) -> jax.Array:
   return x
 
 
-def _count(module: nnx.Module, macs: int) -> None:
+def _count(params: int, macs: int) -> None:
+  """Adds a layer's parameters (from its shapes: `summary` checks the total against the model's
+  real ones) and multiply-accumulates to the current row, while recording."""
   recorder = _RECORDER.get()
   if recorder is not None:
-    params = sum(v.size for v in jax.tree.leaves(nnx.to_pure_dict(nnx.state(module, nnx.Param))))
     recorder.add(params, macs)
 
 
@@ -86,23 +88,66 @@ def check_fit(name: str, size: int, window: int, stride: int, padding: int) -> i
   return int(out)
 
 
-class Conv(nnx.Module):
-  """Square convolution with the paper's name, explicit symmetric padding (or 'SAME'), and bias."""
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+  return (size, size) if isinstance(size, int) else tuple(size)
 
-  def __init__(self, name: str, in_features: int, out_features: int, kernel_size: int,
-               stride: int = 1, padding: int | str = 0, *, use_bias: bool = True,
-               dtype=jnp.float32, rngs: nnx.Rngs, **kwargs):
+
+def _check_window(name: str, x: jax.Array, window, stride, padding) -> None:
+  """The integer rule on both spatial axes; 'SAME' fits by construction."""
+  if not isinstance(padding, str):
+    for size, w, s in zip(x.shape[1:3], _pair(window), _pair(stride)):
+      check_fit(name, size, w, s, padding)
+
+
+def _padding(padding: int | str):
+  return padding if isinstance(padding, str) else [(padding, padding)] * 2
+
+
+class Conv(nnx.Module):
+  """Convolution with the paper's name, explicit symmetric padding (or 'SAME'), and bias.
+
+  `kernel_size` is an int (square) or (height, width), as Inception's 1x7 and 7x1 factorisations.
+  """
+
+  def __init__(self, name: str, in_features: int, out_features: int,
+               kernel_size: int | tuple[int, int], stride: int = 1, padding: int | str = 0, *,
+               use_bias: bool = True, dtype=jnp.float32, rngs: nnx.Rngs, **kwargs):
     self.name, self.kernel_size, self.stride, self.padding = name, kernel_size, stride, padding
-    pad = padding if isinstance(padding, str) else [(padding, padding)] * 2
-    self.conv = nnx.Conv(in_features, out_features, (kernel_size, kernel_size), (stride, stride),
-                         padding=pad, use_bias=use_bias, dtype=dtype, rngs=rngs, **kwargs)
+    self.num_params = math.prod(_pair(kernel_size)) * in_features * out_features + (
+        out_features if use_bias else 0)
+    self.conv = nnx.Conv(in_features, out_features, _pair(kernel_size), _pair(stride),
+                         padding=_padding(padding), use_bias=use_bias, dtype=dtype, rngs=rngs,
+                         **kwargs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    if not isinstance(self.padding, str):
-      for size in x.shape[1:3]:
-        check_fit(self.name, size, self.kernel_size, self.stride, self.padding)
+    _check_window(self.name, x, self.kernel_size, self.stride, self.padding)
     y = self.conv(x)
-    _count(self, math.prod(y.shape[1:]) * self.kernel_size**2 * x.shape[-1])
+    _count(self.num_params,
+           math.prod(y.shape[1:]) * math.prod(_pair(self.kernel_size)) * x.shape[-1])
+    return y
+
+
+class ConvBN(nnx.Module):
+  """Convolution without bias, then BatchNorm (ResNet, Inception-ResNet-v2); no activation.
+
+  BatchNorm statistics are over the global batch: under jit the batch-sharded mean is one
+  all-reduce, so every device count trains the same model. `zero_scale` starts BatchNorm's scale
+  at 0 (Goyal et al., 2017: a residual block then begins as the identity).
+  """
+
+  def __init__(self, name: str, in_features: int, out_features: int,
+               kernel_size: int | tuple[int, int], stride: int = 1, padding: int | str = 'SAME',
+               *, momentum: float, epsilon: float, zero_scale: bool = False, dtype=jnp.float32,
+               rngs: nnx.Rngs, **kwargs):
+    self.conv = Conv(name, in_features, out_features, kernel_size, stride, padding,
+                     use_bias=False, dtype=dtype, rngs=rngs, **kwargs)
+    self.bn = nnx.BatchNorm(out_features, momentum=momentum, epsilon=epsilon, dtype=dtype,
+                            scale_init=nnx.initializers.zeros if zero_scale
+                            else nnx.initializers.ones, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = self.bn(self.conv(x))
+    _count(2 * y.shape[-1], 0)  # BatchNorm's scale and bias.
     return y
 
 
@@ -115,14 +160,27 @@ class Linear(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     y = self.linear(x)
-    _count(self, x.shape[-1] * y.shape[-1])
+    _count(x.shape[-1] * y.shape[-1] + y.shape[-1], x.shape[-1] * y.shape[-1])
     return y
 
 
-def max_pool(name: str, x: jax.Array, window: int, stride: int, padding: int = 0) -> jax.Array:
-  for size in x.shape[1:3]:
-    check_fit(name, size, window, stride, padding)
-  return nnx.max_pool(x, (window, window), (stride, stride), [(padding, padding)] * 2)
+def max_pool(name: str, x: jax.Array, window: int, stride: int,
+             padding: int | str = 0) -> jax.Array:
+  _check_window(name, x, window, stride, padding)
+  return nnx.max_pool(x, _pair(window), _pair(stride), _padding(padding))
+
+
+def avg_pool(name: str, x: jax.Array, window: int, stride: int,
+             padding: int | str = 0) -> jax.Array:
+  """Average over the window's real pixels only (padding excluded, as TensorFlow and Caffe)."""
+  _check_window(name, x, window, stride, padding)
+  return nnx.avg_pool(x, _pair(window), _pair(stride), _padding(padding),
+                      count_include_pad=False)
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+  """The papers' final average pool (7x7 for 224 inputs, 8x8 for 299) over any input size."""
+  return x.mean(axis=(1, 2))
 
 
 class LocalResponseNorm(nnx.Module):
@@ -141,3 +199,13 @@ class LocalResponseNorm(nnx.Module):
     window_sum = jax.lax.reduce_window(squares, 0.0, jax.lax.add, (1, 1, 1, self.size),
                                        (1, 1, 1, 1), [(0, 0)] * 3 + [(half, half)])
     return (x / (self.k + self.alpha * window_sum) ** self.beta).astype(x.dtype)
+
+
+class AuxiliaryOutputs(NamedTuple):
+  """What a model with auxiliary classifiers (GoogLeNet) returns in training mode.
+
+  The train step adds `aux_loss_weight` x each auxiliary loss; in evaluation mode such a model
+  returns plain logits, as every other model does.
+  """
+  logits: jax.Array
+  aux_logits: tuple[jax.Array, ...]

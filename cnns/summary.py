@@ -34,11 +34,22 @@ IMAGENET_CLASSES, RGB = 1000, 3
 BYTES = 4  # float32.
 
 
-def summarize(model_name: str, *, image_size: int, in_channels: int, num_classes: int) -> dict:
-  """Per-layer rows and totals of `model_name` on one image, by abstract evaluation."""
+def _num_params(module: nnx.Module) -> int:
+  return sum(x.size for x in jax.tree.leaves(nnx.to_pure_dict(nnx.state(module, nnx.Param))))
+
+
+def summarize(model_name: str, *, image_size: int, in_channels: int, num_classes: int,
+              **model_kwargs) -> dict:
+  """Per-layer rows and totals of `model_name` on one image, by abstract evaluation.
+
+  Totals are the inference network's; a model's `auxiliary_heads` (training-only classifiers) are
+  counted apart, under 'auxiliary_params'.
+  """
   abstract = nnx.eval_shape(lambda: cnns.create_model(
       model_name, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
-      rngs=nnx.Rngs(0)))
+      rngs=nnx.Rngs(0), **model_kwargs))
+  auxiliary = {name: _num_params(getattr(abstract, name))
+               for name in getattr(abstract, 'auxiliary_heads', ())}
   graphdef, params, rest = nnx.split(abstract, nnx.Param, ...)
 
   def forward(params, rest, images):
@@ -49,7 +60,7 @@ def summarize(model_name: str, *, image_size: int, in_channels: int, num_classes
   image = jax.ShapeDtypeStruct((1, image_size, image_size, in_channels), jnp.float32)
   with layers.recording() as recorder:
     jax.eval_shape(forward, params, rest, image)
-  total_params = sum(x.size for x in jax.tree.leaves(nnx.to_pure_dict(params)))
+  total_params = _num_params(abstract) - sum(auxiliary.values())
   recorded = sum(row.params for row in recorder.rows)
   if recorded != total_params:  # A layer outside the accounting would make the table lie.
     raise AssertionError(f'{model_name}: rows hold {recorded} parameters, model {total_params}')
@@ -62,6 +73,7 @@ def summarize(model_name: str, *, image_size: int, in_channels: int, num_classes
                   'macs': r.macs, 'activations': math.prod(r.output_shape)}
                  for r in recorder.rows],
       'total_params': total_params,
+      'auxiliary_params': auxiliary,
       'params_mb': total_params * BYTES / 1e6,
       'total_macs': sum(row.macs for row in recorder.rows),
       'total_activations': activations,
@@ -86,6 +98,7 @@ def format_table(summary: dict, batch_size: int) -> str:
       '',
       f'parameters:   {s["total_params"]:,} ({s["total_params"] / 1e6:.1f}M, '
       f'{s["params_mb"]:.0f} MB at float32)',
+      *[f'  + {name}: {n:,} (training only)' for name, n in s['auxiliary_params'].items()],
       f'MACs:         {s["total_macs"]:,} per image ({s["total_macs"] / 1e9:.2f} G multiply-adds)',
       f'activations:  {s["total_activations"]:,} per image '
       f'({s["activations_mb_per_image"]:.1f} MB forward)',
@@ -102,8 +115,9 @@ def main(argv):
     summary = summarize(
         config.model, image_size=config.image_size,
         in_channels=config.in_channels if config.in_channels > 0 else RGB,
-        num_classes=config.num_classes if config.num_classes > 0 else IMAGENET_CLASSES)
-  except (layers.GeometryError, cnns.UnknownModelError) as e:
+        num_classes=config.num_classes if config.num_classes > 0 else IMAGENET_CLASSES,
+        **config.model_kwargs)
+  except (cnns.GeometryError, cnns.UnknownModelError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   if FLAGS.json:

@@ -15,6 +15,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.num_classes = -1  # -1: the dataset's number of classes (ImageNet's 1000 in summaries).
   config.in_channels = -1  # -1: the dataset's image channels (3 in summaries); else must match.
   config.dtype = 'float32'  # Computation dtype: 'float32' or 'bfloat16'; parameters stay float32.
+  # The family's own constructor options (ResNet's `stride_on_3x3`, ...), set by its config.
+  config.model_kwargs = ml_collections.ConfigDict()
+  config.aux_loss_weight = 0.3  # Models with auxiliary classifiers (GoogLeNet's 0.3); else unused.
 
   # Data: a TFDS name (see `input_pipeline.available_datasets()`) or 'synthetic'.
   config.dataset = 'fashion_mnist'
@@ -29,13 +32,16 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = -1  # -1: same as batch_size.
   config.num_epochs = 10
   config.seed = 0
-  config.optimizer = 'sgd'  # 'sgd', 'adam' or 'adamw'.
-  config.momentum = 0.9  # SGD momentum; Adam's b1.
+  config.optimizer = 'sgd'  # 'sgd', 'adam', 'adamw' or 'rmsprop'.
+  config.momentum = 0.9  # SGD's and RMSProp's momentum; Adam's b1.
+  config.rmsprop_decay = 0.9  # RMSProp's moving average of squared gradients.
+  config.rmsprop_epsilon = 1.0  # Inception-v4 paper's 1.0 (TensorFlow's RMSProp: inside the root).
   config.nesterov = False
   config.learning_rate = 0.1  # Peak learning rate.
-  config.lr_schedule = 'constant'  # 'constant', 'step' or 'cosine'.
+  config.lr_schedule = 'constant'  # 'constant', 'step', 'exponential' (staircase) or 'cosine'.
   config.lr_decay_epochs = ()  # 'step': divide the rate by lr_decay_factor at these epochs.
   config.lr_decay_factor = 10.0
+  config.lr_decay_every_epochs = 0.0  # 'exponential': divide by lr_decay_factor this often.
   config.warmup_epochs = 0.0  # Linear warm-up from 0, for any schedule.
   config.weight_decay = 0.0  # L2 on kernels only (papers' convention); decoupled for 'adamw'.
   config.label_smoothing = 0.0
@@ -56,10 +62,12 @@ def get_base_config() -> ml_collections.ConfigDict:
 
 
 def get_imagenet_config(model: str, *, image_size: int, batch_size: int, learning_rate: float,
-                        lr_decay_epochs: tuple[int, ...], num_epochs: int, weight_decay: float,
-                        top1_error: float, top5_error: float,
-                        protocol: str) -> ml_collections.ConfigDict:
-  """An ImageNet recipe of the AlexNet/VGG era: SGD, momentum 0.9, step decay by 10x.
+                        num_epochs: int, weight_decay: float, top1_error: float | None,
+                        top5_error: float | None, protocol: str,
+                        lr_decay_epochs: tuple[int, ...] = (),
+                        **recipe) -> ml_collections.ConfigDict:
+  """An ImageNet recipe: by default SGD, momentum 0.9, step decay by 10x at `lr_decay_epochs`;
+  `recipe` sets any other field (optimizer, lr_schedule, model_kwargs, ...).
 
   Until the ImageNet pipeline lands, `dataset` is 'synthetic' (ImageNet-shaped random images).
   """
@@ -80,6 +88,7 @@ def get_imagenet_config(model: str, *, image_size: int, batch_size: int, learnin
   config.paper.top1_error = top1_error
   config.paper.top5_error = top5_error
   config.paper.protocol = protocol
+  config.update(recipe)
   config.lock()
   return config
 
@@ -98,3 +107,20 @@ def get_vgg_config(model: str, *, top1_error: float,
       model, image_size=224, batch_size=256, learning_rate=0.01, lr_decay_epochs=(30, 60),
       num_epochs=74, weight_decay=5e-4, top1_error=top1_error, top5_error=top5_error,
       protocol='single net, single scale (Q = S = 256), dense evaluation (Table 3)')
+
+
+def get_resnet_config(depth: int, *, top1_error: float | None, top5_error: float | None,
+                      protocol: str) -> ml_collections.ConfigDict:
+  """ResNet's recipe (He et al., 2016, section 3.4) for one depth.
+
+  Batch 256, SGD momentum 0.9, weight decay 1e-4, no dropout, learning rate 0.1 divided by 10
+  when the error plateaus, 224x224 random-resized crops with flips. The paper trains for 60e4
+  iterations (120 epochs) without decay epochs; this follows torchvision's reference, dividing by
+  10 at epochs 30 and 60 of 90. `model_kwargs.stride_on_3x3=True` gives "ResNet v1.5" and
+  `model_kwargs.zero_init_residual=True` starts every block as the identity (see cnns/resnet.py).
+  """
+  return get_imagenet_config(
+      f'resnet{depth}', image_size=224, batch_size=256, learning_rate=0.1,
+      lr_decay_epochs=(30, 60), num_epochs=90, weight_decay=1e-4, top1_error=top1_error,
+      top5_error=top5_error, protocol=protocol,
+      model_kwargs={'stride_on_3x3': False, 'zero_init_residual': False})

@@ -1,5 +1,6 @@
 """Architectures of the seed against its tables and the papers, by abstract evaluation."""
 
+import functools
 import subprocess
 import sys
 
@@ -17,9 +18,9 @@ from training import steps
 from training.state import create_train_state
 
 
-def table(model, image_size=224, in_channels=3, num_classes=1000):
+def table(model, image_size=224, in_channels=3, num_classes=1000, **model_kwargs):
   return summary.summarize(model, image_size=image_size, in_channels=in_channels,
-                           num_classes=num_classes)
+                           num_classes=num_classes, **model_kwargs)
 
 
 def rows(result):
@@ -99,30 +100,177 @@ def test_summary_cli_json_and_geometry_error():
   assert bad.stderr.strip().splitlines()[-1].startswith('error: conv1: ')
 
 
-# Smallest inputs whose geometry fits: fast forward/backward passes on the CPU.
-SMALL_INPUT = {'alexnet': 67, **{name: 32 for name in VGG_MILLIONS}}
+# Table 1 of the GoogLeNet paper: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj, output
+# size, and ops in millions.
+GOOGLENET_TABLE = {
+    'inception_3a': (64, 96, 128, 16, 32, 32, (28, 28, 256), 128),
+    'inception_3b': (128, 128, 192, 32, 96, 64, (28, 28, 480), 304),
+    'inception_4a': (192, 96, 208, 16, 48, 64, (14, 14, 512), 73),
+    'inception_4b': (160, 112, 224, 24, 64, 64, (14, 14, 512), 88),
+    'inception_4c': (128, 128, 256, 24, 64, 64, (14, 14, 512), 100),
+    'inception_4d': (112, 144, 288, 32, 64, 64, (14, 14, 528), 119),
+    'inception_4e': (256, 160, 320, 32, 128, 128, (14, 14, 832), 170),
+    'inception_5a': (256, 160, 320, 32, 128, 128, (7, 7, 832), 54),
+    'inception_5b': (384, 192, 384, 48, 128, 128, (7, 7, 1024), 71),
+}
+
+
+def test_googlenet_follows_table_1():
+  result = table('googlenet')
+  by_name = rows(result)
+  assert [(r['name'], tuple(r['output_shape'])) for r in result['layers'][:6]] == [
+      ('conv1', (112, 112, 64)), ('pool1', (56, 56, 64)), ('norm1', (56, 56, 64)),
+      ('conv2', (56, 56, 192)), ('norm2', (56, 56, 192)), ('pool2', (28, 28, 192))]
+  assert by_name['conv2']['macs'] == pytest.approx(360e6, abs=0.5e6)
+  in_features = 192
+  for name, (n1, r3, n3, r5, n5, pool, shape, ops) in GOOGLENET_TABLE.items():
+    row = by_name[name]
+    assert tuple(row['output_shape']) == shape, name
+    weights = in_features * (n1 + r3 + r5 + pool) + r3 * 9 * n3 + r5 * 25 * n5
+    assert row['params'] == weights + n1 + r3 + n3 + r5 + n5 + pool, name
+    if name != 'inception_5a':  # Its row's 54M does not follow from its widths (51.1M).
+      assert row['macs'] == pytest.approx(ops * 1e6, abs=1e6), name  # Truncated or rounded.
+    in_features = shape[-1]
+  assert tuple(by_name['avgpool']['output_shape']) == (1024,)
+  assert by_name['fc']['params'] == 1024 * 1000 + 1000
+  # Auxiliary heads: listed apart, not in the inference network's total.
+  head = lambda c: c * 128 + 128 + 4 * 4 * 128 * 1024 + 1024 + 1024 * 1000 + 1000
+  assert result['auxiliary_params'] == {'aux1': head(512), 'aux2': head(528)}
+  assert result['total_params'] == sum(r['params'] for r in result['layers']) == 6_998_552
+
+
+def test_googlenet_returns_auxiliary_logits_only_in_training():
+  net = nnx.eval_shape(lambda: cnns.create_model('googlenet', num_classes=10, image_size=128,
+                                                 rngs=nnx.Rngs(0)))
+  graphdef, state = nnx.split(net)
+
+  def forward(state, images, training):
+    model = nnx.merge(graphdef, state)
+    model.train() if training else model.eval()
+    return model(images, rngs=nnx.Rngs(dropout=0))
+
+  images = jax.ShapeDtypeStruct((2, 128, 128, 3), jnp.float32)
+  train_out = jax.eval_shape(functools.partial(forward, training=True), state, images)
+  assert isinstance(train_out, layers.AuxiliaryOutputs) and len(train_out.aux_logits) == 2
+  assert all(a.shape == (2, 10) for a in (train_out.logits, *train_out.aux_logits))
+  assert jax.eval_shape(functools.partial(forward, training=False), state, images).shape == (2, 10)
+
+
+# torchvision's parameter counts (an independent implementation) and Table 1's FLOPs.
+RESNETS = {18: (11_689_512, 1.8), 34: (21_797_672, 3.6), 50: (25_557_032, 3.8),
+           101: (44_549_160, 7.6), 152: (60_192_808, 11.3)}
+
+
+@pytest.mark.parametrize('depth', RESNETS)
+def test_resnet_follows_table_1(depth):
+  params, gflops = RESNETS[depth]
+  result = table(f'resnet{depth}')
+  assert result['total_params'] == params
+  assert result['total_macs'] / 1e9 == pytest.approx(gflops, abs=0.07)
+  by_name = rows(result)
+  expansion = 1 if depth < 50 else 4
+  for stage, size in zip((2, 3, 4, 5), (56, 28, 14, 7)):
+    width = 64 * 2**(stage - 2) * expansion
+    assert tuple(by_name[f'conv{stage}_1']['output_shape']) == (size, size, width)
+  assert tuple(by_name['conv1']['output_shape']) == (112, 112, 64)
+
+
+def test_resnet_v1_5_moves_the_stride_and_zero_init_starts_at_identity():
+  v1_5 = table('resnet50', stride_on_3x3=True)
+  assert v1_5['total_params'] == RESNETS[50][0]
+  assert v1_5['total_macs'] / 1e9 == pytest.approx(4.09, abs=0.01)  # torchvision's 4.09 GFLOPS.
+  net = nnx.eval_shape(lambda: cnns.create_model('resnet50', zero_init_residual=True,
+                                                 rngs=nnx.Rngs(0)))
+  assert net.blocks[0].conv3.bn.scale.get_value().shape == (256,)
+  real = cnns.create_model('resnet18', num_classes=10, image_size=32, zero_init_residual=True,
+                           rngs=nnx.Rngs(0))
+  assert all(float(jnp.abs(b.conv2.bn.scale.get_value()).max()) == 0.0 for b in real.blocks)
+  assert all(float(jnp.abs(b.conv1.bn.scale.get_value()).min()) == 1.0 for b in real.blocks)
+
+
+def test_zfnet_is_alexnet_with_the_seeds_changes():
+  result = table('zfnet', image_size=227)
+  by_name = rows(result)
+  assert by_name['conv1']['params'] == 7 * 7 * 3 * 96 + 96
+  assert [tuple(by_name[n]['output_shape']) for n in ('conv3', 'conv4', 'conv5', 'pool3')] == [
+      (13, 13, 512), (13, 13, 1024), (13, 13, 512), (6, 6, 512)]
+  assert by_name['conv4']['params'] == 3 * 3 * 512 * 1024 + 1024
+  assert by_name['fc6']['params'] == 6 * 6 * 512 * 4096 + 4096
+
+
+def test_inception_resnet_v2_volumes_and_counts():
+  result = table('inception_resnet_v2', image_size=299)
+  by_name = rows(result)
+  expected = {'Conv2d_1a_3x3': (149, 149, 32), 'Conv2d_2a_3x3': (147, 147, 32),
+              'Conv2d_2b_3x3': (147, 147, 64), 'MaxPool_3a_3x3': (73, 73, 64),
+              'Conv2d_3b_1x1': (73, 73, 80), 'Conv2d_4a_3x3': (71, 71, 192),
+              'MaxPool_5a_3x3': (35, 35, 192), 'Mixed_5b': (35, 35, 320),
+              'Block35_10': (35, 35, 320), 'Mixed_6a': (17, 17, 1088),
+              'Block17_20': (17, 17, 1088), 'Mixed_7a': (8, 8, 2080), 'Block8_10': (8, 8, 2080),
+              'Conv2d_7b_1x1': (8, 8, 1536), 'Logits': (1000,)}
+  assert {name: tuple(by_name[name]['output_shape']) for name in expected} == expected
+  assert sum(r['name'].startswith('Block35_') for r in result['layers']) == 10
+  figure_15 = table('inception_resnet_v2', image_size=299, repeats=(5, 10, 5))
+  assert [sum(r['name'].startswith(b) for r in figure_15['layers'])
+          for b in ('Block35_', 'Block17_', 'Block8_')] == [5, 10, 5]
+  # timm's port of the TF-slim model: 55.84M parameters, 13.16 G multiply-adds.
+  assert round(result['total_params'] / 1e4) == 5584
+  assert result['total_macs'] / 1e9 == pytest.approx(13.16, abs=0.005)
+  with pytest.raises(layers.GeometryError, match=r'Conv2d_1a_3x3: .* = 148\.50 does not fit'):
+    table('inception_resnet_v2', image_size=298)
+
+
+# Smallest inputs whose geometry fits (ResNet: a small one), for fast passes on the CPU.
+SMALL_INPUT = {'alexnet': 67, 'zfnet': 67, **{name: 32 for name in VGG_MILLIONS},
+               'googlenet': 128, 'resnet18': 32, 'resnet50': 32, 'inception_resnet_v2': 75}
+# One block of each kind instead of 10/20/10 (the full depth is counted above): every module
+# type trains, in a quarter of the compile time.
+SMALL_KWARGS = {'inception_resnet_v2': {'repeats': (1, 1, 2)}}
 
 
 @pytest.mark.parametrize('model', SMALL_INPUT)
 def test_training_steps_lower_the_loss(model):
   net = cnns.create_model(model, num_classes=10, in_channels=3, image_size=SMALL_INPUT[model],
-                          rngs=nnx.Rngs(0))
+                          rngs=nnx.Rngs(0), **SMALL_KWARGS.get(model, {}))
+  tx = optax.sgd(0.01, momentum=0.9)
+  graphdef, state = create_train_state(net, tx)
+  norm = dict(mean=(127.5,) * 3, std=(64.0,) * 3, dtype=jnp.float32)
+  step = steps.make_train_step(graphdef, tx, num_classes=10, label_smoothing=0.0, seed=0,
+                               out_sharding=None, aux_loss_weight=0.3, **norm)
+  rng = np.random.default_rng(0)
+  size = SMALL_INPUT[model]
+  batch = {'image': rng.integers(0, 256, (8, size, size, 3), dtype=np.uint8),
+           'label': np.arange(8, dtype=np.int32)}
+
+  @jax.jit
+  def training_loss(state):
+    """The main head's loss in training mode (batch statistics), with one fixed dropout mask."""
+    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    model.train()
+    outputs = model(steps.normalize(batch['image'], **norm), rngs=nnx.Rngs(dropout=0))
+    logits = outputs.logits if isinstance(outputs, layers.AuxiliaryOutputs) else outputs
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+
+  before = float(training_loss(state))
+  for _ in range(5):
+    state, _ = step(state, steps.zero_metrics(*steps.TRAIN_METRICS), batch)
+  after = float(training_loss(state))
+  assert np.isfinite(after) and after < before, (before, after)
+
+
+@pytest.mark.parametrize('model', ['resnet34', 'resnet101', 'resnet152'])
+def test_deeper_resnets_trace_a_training_step(model):
+  # The blocks of ResNet-18 and -50 (trained above), more of them: trace the step, not compile it.
+  net = nnx.eval_shape(lambda: cnns.create_model(model, num_classes=10, rngs=nnx.Rngs(0)))
   tx = optax.sgd(0.01, momentum=0.9)
   graphdef, state = create_train_state(net, tx)
   step = steps.make_train_step(graphdef, tx, mean=(127.5,) * 3, std=(64.0,) * 3,
                                dtype=jnp.float32, num_classes=10, label_smoothing=0.0, seed=0,
                                out_sharding=None)
-  evaluate = steps.make_eval_step(graphdef, mean=(127.5,) * 3, std=(64.0,) * 3,
-                                  dtype=jnp.float32, out_sharding=None)
-  rng = np.random.default_rng(0)
-  size = SMALL_INPUT[model]
-  batch = {'image': rng.integers(0, 256, (8, size, size, 3), dtype=np.uint8),
-           'label': np.arange(8, dtype=np.int32)}
-  # Loss without dropout on the training batch, before and after five steps on it.
-  loss = lambda state: float(evaluate(state, steps.zero_metrics(*steps.EVAL_METRICS),
-                                      {**batch, 'mask': np.ones(8, bool)})['loss']) / 8
-  before = loss(state)
-  for _ in range(5):
-    state, _ = step(state, steps.zero_metrics(*steps.TRAIN_METRICS), batch)
-  after = loss(state)
-  assert np.isfinite(after) and after < before, (before, after)
+  batch = {'image': jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.uint8),
+           'label': jax.ShapeDtypeStruct((2,), jnp.int32)}
+  new_state, metrics = jax.eval_shape(step, state, steps.zero_metrics(*steps.TRAIN_METRICS),
+                                      batch)
+  assert jax.tree.map(lambda x: x.shape, new_state.params) == jax.tree.map(
+      lambda x: x.shape, state.params)
+  assert metrics['loss'].shape == ()

@@ -6,6 +6,7 @@ benchmarks can time `Run.train_epoch` exactly as training executes it.
 """
 
 import dataclasses
+import functools
 import os
 import time
 
@@ -51,6 +52,12 @@ def validate(config, workdir: str) -> None:
       raise ConfigError(f'{field}={config[field]} must be positive')
 
 
+def _infer(graphdef, params, batch_stats, images):
+  model = nnx.merge(graphdef, params, batch_stats)
+  model.eval()
+  return model(images)
+
+
 class Run:
   """One training run: data, jitted steps, state (restored if the workdir has a checkpoint)."""
 
@@ -81,14 +88,17 @@ class Run:
     dtype = DTYPES[config.dtype]
     model = cnns.create_model(config.model, num_classes=num_classes,
                               in_channels=channels, image_size=self.source.image_shape[0],
-                              dtype=dtype,
-                              rngs=nnx.Rngs(config.seed))
+                              dtype=dtype, rngs=nnx.Rngs(config.seed), **config.model_kwargs)
     tx = optim.create_optimizer(config, self.steps_per_epoch)
     self.graphdef, state = create_train_state(model, tx)
+    # A window that does not tile its input (GeometryError) surfaces here, before the workdir.
+    jax.eval_shape(functools.partial(_infer, self.graphdef), state.params, state.batch_stats,
+                   jax.ShapeDtypeStruct((1, *self.source.image_shape), jnp.float32))
     norm = dict(mean=self.source.spec.mean, std=self.source.spec.std, dtype=dtype)
     self._train_step = steps.make_train_step(
         self.graphdef, tx, num_classes=num_classes, label_smoothing=config.label_smoothing,
-        seed=config.seed, out_sharding=self._replicated, **norm)
+        seed=config.seed, out_sharding=self._replicated, aux_loss_weight=config.aux_loss_weight,
+        **norm)
     self._eval_step = steps.make_eval_step(self.graphdef, out_sharding=self._replicated, **norm)
     self._lr_schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
 

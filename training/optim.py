@@ -5,12 +5,13 @@ import optax
 
 from training.errors import ConfigError
 
-OPTIMIZERS = ('adam', 'adamw', 'sgd')
-SCHEDULES = ('constant', 'cosine', 'step')
+OPTIMIZERS = ('adam', 'adamw', 'rmsprop', 'sgd')
+SCHEDULES = ('constant', 'cosine', 'exponential', 'step')
 
 
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
-  """Linear warm-up from 0 for `warmup_epochs`, then constant, step decay or cosine decay to 0."""
+  """Linear warm-up from 0 for `warmup_epochs`, then constant, step decay at given epochs,
+  staircase exponential decay (every `lr_decay_every_epochs`) or cosine decay to 0."""
   peak = config.learning_rate
   warmup = int(config.warmup_epochs * steps_per_epoch)
   total = config.num_epochs * steps_per_epoch
@@ -23,6 +24,11 @@ def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
     boundaries = {int(e * steps_per_epoch) - warmup: 1.0 / config.lr_decay_factor
                   for e in config.lr_decay_epochs}
     main = optax.piecewise_constant_schedule(peak, boundaries)
+  elif config.lr_schedule == 'exponential':
+    if config.lr_decay_every_epochs <= 0:
+      raise ConfigError("lr_schedule='exponential' needs lr_decay_every_epochs > 0")
+    main = optax.exponential_decay(peak, int(config.lr_decay_every_epochs * steps_per_epoch),
+                                   1.0 / config.lr_decay_factor, staircase=True)
   else:
     raise ConfigError(f'unknown lr_schedule {config.lr_schedule!r}; known: {", ".join(SCHEDULES)}')
   if warmup == 0:
@@ -39,7 +45,11 @@ def _kernels(params):
 
 
 def create_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
-  """SGD (momentum, Nesterov) or Adam with L2 weight decay on kernels, or AdamW (decoupled)."""
+  """SGD (momentum, Nesterov), Adam or RMSProp with L2 weight decay on kernels, or AdamW.
+
+  RMSProp is TensorFlow's, which the Inception papers trained with: epsilon inside the square
+  root, momentum on the scaled update, mean square starting at 1 (`initial_scale=1.0`).
+  """
   lr = learning_rate_schedule(config, steps_per_epoch)
   l2 = optax.add_decayed_weights(config.weight_decay, mask=_kernels)
   if config.optimizer == 'sgd':
@@ -47,6 +57,10 @@ def create_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformati
                                      nesterov=config.nesterov))
   if config.optimizer == 'adam':
     return optax.chain(l2, optax.adam(lr, b1=config.momentum))
+  if config.optimizer == 'rmsprop':
+    return optax.chain(l2, optax.rmsprop(lr, decay=config.rmsprop_decay,
+                                         eps=config.rmsprop_epsilon,
+                                         initial_scale=1.0, momentum=config.momentum or None))
   if config.optimizer == 'adamw':
     return optax.adamw(lr, b1=config.momentum, weight_decay=config.weight_decay, mask=_kernels)
   raise ConfigError(f'unknown optimizer {config.optimizer!r}; known: {", ".join(OPTIMIZERS)}')

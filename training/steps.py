@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from cnns.layers import AuxiliaryOutputs
 from training.state import TrainState
 
 Metrics = dict[str, jax.Array]
@@ -43,8 +44,13 @@ def top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *, mean, std,
                     dtype, num_classes: int, label_smoothing: float, seed: int,
-                    out_sharding) -> Callable[[TrainState, Metrics, Any], tuple[TrainState, Metrics]]:
-  """A jitted `(state, metrics, batch) -> (state, metrics)`; state and metrics are donated."""
+                    out_sharding, aux_loss_weight: float = 0.0
+                    ) -> Callable[[TrainState, Metrics, Any], tuple[TrainState, Metrics]]:
+  """A jitted `(state, metrics, batch) -> (state, metrics)`; state and metrics are donated.
+
+  A model returning `AuxiliaryOutputs` in training (GoogLeNet) is trained on the main loss plus
+  `aux_loss_weight` x each auxiliary loss; the logged loss is that total, accuracy the main head's.
+  """
 
   def train_step(state: TrainState, metrics: Metrics, batch):
     images = normalize(batch['image'], mean, std, dtype)
@@ -56,8 +62,12 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
       model = nnx.merge(graphdef, params, state.batch_stats)
       model.train()
       # Made inside the differentiated function: NNX RNG streams are trace-local state.
-      logits = model(images, rngs=nnx.Rngs(dropout=dropout_key)).astype(jnp.float32)
-      loss = optax.softmax_cross_entropy(logits, targets).mean()
+      outputs = model(images, rngs=nnx.Rngs(dropout=dropout_key))
+      logits, aux_logits = ((outputs.logits, outputs.aux_logits)
+                            if isinstance(outputs, AuxiliaryOutputs) else (outputs, ()))
+      cross_entropy = lambda logits: optax.softmax_cross_entropy(
+          logits.astype(jnp.float32), targets).mean()
+      loss = cross_entropy(logits) + sum(aux_loss_weight * cross_entropy(a) for a in aux_logits)
       _, _, batch_stats = nnx.split(model, nnx.Param, ...)
       return loss, (logits, nnx.to_pure_dict(batch_stats))
 
