@@ -15,7 +15,6 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import app, flags

@@ -6,6 +6,6 @@ Importing this package imports no data or training code (and no TensorFlow).
 # Imported for their side effect: each family file registers its models.
 from cnns import alexnet, googlenet, inception_resnet, lenet, resnet, vgg  # noqa: F401
 from cnns.layers import GeometryError
-from cnns.registry import UnknownModelError, available_models, create_model
+from cnns.registry import UnknownModelError, available_models, create_model, trace
 
-__all__ = ['GeometryError', 'UnknownModelError', 'available_models', 'create_model']
+__all__ = ['GeometryError', 'UnknownModelError', 'available_models', 'create_model', 'trace']

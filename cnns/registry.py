@@ -6,6 +6,8 @@ files so that importing `cnns` fills the registry.
 
 from typing import Callable
 
+import jax
+import jax.numpy as jnp
 from flax import nnx
 
 _MODELS: dict[str, Callable[..., nnx.Module]] = {}
@@ -37,3 +39,23 @@ def create_model(name: str, **kwargs) -> nnx.Module:
     raise UnknownModelError(
         f'unknown model {name!r}; known models: {", ".join(available_models())}')
   return _MODELS[name](**kwargs)
+
+
+def trace(name: str, *, image_size: int, in_channels: int, **kwargs):
+  """Builds model `name` abstractly (no weights) and runs one image through it in evaluation mode.
+
+  Cheap for any size of network, and raises every `GeometryError` a real run would, so callers
+  check a config before building weights or touching files. Returns (abstract model, output).
+  """
+  abstract = nnx.eval_shape(lambda: create_model(name, image_size=image_size,
+                                                 in_channels=in_channels, rngs=nnx.Rngs(0),
+                                                 **kwargs))
+  graphdef, state = nnx.split(abstract)
+
+  def forward(state, images):
+    model = nnx.merge(graphdef, state)
+    model.eval()
+    return model(images)
+
+  image = jax.ShapeDtypeStruct((1, image_size, image_size, in_channels), jnp.float32)
+  return abstract, jax.eval_shape(forward, state, image)

@@ -16,7 +16,6 @@ import math
 import sys
 
 import jax
-import jax.numpy as jnp
 from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
@@ -45,21 +44,11 @@ def summarize(model_name: str, *, image_size: int, in_channels: int, num_classes
   Totals are the inference network's; a model's `auxiliary_heads` (training-only classifiers) are
   counted apart, under 'auxiliary_params'.
   """
-  abstract = nnx.eval_shape(lambda: cnns.create_model(
-      model_name, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
-      rngs=nnx.Rngs(0), **model_kwargs))
+  with layers.recording() as recorder:
+    abstract, _ = cnns.trace(model_name, num_classes=num_classes, in_channels=in_channels,
+                             image_size=image_size, **model_kwargs)
   auxiliary = {name: _num_params(getattr(abstract, name))
                for name in getattr(abstract, 'auxiliary_heads', ())}
-  graphdef, params, rest = nnx.split(abstract, nnx.Param, ...)
-
-  def forward(params, rest, images):
-    model = nnx.merge(graphdef, params, rest)
-    model.eval()
-    return model(images)
-
-  image = jax.ShapeDtypeStruct((1, image_size, image_size, in_channels), jnp.float32)
-  with layers.recording() as recorder:
-    jax.eval_shape(forward, params, rest, image)
   total_params = _num_params(abstract) - sum(auxiliary.values())
   recorded = sum(row.params for row in recorder.rows)
   if recorded != total_params:  # A layer outside the accounting would make the table lie.

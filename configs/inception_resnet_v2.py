@@ -22,4 +22,5 @@ def get_config():
       num_epochs=100, weight_decay=4e-5, top1_error=19.9, top5_error=4.9,
       protocol='1 model, 1 crop (Table 2); 12 crops: 18.7 / 4.1, 144 crops: 17.8 / 3.7',
       optimizer='rmsprop', momentum=0.9, rmsprop_decay=0.9, rmsprop_epsilon=1.0,
-      lr_schedule='exponential', lr_decay_every_epochs=2.0, lr_decay_factor=1 / 0.94)
+      lr_schedule='exponential', lr_decay_every_epochs=2.0, lr_decay_factor=1 / 0.94,
+      model_kwargs={'repeats': (10, 20, 10)})  # (5, 10, 5): the paper's Figure 15.

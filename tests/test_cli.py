@@ -45,6 +45,8 @@ BAD_INPUTS = {
     'misspelt field': (['--config.batchsize=12'], 1, 'unknown config field'),
     'non-positive epochs': (['--config.num_epochs=0'], 1, 'num_epochs=0 must be positive'),
     'missing config file': (['--config=configs/lenet7.py'], 1, 'configs/lenet7.py does not exist'),
+    'window does not tile': (['--config.model=inception_resnet_v2', '--config.image_size=74'], 1,
+                             'Conv2d_1a_3x3: (N - F + 2P)/stride + 1 = (74 - 3 + 2*0)/2 + 1 = 36.50'),
 }
 
 
@@ -61,7 +63,7 @@ def test_missing_dataset_says_where_to_put_the_files(tmp_path, finished_workdir)
   before = snapshot(finished_workdir)
   result = run_train('--config=configs/lenet5.py', '--config.dataset=mnist',
                      f'--config.data_dir={tmp_path}', f'--workdir={finished_workdir}')
-  assert_one_line_error(result, f'put its files (t10k-images-idx3-ubyte.gz, ')
+  assert_one_line_error(result, 'put its files (t10k-images-idx3-ubyte.gz, ')
   assert f'{tmp_path}/downloads/manual/mnist' in result.stderr
   assert snapshot(finished_workdir) == before
 

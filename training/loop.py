@@ -6,7 +6,6 @@ benchmarks can time `Run.train_epoch` exactly as training executes it.
 """
 
 import dataclasses
-import functools
 import os
 import time
 
@@ -52,12 +51,6 @@ def validate(config, workdir: str) -> None:
       raise ConfigError(f'{field}={config[field]} must be positive')
 
 
-def _infer(graphdef, params, batch_stats, images):
-  model = nnx.merge(graphdef, params, batch_stats)
-  model.eval()
-  return model(images)
-
-
 class Run:
   """One training run: data, jitted steps, state (restored if the workdir has a checkpoint)."""
 
@@ -86,14 +79,14 @@ class Run:
                         f'{channels} channels: set --config.in_channels={channels}')
 
     dtype = DTYPES[config.dtype]
-    model = cnns.create_model(config.model, num_classes=num_classes,
-                              in_channels=channels, image_size=self.source.image_shape[0],
-                              dtype=dtype, rngs=nnx.Rngs(config.seed), **config.model_kwargs)
+    architecture = dict(num_classes=num_classes, in_channels=channels,
+                        image_size=self.source.image_shape[0], **config.model_kwargs)
+    # A window that does not tile its input (GeometryError) surfaces here, before any weights.
+    cnns.trace(config.model, **architecture)
+    model = cnns.create_model(config.model, dtype=dtype, rngs=nnx.Rngs(config.seed),
+                              **architecture)
     tx = optim.create_optimizer(config, self.steps_per_epoch)
     self.graphdef, state = create_train_state(model, tx)
-    # A window that does not tile its input (GeometryError) surfaces here, before the workdir.
-    jax.eval_shape(functools.partial(_infer, self.graphdef), state.params, state.batch_stats,
-                   jax.ShapeDtypeStruct((1, *self.source.image_shape), jnp.float32))
     norm = dict(mean=self.source.spec.mean, std=self.source.spec.std, dtype=dtype)
     self._train_step = steps.make_train_step(
         self.graphdef, tx, num_classes=num_classes, label_smoothing=config.label_smoothing,
