@@ -85,11 +85,11 @@ def assert_one_line_error(result, message):
   assert sum(line.startswith('error: ') for line in lines) == 1
 
 
-def test_same_metrics_on_one_and_on_eight_devices(tmp_path, args):
+def test_same_metrics_on_one_and_on_eight_devices(tmp_path):
   runs = {}
   for devices in (1, 8):
     workdir = str(tmp_path / f'{devices}')
-    result = run_train(*args, '--config.num_epochs=2', f'--workdir={workdir}',
+    result = run_train(*SYNTHETIC, '--config.num_epochs=2', f'--workdir={workdir}',
                        num_devices=devices)
     assert result.returncode == 0, result.stderr
     assert f'{devices} device(s)' in result.stderr
