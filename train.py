@@ -2,6 +2,10 @@ r"""Trains a CNN from a config, resuming from the last checkpoint in --workdir i
 
   python train.py --config=configs/lenet5.py --workdir=runs/lenet5
   python train.py --config=configs/lenet5.py --config.batch_size=256 --workdir=runs/lenet5_b256
+
+As one of several processes (README, "Multi-GPU and multi-host"): under SLURM's srun, Open MPI or
+on a multi-host TPU slice nothing more is needed; elsewhere start the same command on every host
+with --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
 """
 
 import os
@@ -12,13 +16,17 @@ from ml_collections import config_flags
 
 import cnns
 import input_pipeline
-from training import loop
+from training import distributed, loop
 from training.errors import ConfigError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file (configs/<model>.py).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints and metrics.')
+flags.DEFINE_string('coordinator_address', None,
+                    'HOST:PORT of process 0, where JAX\'s coordinator service listens.')
+flags.DEFINE_integer('num_processes', None, 'Processes in the job (with --coordinator_address).')
+flags.DEFINE_integer('process_id', None, 'This process\'s index, 0 .. num_processes - 1.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 # Errors a user causes end with one line and exit status 2; anything else is a bug: traceback.
@@ -58,6 +66,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.WARNING)
   try:
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except USER_ERRORS as e:
     fail(e)

@@ -127,12 +127,53 @@ class Conv(nnx.Module):
     return y
 
 
+_BATCHNORM_GROUPS: contextvars.ContextVar[int] = contextvars.ContextVar('batchnorm_groups',
+                                                                         default=1)
+
+
+@contextlib.contextmanager
+def batchnorm_groups(groups: int):
+  """Within: training-mode BatchNorm normalises each of `groups` equal, contiguous parts of the
+  batch by its own statistics. The train step sets the device count for per-device BatchNorm."""
+  token = _BATCHNORM_GROUPS.set(groups)
+  try:
+    yield
+  finally:
+    _BATCHNORM_GROUPS.reset(token)
+
+
+class BatchNorm(nnx.BatchNorm):
+  """`nnx.BatchNorm`, plus per-group training statistics under `batchnorm_groups(g)`.
+
+  With g = the device count and the batch sharded over devices, group i is device i's shard, so
+  each device normalises by its own statistics with no all-reduce: the unsynchronised BatchNorm
+  of the original ResNet and MLPerf. The running averages take the mean of the groups' statistics
+  (one cheap all-reduce), so every device keeps the same model.
+  """
+
+  def __call__(self, x: jax.Array, use_running_average: bool | None = None, *,
+               mask: jax.Array | None = None) -> jax.Array:
+    groups = _BATCHNORM_GROUPS.get()
+    running = self.use_running_average if use_running_average is None else use_running_average
+    if groups == 1 or running:
+      return super().__call__(x, use_running_average, mask=mask)
+    grouped = x.reshape(groups, x.shape[0] // groups, *x.shape[1:]).astype(jnp.float32)
+    axes = tuple(range(1, grouped.ndim - 1))
+    mean = grouped.mean(axes, keepdims=True)
+    var = jnp.square(grouped - mean).mean(axes, keepdims=True)
+    y = (grouped - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
+    m = self.momentum
+    self.mean[...] = m * self.mean[...] + (1 - m) * mean.reshape(groups, -1).mean(0)
+    self.var[...] = m * self.var[...] + (1 - m) * var.reshape(groups, -1).mean(0)
+    return y.reshape(x.shape).astype(self.dtype or x.dtype)
+
+
 class ConvBN(nnx.Module):
   """Convolution without bias, then BatchNorm (ResNet, Inception-ResNet-v2); no activation.
 
-  BatchNorm statistics are over the global batch: under jit the batch-sharded mean is one
-  all-reduce, so every device count trains the same model. `zero_scale` starts BatchNorm's scale
-  at 0 (Goyal et al., 2017: a residual block then begins as the identity).
+  BatchNorm statistics are over the global batch (under jit the batch-sharded mean is one
+  all-reduce, so every device count trains the same model), or per device (`BatchNorm`).
+  `zero_scale` starts BatchNorm's scale at 0 (Goyal et al., 2017: a block begins as the identity).
   """
 
   def __init__(self, name: str, in_features: int, out_features: int,
@@ -141,7 +182,7 @@ class ConvBN(nnx.Module):
                rngs: nnx.Rngs, **kwargs):
     self.conv = Conv(name, in_features, out_features, kernel_size, stride, padding,
                      use_bias=False, dtype=dtype, rngs=rngs, **kwargs)
-    self.bn = nnx.BatchNorm(out_features, momentum=momentum, epsilon=epsilon, dtype=dtype,
+    self.bn = BatchNorm(out_features, momentum=momentum, epsilon=epsilon, dtype=dtype,
                             scale_init=nnx.initializers.zeros if zero_scale
                             else nnx.initializers.ones, rngs=rngs)
 

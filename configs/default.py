@@ -18,12 +18,18 @@ def get_base_config() -> ml_collections.ConfigDict:
   # The family's own constructor options (ResNet's `stride_on_3x3`, ...), set by its config.
   config.model_kwargs = ml_collections.ConfigDict()
   config.aux_loss_weight = 0.3  # Models with auxiliary classifiers (GoogLeNet's 0.3); else unused.
+  # BatchNorm training statistics: 'global' (the whole batch, synchronised over devices) or
+  # 'per_device' (each device's own shard: no all-reduce per layer, as the original ResNet).
+  config.batchnorm = 'global'
 
   # Data: a TFDS name (see `input_pipeline.available_datasets()`) or 'synthetic'.
   config.dataset = 'fashion_mnist'
   config.data_dir = ml_collections.config_dict.placeholder(str)  # None: TFDS's default.
   config.image_size = 32  # Smaller images are zero-padded (centred) to this size.
   config.shuffle_buffer_size = 60_000
+  # Shards of the training order (input_pipeline/base.py); -1: one per process. Runs with equal
+  # values train on identical batches on any number of processes.
+  config.data_shards = -1
   config.synthetic_train_examples = 1024  # Only for dataset='synthetic'.
   config.synthetic_eval_examples = 256
 

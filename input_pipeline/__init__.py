@@ -12,9 +12,18 @@ def available_datasets() -> list[str]:
   return sorted([*TFDS_DATASETS, 'synthetic'])
 
 
+def num_data_shards(config, process_count: int) -> int:
+  """`config.data_shards`, or one shard per process when it is -1."""
+  return config.data_shards if config.data_shards > 0 else process_count
+
+
 def create_source(config, *, process_index: int, process_count: int) -> Source:
   """The source that `config.dataset` names, reading this process's slice of each split."""
-  shard = dict(process_index=process_index, process_count=process_count)
+  num_shards = num_data_shards(config, process_count)
+  if config.batch_size % num_shards:
+    raise DataError(f'batch_size={config.batch_size} must be a multiple of '
+                    f'data_shards={num_shards}')
+  shard = dict(process_index=process_index, process_count=process_count, num_shards=num_shards)
   if config.dataset == 'synthetic':
     from input_pipeline import synthetic
     num_classes = config.num_classes if config.num_classes > 0 else synthetic.SPEC.num_classes
@@ -33,4 +42,4 @@ def create_source(config, *, process_index: int, process_count: int) -> Source:
 
 
 __all__ = ['Batch', 'DataError', 'DatasetSpec', 'Source', 'available_datasets', 'create_source',
-           'num_eval_steps']
+           'num_data_shards', 'num_eval_steps']

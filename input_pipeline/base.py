@@ -3,6 +3,12 @@
 A source yields host-local numpy batches: `image` uint8 NHWC (normalised later, on the device, so
 that a quarter of the bytes cross to the accelerator) and `label` int32; evaluation batches also
 carry `mask`, False on padding. Each process reads only its own slice of every split.
+
+The training order is defined over `num_shards` contiguous shards of the train split, each
+shuffled on its own; global batch k is the k-th sub-batch of every shard, concatenated in shard
+order, and each process reads only the shards it owns. So two runs with the same number of shards
+train on identical global batches however many processes share the work (by default there is one
+shard per process).
 """
 
 import abc
@@ -30,9 +36,20 @@ class DatasetSpec:
   std: tuple[float, ...]
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-  """An independent 32-bit seed for each (seed, epoch), so each epoch's order can be rebuilt alone."""
-  return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+def epoch_seed(seed: int, epoch: int, shard: int = 0) -> int:
+  """An independent 32-bit seed for each (seed, epoch, shard), so each epoch's order can be rebuilt
+  alone; shard 0 keeps the seed of (seed, epoch), the order of a single-shard run."""
+  entropy = [seed, epoch] + ([shard] if shard else [])
+  return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def process_shards(num_shards: int, process_index: int, process_count: int) -> range:
+  """The shards of the training order that `process_index` reads (`num_shards` divides evenly)."""
+  if num_shards % process_count:
+    raise DataError(f'data_shards={num_shards} must be a multiple of the {process_count} '
+                    'processes')
+  per_process = num_shards // process_count
+  return range(process_index * per_process, (process_index + 1) * per_process)
 
 
 def process_slice(num_examples: int, process_index: int, process_count: int) -> slice:

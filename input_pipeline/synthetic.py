@@ -17,7 +17,8 @@ SPEC = base.DatasetSpec(num_classes=10, image_shape=(32, 32, 3), train_split='tr
 class SyntheticSource(base.Source):
 
   def __init__(self, *, image_size: int, channels: int, num_classes: int, num_train: int,
-               num_eval: int, seed: int, process_index: int, process_count: int):
+               num_eval: int, seed: int, process_index: int, process_count: int,
+               num_shards: int):
     self.spec = base.DatasetSpec(num_classes, (image_size, image_size, channels), 'train', 'test',
                                  SPEC.mean[:1] * channels, SPEC.std[:1] * channels)
     self.image_shape = self.spec.image_shape
@@ -25,23 +26,30 @@ class SyntheticSource(base.Source):
     self._seed = seed
     rng = np.random.default_rng(seed)
     templates = rng.integers(0, 256, (num_classes, *self.image_shape), dtype=np.uint8)
-    self._train = self._examples(rng, templates, num_train, process_index, process_count)
-    self._eval = self._examples(rng, templates, num_eval, process_index, process_count)
+    train_images, train_labels = self._examples(rng, templates, num_train)
+    self._shards = {s: (train_images[part], train_labels[part])
+                    for s in base.process_shards(num_shards, process_index, process_count)
+                    for part in [base.process_slice(num_train, s, num_shards)]}
+    eval_images, eval_labels = self._examples(rng, templates, num_eval)
+    part = base.process_slice(num_eval, process_index, process_count)
+    self._eval = eval_images[part], eval_labels[part]
 
   @staticmethod
-  def _examples(rng, templates, n, process_index, process_count):
+  def _examples(rng, templates, n):
     labels = rng.integers(0, len(templates), n).astype(np.int32)
     noise = rng.integers(-48, 48, (n, *templates.shape[1:]), dtype=np.int16)
     images = np.clip(templates[labels].astype(np.int16) + noise, 0, 255).astype(np.uint8)
-    part = base.process_slice(n, process_index, process_count)
-    return images[part], labels[part]
+    return images, labels
 
   def train_batches(self, epoch, first_step, local_batch, steps_per_epoch) -> Iterator[base.Batch]:
-    images, labels = self._train
-    order = np.random.default_rng(base.epoch_seed(self._seed, epoch)).permutation(len(labels))
+    per_shard = local_batch // len(self._shards)
+    orders = {s: np.random.default_rng(base.epoch_seed(self._seed, epoch, s)).permutation(
+        len(labels)) for s, (_, labels) in self._shards.items()}
     for step in range(first_step, steps_per_epoch):
-      idx = order[step * local_batch:(step + 1) * local_batch]
-      yield {'image': images[idx], 'label': labels[idx]}
+      parts = [(images[idx], labels[idx]) for s, (images, labels) in self._shards.items()
+               for idx in [orders[s][step * per_shard:(step + 1) * per_shard]]]
+      yield {'image': np.concatenate([p[0] for p in parts]),
+             'label': np.concatenate([p[1] for p in parts])}
 
   def eval_batches(self, local_batch, num_steps) -> Iterator[base.Batch]:
     images, labels = self._eval

@@ -60,7 +60,7 @@ def prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilde
 class TFDSSource(base.Source):
 
   def __init__(self, name: str, *, data_dir: str | None, image_size: int, shuffle_buffer_size: int,
-               seed: int, process_index: int, process_count: int):
+               seed: int, process_index: int, process_count: int, num_shards: int):
     self.spec = SPECS[name]
     height, width, channels = self.spec.image_shape
     if image_size < max(height, width):
@@ -74,24 +74,26 @@ class TFDSSource(base.Source):
     self.num_eval_examples = splits[self.spec.eval_split].num_examples
 
     def read(split):
-      process_split = tfds.split_for_jax_process(
-          split, process_index=process_index, process_count=process_count)
-      ds = builder.as_dataset(split=process_split, shuffle_files=False)
+      ds = builder.as_dataset(split=split, shuffle_files=False)
       pad = lambda ex: (tf.image.resize_with_crop_or_pad(ex['image'], image_size, image_size),
                         tf.cast(ex['label'], tf.int32))
       return ds.map(pad, num_parallel_calls=tf.data.AUTOTUNE).cache()
 
-    self._train = read(self.spec.train_split)
-    self._eval = read(self.spec.eval_split)
-    local_train = splits[tfds.split_for_jax_process(
-        self.spec.train_split, process_index=process_index,
-        process_count=process_count)].num_examples
-    self._shuffle_buffer = min(shuffle_buffer_size, local_train)
+    train_shards = tfds.even_splits(self.spec.train_split, n=num_shards)
+    self._train = {s: (read(train_shards[s]),
+                       min(shuffle_buffer_size, splits[train_shards[s]].num_examples))
+                   for s in base.process_shards(num_shards, process_index, process_count)}
+    self._eval = read(tfds.split_for_jax_process(
+        self.spec.eval_split, process_index=process_index, process_count=process_count))
 
   def train_batches(self, epoch, first_step, local_batch, steps_per_epoch) -> Iterator[base.Batch]:
-    ds = self._train.shuffle(self._shuffle_buffer, seed=base.epoch_seed(self._seed, epoch),
-                             reshuffle_each_iteration=False)
-    ds = ds.batch(local_batch, drop_remainder=True).take(steps_per_epoch).skip(first_step)
+    per_shard = local_batch // len(self._train)
+    shards = [ds.shuffle(buffer, seed=base.epoch_seed(self._seed, epoch, s),
+                         reshuffle_each_iteration=False).batch(per_shard, drop_remainder=True)
+              for s, (ds, buffer) in self._train.items()]
+    ds = shards[0] if len(shards) == 1 else tf.data.Dataset.zip(tuple(shards)).map(
+        lambda *parts: tuple(tf.concat(column, axis=0) for column in zip(*parts)))
+    ds = ds.take(steps_per_epoch).skip(first_step)
     ds = ds.map(lambda image, label: {'image': image, 'label': label})
     return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 

@@ -274,3 +274,25 @@ def test_deeper_resnets_trace_a_training_step(model):
   assert jax.tree.map(lambda x: x.shape, new_state.params) == jax.tree.map(
       lambda x: x.shape, state.params)
   assert metrics['loss'].shape == ()
+
+
+def test_per_group_batchnorm_normalises_each_part_by_its_own_statistics():
+  bn = layers.BatchNorm(3, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
+  bn.scale[...] = jnp.array([1.0, 2.0, 0.5])
+  bn.bias[...] = jnp.array([0.0, 1.0, -1.0])
+  x = np.random.default_rng(0).normal(2.0, 3.0, (8, 4, 4, 3))
+  with layers.batchnorm_groups(2):
+    y = np.asarray(bn(jnp.asarray(x, jnp.float32)))
+  # float64 reference: each half of the batch by its own mean and (biased) variance.
+  for part in (slice(0, 4), slice(4, 8)):
+    h = x[part]
+    mean, var = h.mean((0, 1, 2)), h.var((0, 1, 2))
+    expected = (h - mean) / np.sqrt(var + 1e-5) * [1.0, 2.0, 0.5] + [0.0, 1.0, -1.0]
+    np.testing.assert_allclose(y[part], expected, rtol=1e-4, atol=1e-4)
+  halves = [x[:4].mean((0, 1, 2)), x[4:].mean((0, 1, 2))]
+  np.testing.assert_allclose(bn.mean[...], 0.1 * np.mean(halves, 0), rtol=1e-4)
+  with layers.batchnorm_groups(1):  # One group: exactly flax's BatchNorm.
+    reference = nnx.BatchNorm(3, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
+    reference.scale[...], reference.bias[...] = bn.scale[...], bn.bias[...]
+    np.testing.assert_allclose(bn(jnp.asarray(x, jnp.float32)),
+                               reference(jnp.asarray(x, jnp.float32)), rtol=1e-6)

@@ -45,8 +45,10 @@ BAD_INPUTS = {
     'misspelt field': (['--config.batchsize=12'], 1, 'unknown config field'),
     'non-positive epochs': (['--config.num_epochs=0'], 1, 'num_epochs=0 must be positive'),
     'missing config file': (['--config=configs/lenet7.py'], 1, 'configs/lenet7.py does not exist'),
+    'incomplete cluster flags': (['--num_processes=2'], 1, '--process_id go together'),
     'window does not tile': (['--config.model=inception_resnet_v2', '--config.image_size=74'], 1,
-                             'Conv2d_1a_3x3: (N - F + 2P)/stride + 1 = (74 - 3 + 2*0)/2 + 1 = 36.50'),
+                             'Conv2d_1a_3x3: (N - F + 2P)/stride + 1 = (74 - 3 + 2*0)/2 + 1 = '
+                             '36.50'),
 }
 
 
@@ -145,13 +147,18 @@ def test_batchnorm_statistics_are_the_global_batchs(tmp_path):
           '--config.synthetic_eval_examples=64', '--config.batch_size=32',
           '--config.learning_rate=0.01', '--config.log_every_steps=1', '--config.num_epochs=1')
   runs = {}
-  for devices in (1, 8):
-    workdir = str(tmp_path / f'{devices}')
-    result = run_train(*args, f'--workdir={workdir}', num_devices=devices)
+  for devices, batchnorm in ((1, 'global'), (8, 'global'), (8, 'per_device')):
+    workdir = str(tmp_path / f'{devices}_{batchnorm}')
+    result = run_train(*args, f'--config.batchnorm={batchnorm}', f'--workdir={workdir}',
+                       num_devices=devices)
     assert result.returncode == 0, result.stderr
-    runs[devices] = read_metrics(workdir)
-  assert [r['step'] for r in runs[1]] == [r['step'] for r in runs[8]] == [1, 2, 2]
-  for one, eight in zip(runs[1], runs[8]):
+    runs[devices, batchnorm] = read_metrics(workdir)
+  one, eight = runs[1, 'global'], runs[8, 'global']
+  assert [r['step'] for r in one] == [r['step'] for r in eight] == [1, 2, 2]
+  for a, b in zip(one, eight):
     for key in ('train/loss', 'eval/loss', 'eval/top1_acc'):
-      if key in one:  # The eval also checks the running statistics BatchNorm accumulated.
-        np.testing.assert_allclose(eight[key], one[key], rtol=1e-5, err_msg=key)
+      if key in a:  # The eval also checks the running statistics BatchNorm accumulated.
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, err_msg=key)
+  # The per-device option really normalises 4-image shards by their own statistics.
+  per_device = runs[8, 'per_device'][0]['train/loss']
+  assert abs(per_device - one[0]['train/loss']) > 1e-3 * one[0]['train/loss']

@@ -38,9 +38,28 @@ def test_padded_eval_counts_every_example_once(num_examples, global_batch, proce
   assert sorted(seen) == list(range(num_examples))
 
 
-def synthetic_source(seed=0):
+def synthetic_source(seed=0, process_index=0, process_count=1, num_shards=1):
   return synthetic.SyntheticSource(image_size=8, channels=3, num_classes=10, num_train=96,
-                                   num_eval=50, seed=seed, process_index=0, process_count=1)
+                                   num_eval=50, seed=seed, process_index=process_index,
+                                   process_count=process_count, num_shards=num_shards)
+
+
+def assert_same_global_batches(one_process, processes, global_batch, steps):
+  """The processes' local batches, concatenated in process order, are the one process's."""
+  per_process = [list(p.train_batches(0, 0, global_batch // len(processes), steps))
+                 for p in processes]
+  whole = list(one_process.train_batches(0, 0, global_batch, steps))
+  assert len(whole) == steps
+  for k, batch in enumerate(whole):
+    for key in ('image', 'label'):
+      np.testing.assert_array_equal(np.concatenate([p[k][key] for p in per_process]), batch[key])
+
+
+def test_synthetic_order_is_the_same_on_one_and_on_two_processes():
+  two = [synthetic_source(process_index=i, process_count=2, num_shards=2) for i in range(2)]
+  assert_same_global_batches(synthetic_source(num_shards=2), two, global_batch=16, steps=6)
+  unsharded = list(synthetic_source().train_batches(0, 0, 16, 6))
+  assert not np.array_equal(labels_of(unsharded), labels_of(two[0].train_batches(0, 0, 8, 6)))
 
 
 def labels_of(batches):
@@ -63,6 +82,14 @@ def fashion_source(fashion_mnist_dir):
   config = lenet5.get_config()
   config.data_dir = fashion_mnist_dir
   return input_pipeline.create_source(config, process_index=0, process_count=1)
+
+
+def test_fashion_mnist_order_is_the_same_on_one_and_on_two_processes(fashion_mnist_dir):
+  config = lenet5.get_config()
+  config.data_dir, config.data_shards, config.shuffle_buffer_size = fashion_mnist_dir, 2, 1000
+  sources = [input_pipeline.create_source(config, process_index=i, process_count=n)
+             for n in (1, 2) for i in range(n)]
+  assert_same_global_batches(sources[0], sources[1:], global_batch=128, steps=5)
 
 
 def test_offline_fashion_mnist_holds_exactly_the_debian_files(fashion_source):

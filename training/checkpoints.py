@@ -1,9 +1,9 @@
 """Orbax checkpoints of the train state plus the position in the data order.
 
-The data order is a pure function of (seed, epoch) and the global batch size, so the restored step
-fixes the position in it: epoch = step // steps_per_epoch, then skip step % steps_per_epoch batches.
-The seed and global batch size are saved beside the state and checked on restore, so that a
-restarted run trains on exactly the batches an uninterrupted one would have.
+The data order is a pure function of (seed, epoch, data shards) and the global batch size, so the
+restored step fixes the position in it: epoch = step // steps_per_epoch, then skip
+step % steps_per_epoch batches. Those three are saved beside the state and checked on restore, so
+that a restarted run trains on exactly the batches an uninterrupted one would have.
 """
 
 import jax
@@ -27,8 +27,8 @@ class Checkpointer:
   def restore_latest(self, state, data_position: dict):
     """(state, position) from the latest checkpoint, or None when there is none.
 
-    `state` gives the tree, shapes, dtypes and shardings; `data_position` the expected seed and
-    global batch size, which must match the saved ones for the data order to resume exactly.
+    `state` gives the tree, shapes, dtypes and shardings; `data_position` the expected seed, global
+    batch size and data shards, which must match the saved ones for the order to resume exactly.
     """
     step = self._manager.latest_step()
     if step is None:
@@ -42,8 +42,8 @@ class Checkpointer:
                         f'({type(e).__name__}); it was written by another model or config, or is '
                         'damaged: use another --workdir') from e
     saved = restored['data']
-    for key in ('seed', 'global_batch_size'):
-      if saved[key] != data_position[key]:
+    for key in data_position:
+      if saved.get(key) != data_position[key]:
         raise ConfigError(f'checkpoint at step {step} was written with {key}={saved[key]}, this run '
                           f'has {data_position[key]}; resume with the same value or use another '
                           '--workdir')

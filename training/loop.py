@@ -23,6 +23,7 @@ from training.state import count_params, create_train_state
 from training.writers import MetricWriter, Progress
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+BATCHNORM = ('global', 'per_device')
 
 
 @dataclasses.dataclass
@@ -40,6 +41,8 @@ def validate(config, workdir: str) -> None:
     raise ConfigError(f'workdir {workdir} exists and is not a directory')
   if config.num_epochs <= 0:
     raise ConfigError(f'num_epochs={config.num_epochs} must be positive')
+  if config.batchnorm not in BATCHNORM:
+    raise ConfigError(f'unknown batchnorm {config.batchnorm!r}; known: {", ".join(BATCHNORM)}')
   if config.dtype not in DTYPES:
     raise ConfigError(f'unknown dtype {config.dtype!r}; known: {", ".join(DTYPES)}')
   if config.model not in cnns.available_models():
@@ -91,7 +94,7 @@ class Run:
     self._train_step = steps.make_train_step(
         self.graphdef, tx, num_classes=num_classes, label_smoothing=config.label_smoothing,
         seed=config.seed, out_sharding=self._replicated, aux_loss_weight=config.aux_loss_weight,
-        **norm)
+        bn_groups=jax.device_count() if config.batchnorm == 'per_device' else 1, **norm)
     self._eval_step = steps.make_eval_step(self.graphdef, out_sharding=self._replicated, **norm)
     self._lr_schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
 
@@ -99,7 +102,8 @@ class Run:
     self._checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'),
                                       every_steps=config.checkpoint_every_steps,
                                       keep=config.keep_checkpoints)
-    self._position = dict(seed=config.seed, global_batch_size=config.batch_size)
+    self._position = dict(seed=config.seed, global_batch_size=config.batch_size,
+                          data_shards=input_pipeline.num_data_shards(config, jax.process_count()))
     state = jax.device_put(state, self._replicated)
     restored = self._checkpointer.restore_latest(state, self._position)
     self.state = state if restored is None else restored[0]

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from cnns.layers import AuxiliaryOutputs
+from cnns.layers import AuxiliaryOutputs, batchnorm_groups
 from training.state import TrainState
 
 Metrics = dict[str, jax.Array]
@@ -44,12 +44,13 @@ def top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *, mean, std,
                     dtype, num_classes: int, label_smoothing: float, seed: int,
-                    out_sharding, aux_loss_weight: float = 0.0
+                    out_sharding, aux_loss_weight: float = 0.0, bn_groups: int = 1
                     ) -> Callable[[TrainState, Metrics, Any], tuple[TrainState, Metrics]]:
   """A jitted `(state, metrics, batch) -> (state, metrics)`; state and metrics are donated.
 
   A model returning `AuxiliaryOutputs` in training (GoogLeNet) is trained on the main loss plus
   `aux_loss_weight` x each auxiliary loss; the logged loss is that total, accuracy the main head's.
+  `bn_groups` > 1 gives BatchNorm per-group statistics (per device: see `cnns.layers.BatchNorm`).
   """
 
   def train_step(state: TrainState, metrics: Metrics, batch):
@@ -62,7 +63,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
       model = nnx.merge(graphdef, params, state.batch_stats)
       model.train()
       # Made inside the differentiated function: NNX RNG streams are trace-local state.
-      outputs = model(images, rngs=nnx.Rngs(dropout=dropout_key))
+      with batchnorm_groups(bn_groups):
+        outputs = model(images, rngs=nnx.Rngs(dropout=dropout_key))
       logits, aux_logits = ((outputs.logits, outputs.aux_logits)
                             if isinstance(outputs, AuxiliaryOutputs) else (outputs, ()))
       cross_entropy = lambda logits: optax.softmax_cross_entropy(

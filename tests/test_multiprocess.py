@@ -1,0 +1,106 @@
+"""Several train.py processes on this machine, joined by JAX's distributed runtime (CPU devices,
+gloo collectives, coordinator on 127.0.0.1), against one process with the same global batch."""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import numpy as np
+
+from tests.conftest import ROOT, subprocess_env, train_command
+from tests.test_cli import read_metrics
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def processes(count: int, args: tuple[str, ...], log_dir: str):
+  """Starts `count` train.py processes of one job (one CPU device each); kills any left on exit."""
+  port = free_port()
+  running = []
+  try:
+    for i in range(count):
+      log = open(os.path.join(log_dir, f'process_{i}.log'), 'w')
+      running.append(subprocess.Popen(
+          train_command(*args, f'--coordinator_address=127.0.0.1:{port}',
+                        f'--num_processes={count}', f'--process_id={i}'),
+          env=subprocess_env(1), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+    yield running
+  finally:
+    for p in running:
+      if p.poll() is None:
+        p.kill()
+      p.wait()
+
+
+def run_job(count: int, args: tuple[str, ...], log_dir: str, timeout: float = 600) -> None:
+  with processes(count, args, log_dir) as running:
+    deadline = time.time() + timeout
+    for p in running:
+      p.wait(timeout=max(1.0, deadline - time.time()))
+    logs = [open(os.path.join(log_dir, f'process_{i}.log')).read() for i in range(count)]
+    assert all(p.returncode == 0 for p in running), logs
+
+
+def run_one_process(args: tuple[str, ...], devices: int) -> None:
+  result = subprocess.run(train_command(*args), env=subprocess_env(devices), cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr
+
+
+def assert_same_metrics(a, b, rtol=1e-6):
+  assert [r['step'] for r in a] == [r['step'] for r in b]
+  for x, y in zip(a, b):
+    assert x.keys() == y.keys()
+    for key in x:
+      if key != 'train/img_per_sec':
+        np.testing.assert_allclose(y[key], x[key], rtol=rtol, err_msg=key)
+
+
+def test_two_processes_train_fashion_mnist_like_one(tmp_path, fashion_mnist_dir):
+  # One epoch at batch 1024 (58 steps); each process reads only its half of the training split.
+  args = ('--config=configs/lenet5.py', f'--config.data_dir={fashion_mnist_dir}',
+          '--config.batch_size=1024', '--config.num_epochs=1', '--config.log_every_steps=10',
+          '--config.shuffle_buffer_size=10000', '--config.data_shards=2')
+  run_job(2, (*args, f'--workdir={tmp_path / "two"}'), str(tmp_path))
+  run_one_process((*args, f'--workdir={tmp_path / "one"}'), devices=2)
+  two, one = read_metrics(str(tmp_path / 'two')), read_metrics(str(tmp_path / 'one'))
+  assert_same_metrics(one, two)
+  assert two[-1]['eval/num_examples'] == 10_000  # Every test image once, over both processes.
+  # Only process 0 writes logs.
+  assert 'done:' in open(tmp_path / 'process_0.log').read()
+  assert 'done:' not in open(tmp_path / 'process_1.log').read()
+
+
+def test_killed_job_resumes_to_the_same_metrics(tmp_path):
+  args = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
+          '--config.synthetic_train_examples=2048', '--config.synthetic_eval_examples=200',
+          '--config.batch_size=64', '--config.log_every_steps=8', '--config.num_epochs=3',
+          '--config.checkpoint_every_steps=10', '--config.data_shards=2')
+  reference = str(tmp_path / 'reference')
+  run_one_process((*args, f'--workdir={reference}'), devices=2)
+
+  workdir = str(tmp_path / 'job')
+  job = (*args, f'--workdir={workdir}')
+  with processes(2, job, str(tmp_path)) as running:
+    checkpoint = os.path.join(workdir, 'checkpoints', '40')
+    deadline = time.time() + 300
+    while not os.path.isdir(checkpoint) and time.time() < deadline:
+      assert all(p.poll() is None for p in running), 'the job ended before it could be killed'
+      time.sleep(0.01)
+    for p in running:
+      p.send_signal(signal.SIGKILL)
+  steps = [int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit()]
+  assert 40 <= max(steps) < 96  # Killed mid-run (3 epochs of 32 steps).
+
+  run_job(2, job, str(tmp_path))
+  assert f'resumed at step {max(steps)}' in open(tmp_path / 'process_0.log').read()
+  final, expected = read_metrics(workdir), read_metrics(reference)
+  assert_same_metrics(expected, final)  # Each step logged once, the same numbers.
