@@ -78,10 +78,11 @@ class Branches(nnx.Module):
 
 
 def _c(out, kernel, stride=1, padding='SAME'):
+  """One step of a branch chain, written as slim's `conv2d(net, out, kernel, stride, padding)`."""
   return (out, kernel, stride, padding)
 
 
-# Inception-ResNet-A, -B, -C: branch chains, residual scale, repeats.
+# The branch chains of Inception-ResNet-A, -B and -C (the paper's Figures 16, 17, 19; slim's widths).
 _BLOCK_A = ((_c(32, 1),), (_c(32, 1), _c(32, 3)), (_c(32, 1), _c(48, 3), _c(64, 3)))
 _BLOCK_B = ((_c(192, 1),), (_c(128, 1), _c(160, (1, 7)), _c(192, (7, 1))))
 _BLOCK_C = ((_c(192, 1),), (_c(192, 1), _c(224, (1, 3)), _c(256, (3, 1))))
