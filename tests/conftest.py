@@ -1,5 +1,6 @@
 """Shared fixtures: the repository on sys.path, Fashion-MNIST prepared once, a train.py runner."""
 
+import json
 import os
 import subprocess
 import sys
@@ -38,3 +39,9 @@ def run_train(*args: str, num_devices: int = 1, timeout: float = 600):
   """Runs train.py to completion; returns the CompletedProcess (text output)."""
   return subprocess.run(train_command(*args), env=subprocess_env(num_devices), cwd=ROOT,
                         capture_output=True, text=True, timeout=timeout)
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """The records of a run's metrics.jsonl, in order."""
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]

@@ -1,6 +1,5 @@
 """train.py as users run it, in subprocesses: bad input, kill-and-resume, 1 vs 8 devices."""
 
-import json
 import os
 import signal
 import subprocess
@@ -9,16 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import run_train, subprocess_env, train_command
+from tests.conftest import read_metrics, run_train, subprocess_env, train_command
 
 SYNTHETIC = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
              '--config.synthetic_train_examples=512', '--config.synthetic_eval_examples=200',
              '--config.batch_size=64', '--config.log_every_steps=4')
-
-
-def read_metrics(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line) for line in f]
 
 
 def snapshot(path):
@@ -45,6 +39,8 @@ BAD_INPUTS = {
     'misspelt field': (['--config.batchsize=12'], 1, 'unknown config field'),
     'non-positive epochs': (['--config.num_epochs=0'], 1, 'num_epochs=0 must be positive'),
     'missing config file': (['--config=configs/lenet7.py'], 1, 'configs/lenet7.py does not exist'),
+    'per-device BN without BN': (['--config.batchnorm=per_device'], 1,
+                                 "batchnorm='per_device' but lenet5 has no BatchNorm layers"),
     'incomplete cluster flags': (['--num_processes=2'], 1, '--process_id go together'),
     'window does not tile': (['--config.model=inception_resnet_v2', '--config.image_size=74'], 1,
                              'Conv2d_1a_3x3: (N - F + 2P)/stride + 1 = (74 - 3 + 2*0)/2 + 1 = '

@@ -10,8 +10,7 @@ import time
 
 import numpy as np
 
-from tests.conftest import ROOT, subprocess_env, train_command
-from tests.test_cli import read_metrics
+from tests.conftest import ROOT, read_metrics, subprocess_env, train_command
 
 
 def free_port() -> int:

@@ -44,9 +44,9 @@ class Checkpointer:
     saved = restored['data']
     for key in data_position:
       if saved.get(key) != data_position[key]:
-        raise ConfigError(f'checkpoint at step {step} was written with {key}={saved[key]}, this run '
-                          f'has {data_position[key]}; resume with the same value or use another '
-                          '--workdir')
+        raise ConfigError(f'checkpoint at step {step} was written with {key}={saved.get(key)}, '
+                          f'this run has {data_position[key]}; resume with the same value or use '
+                          'another --workdir')
     return restored['state'], saved
 
   def maybe_save(self, step: int, state, data_position: dict, *, force: bool = False) -> None:

@@ -85,7 +85,10 @@ class Run:
     architecture = dict(num_classes=num_classes, in_channels=channels,
                         image_size=self.source.image_shape[0], **config.model_kwargs)
     # A window that does not tile its input (GeometryError) surfaces here, before any weights.
-    cnns.trace(config.model, **architecture)
+    abstract, _ = cnns.trace(config.model, **architecture)
+    if config.batchnorm == 'per_device' and not any(
+        isinstance(m, nnx.BatchNorm) for _, m in nnx.iter_modules(abstract)):
+      raise ConfigError(f"batchnorm='per_device' but {config.model} has no BatchNorm layers")
     model = cnns.create_model(config.model, dtype=dtype, rngs=nnx.Rngs(config.seed),
                               **architecture)
     tx = optim.create_optimizer(config, self.steps_per_epoch)

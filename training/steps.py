@@ -62,8 +62,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
     def loss_fn(params):
       model = nnx.merge(graphdef, params, state.batch_stats)
       model.train()
-      # Made inside the differentiated function: NNX RNG streams are trace-local state.
       with batchnorm_groups(bn_groups):
+        # Rngs made inside the differentiated function: NNX RNG streams are trace-local state.
         outputs = model(images, rngs=nnx.Rngs(dropout=dropout_key))
       logits, aux_logits = ((outputs.logits, outputs.aux_logits)
                             if isinstance(outputs, AuxiliaryOutputs) else (outputs, ()))
