@@ -9,7 +9,8 @@ the validation error stopped improving (three times in about 90 epochs), dropout
 open; this follows torchvision's reference (divide by 10 every 30 epochs, 90 epochs).
 Reported: 40.7% top-1 / 18.2% top-5 validation error for one CNN (averaging the predictions of 10
 patches); 15.4% top-5 for an ensemble of 7 (with pre-training on the full ImageNet Fall 2011).
-Measured by this project: not yet (the ImageNet pipeline is an open issue).
+Measured by this project: not yet (no ImageNet
+run has been made on this project's machines).
 """
 
 from configs import default
@@ -19,4 +20,5 @@ def get_config():
   return default.get_imagenet_config(
       'alexnet', image_size=227, batch_size=128, learning_rate=0.01, lr_decay_epochs=(30, 60),
       num_epochs=90, weight_decay=5e-4, top1_error=40.7, top5_error=18.2,
-      protocol='1 CNN, average of 10 patches (4 corners + centre, and mirrors)')
+      protocol='1 CNN, average of 10 patches (4 corners + centre, and mirrors)', crops=10,
+      train_crop='scaled', train_scale_range=(256, 256), pca_lighting=0.1, eval_resize=256)

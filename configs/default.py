@@ -30,6 +30,14 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Shards of the training order (input_pipeline/base.py); -1: one per process. Runs with equal
   # values train on identical batches on any number of processes.
   config.data_shards = -1
+  # ImageNet only (input_pipeline/preprocessing.py): the training crop, 'inception' (random-
+  # resized: GoogLeNet, ResNet, Inception) or 'scaled' (random crop of the image rescaled to a
+  # shorter side S drawn from train_scale_range: AlexNet, VGG), flips, and AlexNet's PCA noise.
+  config.train_crop = 'inception'
+  config.crop_area_range = (0.08, 1.0)  # 'inception': fraction of the image's area.
+  config.train_scale_range = (256, 256)  # 'scaled': [min, max] of S; VGG's scale jitter (256, 512).
+  config.pca_lighting = 0.0  # Standard deviation of AlexNet's colour noise (the paper's 0.1).
+  config.eval_resize = -1  # Shorter side before the evaluation crop(s); -1: image_size / 0.875.
   config.synthetic_train_examples = 1024  # Only for dataset='synthetic'.
   config.synthetic_eval_examples = 256
 
@@ -63,23 +71,26 @@ def get_base_config() -> ml_collections.ConfigDict:
       'top1_error': ml_collections.config_dict.placeholder(float),
       'top5_error': ml_collections.config_dict.placeholder(float),
       'protocol': '',  # How the paper evaluated: crops, scales, single net or ensemble.
+      'crops': 0,  # 1 or 10 when that protocol is one evaluate.py runs (its default --crops).
   })
   return config
 
 
 def get_imagenet_config(model: str, *, image_size: int, batch_size: int, learning_rate: float,
                         num_epochs: int, weight_decay: float, top1_error: float | None,
-                        top5_error: float | None, protocol: str,
+                        top5_error: float | None, protocol: str, crops: int = 0,
                         lr_decay_epochs: tuple[int, ...] = (),
                         **recipe) -> ml_collections.ConfigDict:
   """An ImageNet recipe: by default SGD, momentum 0.9, step decay by 10x at `lr_decay_epochs`;
   `recipe` sets any other field (optimizer, lr_schedule, model_kwargs, ...).
 
-  Until the ImageNet pipeline lands, `dataset` is 'synthetic' (ImageNet-shaped random images).
+  Data: TFDS's imagenet2012 (README, "ImageNet"); `--config.dataset=synthetic` gives ImageNet-
+  shaped random images, for trying a config without the data.
   """
   config = get_base_config()
   config.model = model
-  config.dataset = 'synthetic'
+  config.dataset = 'imagenet2012'
+  config.shuffle_buffer_size = 10_000  # JPEG bytes: about 1.1 GB of host memory.
   config.num_classes = 1000
   config.in_channels = 3
   config.image_size = image_size
@@ -94,6 +105,7 @@ def get_imagenet_config(model: str, *, image_size: int, batch_size: int, learnin
   config.paper.top1_error = top1_error
   config.paper.top5_error = top5_error
   config.paper.protocol = protocol
+  config.paper.crops = crops
   config.update(recipe)
   config.lock()
   return config
@@ -105,14 +117,16 @@ def get_vgg_config(model: str, *, top1_error: float,
 
   Batch 256, SGD momentum 0.9, weight decay 5e-4, dropout 0.5 on fc6 and fc7, learning rate 0.01
   divided by 10 when validation accuracy stopped improving (three times in 74 epochs), 224x224
-  crops of images rescaled to a shorter side S = 256 (or jittered in [256, 512]). The paper gives
+  crops of images rescaled to a shorter side S = 256 (or jittered in [256, 512]: add
+  `--config.train_scale_range=(256,512)`), flips and AlexNet's RGB colour shift. The paper gives
   no decay epochs; these follow the common reimplementation schedule (30, 60). The errors are the
   paper's Table 3: single net, single test scale Q = S = 256, dense evaluation.
   """
   return get_imagenet_config(
       model, image_size=224, batch_size=256, learning_rate=0.01, lr_decay_epochs=(30, 60),
       num_epochs=74, weight_decay=5e-4, top1_error=top1_error, top5_error=top5_error,
-      protocol='single net, single scale (Q = S = 256), dense evaluation (Table 3)')
+      protocol='single net, single scale (Q = S = 256), dense evaluation (Table 3)',
+      train_crop='scaled', train_scale_range=(256, 256), pca_lighting=0.1, eval_resize=256)
 
 
 def get_resnet_config(depth: int, *, top1_error: float | None, top5_error: float | None,
@@ -120,13 +134,15 @@ def get_resnet_config(depth: int, *, top1_error: float | None, top5_error: float
   """ResNet's recipe (He et al., 2016, section 3.4) for one depth.
 
   Batch 256, SGD momentum 0.9, weight decay 1e-4, no dropout, learning rate 0.1 divided by 10
-  when the error plateaus, 224x224 random-resized crops with flips. The paper trains for 60e4
-  iterations (120 epochs) without decay epochs; this follows torchvision's reference, dividing by
-  10 at epochs 30 and 60 of 90. `model_kwargs.stride_on_3x3=True` gives "ResNet v1.5" and
+  when the error plateaus. The paper trains for 60e4 iterations (120 epochs) without decay epochs
+  on 224x224 crops of images rescaled to a shorter side in [256, 480] with AlexNet's colour noise
+  (`--config.train_crop=scaled --config.train_scale_range=(256,480) --config.pca_lighting=0.1`);
+  this follows torchvision's reference: random-resized crops with flips, dividing the rate by 10
+  at epochs 30 and 60 of 90. Evaluated on 10 crops (`evaluate.py --crops=10`) as the paper. `model_kwargs.stride_on_3x3=True` gives "ResNet v1.5" and
   `model_kwargs.zero_init_residual=True` starts every block as the identity (see cnns/resnet.py).
   """
   return get_imagenet_config(
       f'resnet{depth}', image_size=224, batch_size=256, learning_rate=0.1,
       lr_decay_epochs=(30, 60), num_epochs=90, weight_decay=1e-4, top1_error=top1_error,
-      top5_error=top5_error, protocol=protocol,
+      top5_error=top5_error, protocol=protocol, crops=10,
       model_kwargs={'stride_on_3x3': False, 'zero_init_residual': False})

@@ -11,7 +11,8 @@ Caffe reproduction (`bvlc_googlenet/solver.prototxt`, which implements the 4%-ev
 step): batch 32, learning rate 0.01, weight decay 2e-4, 10M iterations (250 epochs).
 Reported (Table 3, top-5 only): 10.07% for one model and one crop, 9.15% with 10 crops, 7.89%
 with 144 crops (the seed's 7.9%); 6.67% for 7 models x 144 crops.
-Measured by this project: not yet (the ImageNet pipeline is an open issue).
+Measured by this project: not yet (no ImageNet
+run has been made on this project's machines).
 """
 
 from configs import default
@@ -21,6 +22,6 @@ def get_config():
   return default.get_imagenet_config(
       'googlenet', image_size=224, batch_size=32, learning_rate=0.01, num_epochs=250,
       weight_decay=2e-4, top1_error=None, top5_error=9.15,
-      protocol='1 model, 10 crops (Table 3); 1 crop: 10.07, 144 crops: 7.89 top-5',
+      protocol='1 model, 10 crops (Table 3); 1 crop: 10.07, 144 crops: 7.89 top-5', crops=10,
       lr_schedule='exponential', lr_decay_every_epochs=8.0, lr_decay_factor=1 / 0.96,
       aux_loss_weight=0.3)

@@ -10,7 +10,8 @@ size, momentum, weight decay or length; these follow the authors' TF-slim releas
 decay 4e-5; 100 epochs is this project's choice (the rate is then 2% of its start).
 Reported: 19.9% top-1 / 4.9% top-5 validation error, one model and one crop (Table 2); 18.7 / 4.1
 with 12 crops (Table 3), 17.8 / 3.7 with 144 crops (Table 4).
-Measured by this project: not yet (the ImageNet pipeline is an open issue).
+Measured by this project: not yet (no ImageNet
+run has been made on this project's machines).
 """
 
 from configs import default
@@ -20,7 +21,7 @@ def get_config():
   return default.get_imagenet_config(
       'inception_resnet_v2', image_size=299, batch_size=32, learning_rate=0.045,
       num_epochs=100, weight_decay=4e-5, top1_error=19.9, top5_error=4.9,
-      protocol='1 model, 1 crop (Table 2); 12 crops: 18.7 / 4.1, 144 crops: 17.8 / 3.7',
+      protocol='1 model, 1 crop (Table 2); 12 crops: 18.7 / 4.1, 144 crops: 17.8 / 3.7', crops=1,
       optimizer='rmsprop', momentum=0.9, rmsprop_decay=0.9, rmsprop_epsilon=1.0,
       lr_schedule='exponential', lr_decay_every_epochs=2.0, lr_decay_factor=1 / 0.94,
       model_kwargs={'repeats': (10, 20, 10)})  # (5, 10, 5): the paper's Figure 15.

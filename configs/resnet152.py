@@ -5,8 +5,8 @@ r"""ResNet-152 (He et al., 2016).
 
 Reported: 21.43% top-1 / 5.71% top-5 validation error, 10-crop testing (Table 3); 19.38 / 4.49
 with multi-scale fully convolutional testing (Table 4).
-Recipe: `default.get_resnet_config`. Measured by this project: not yet (the ImageNet pipeline is
-an open issue).
+Recipe: `default.get_resnet_config`. Measured by this project: not yet (no ImageNet
+run has been made on this project's machines).
 """
 
 from configs import default

@@ -6,8 +6,8 @@ r"""ResNet-18 (He et al., 2016).
 Reported: 27.88% top-1 validation error, 10-crop testing (Table 2, with the zero-padding
 shortcuts of option A; the projections of option B used here have no 18-layer result in the
 paper). No top-5 is given.
-Recipe: `default.get_resnet_config`. Measured by this project: not yet (the ImageNet pipeline is
-an open issue).
+Recipe: `default.get_resnet_config`. Measured by this project: not yet (no ImageNet
+run has been made on this project's machines).
 """
 
 from configs import default

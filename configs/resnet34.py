@@ -4,8 +4,8 @@ r"""ResNet-34 (He et al., 2016).
   python -m cnns.summary --config=configs/resnet34.py
 
 Reported: 24.52% top-1 / 7.46% top-5 validation error, 10-crop testing, option B (Table 3).
-Recipe: `default.get_resnet_config`. Measured by this project: not yet (the ImageNet pipeline is
-an open issue).
+Recipe: `default.get_resnet_config`. Measured by this project: not yet (no ImageNet
+run has been made on this project's machines).
 """
 
 from configs import default

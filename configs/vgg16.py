@@ -1,7 +1,8 @@
 r"""VGG configuration D (Simonyan & Zisserman, 2015): `python train.py --config=configs/vgg16.py`.
 
 Reported: 27.0% top-1 / 8.8% top-5 validation error. Recipe: `default.get_vgg_config`.
-Measured by this project: not yet (the ImageNet pipeline is an open issue).
+Measured by this project: not yet (no ImageNet
+run has been made on this project's machines).
 """
 
 from configs import default

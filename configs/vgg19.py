@@ -1,7 +1,8 @@
 r"""VGG configuration E (Simonyan & Zisserman, 2015): `python train.py --config=configs/vgg19.py`.
 
 Reported: 27.3% top-1 / 9.0% top-5 validation error. Recipe: `default.get_vgg_config`.
-Measured by this project: not yet (the ImageNet pipeline is an open issue).
+Measured by this project: not yet (no ImageNet
+run has been made on this project's machines).
 """
 
 from configs import default

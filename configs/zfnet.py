@@ -10,7 +10,8 @@ paper's baseline replication) and divides by 10 at epochs 30 and 60. Input: the 
 cnns/alexnet.py for why not the paper's 224).
 Reported: 37.5% top-1 / 16.0% top-5 validation error for one convnet with the 512/1024/512 layers
 (Table 2, model (b)); the seed's 14.8% top-5 is the test error of an ensemble of six.
-Measured by this project: not yet (the ImageNet pipeline is an open issue).
+Measured by this project: not yet (no ImageNet
+run has been made on this project's machines).
 """
 
 from configs import default
@@ -20,4 +21,5 @@ def get_config():
   return default.get_imagenet_config(
       'zfnet', image_size=227, batch_size=128, learning_rate=0.01, lr_decay_epochs=(30, 60),
       num_epochs=70, weight_decay=5e-4, top1_error=37.5, top5_error=16.0,
-      protocol='1 convnet, model (b) with 512/1024/512 maps, validation set (Table 2)')
+      protocol='1 convnet, model (b) with 512/1024/512 maps, validation set (Table 2)',
+      train_crop='scaled', train_scale_range=(256, 256), eval_resize=256)

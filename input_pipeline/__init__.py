@@ -6,10 +6,11 @@ TensorFlow is imported only when a TFDS dataset is asked for, so `synthetic` run
 from input_pipeline.base import Batch, DataError, DatasetSpec, Source, num_eval_steps
 
 TFDS_DATASETS = ('cifar10', 'fashion_mnist', 'mnist')
+IMAGENET = 'imagenet2012'
 
 
 def available_datasets() -> list[str]:
-  return sorted([*TFDS_DATASETS, 'synthetic'])
+  return sorted([*TFDS_DATASETS, IMAGENET, 'synthetic'])
 
 
 def num_data_shards(config, process_count: int) -> int:
@@ -17,13 +18,19 @@ def num_data_shards(config, process_count: int) -> int:
   return config.data_shards if config.data_shards > 0 else process_count
 
 
-def create_source(config, *, process_index: int, process_count: int) -> Source:
-  """The source that `config.dataset` names, reading this process's slice of each split."""
+def create_source(config, *, process_index: int, process_count: int,
+                  eval_crops: int = 1) -> Source:
+  """The source that `config.dataset` names, reading this process's slice of each split.
+
+  `eval_crops` = 10 evaluates ImageNet on AlexNet's ten crops (image batches [B, 10, H, W, C]).
+  """
   num_shards = num_data_shards(config, process_count)
   if config.batch_size % num_shards:
     raise DataError(f'batch_size={config.batch_size} must be a multiple of '
                     f'data_shards={num_shards}')
   shard = dict(process_index=process_index, process_count=process_count, num_shards=num_shards)
+  if eval_crops != 1 and config.dataset != IMAGENET:
+    raise DataError(f'{eval_crops}-crop evaluation needs {IMAGENET}, not {config.dataset}')
   if config.dataset == 'synthetic':
     from input_pipeline import synthetic
     num_classes = config.num_classes if config.num_classes > 0 else synthetic.SPEC.num_classes
@@ -34,9 +41,17 @@ def create_source(config, *, process_index: int, process_count: int) -> Source:
         num_eval=config.synthetic_eval_examples, seed=config.seed, **shard)
   if config.dataset in TFDS_DATASETS:
     from input_pipeline import tfds_source
-    return tfds_source.TFDSSource(
+    return tfds_source.SmallImageSource(
         config.dataset, data_dir=config.data_dir, image_size=config.image_size,
         shuffle_buffer_size=config.shuffle_buffer_size, seed=config.seed, **shard)
+  if config.dataset == IMAGENET:
+    from input_pipeline import imagenet
+    return imagenet.ImageNetSource(
+        data_dir=config.data_dir, image_size=config.image_size,
+        shuffle_buffer_size=config.shuffle_buffer_size, train_crop=config.train_crop,
+        crop_area_range=config.crop_area_range, train_scale_range=config.train_scale_range,
+        pca_lighting=config.pca_lighting, eval_resize=config.eval_resize, eval_crops=eval_crops,
+        seed=config.seed, **shard)
   raise DataError(f'unknown dataset {config.dataset!r}; known datasets: '
                   f'{", ".join(available_datasets())}')
 

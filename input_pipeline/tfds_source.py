@@ -1,9 +1,9 @@
-"""TFDS + tf.data source for the small classification datasets (MNIST, Fashion-MNIST, CIFAR-10).
+"""TFDS + tf.data sources: the sharded, resumable order they share, and the small datasets (MNIST,
+Fashion-MNIST, CIFAR-10), which are cached decoded in host memory.
 
-TensorFlow only reads and shuffles here; it is kept off every accelerator so that JAX owns them.
-The decoded split is cached in host memory after the first pass (these datasets are small);
-each epoch is then a fresh shuffle of that cache with a seed derived from (seed, epoch), which is
-what lets a resumed run rebuild the exact order and skip the batches it already trained on.
+TensorFlow only reads and preprocesses here; it is kept off every accelerator so that JAX owns them.
+Each epoch's order is a function of (seed, epoch, shard) alone, which is what lets a resumed run
+rebuild it and skip the batches it already trained on.
 """
 
 import os
@@ -58,46 +58,93 @@ def prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilde
 
 
 class TFDSSource(base.Source):
+  """A prepared TFDS dataset read as this process's train shards and eval slice.
 
-  def __init__(self, name: str, *, data_dir: str | None, image_size: int, shuffle_buffer_size: int,
-               seed: int, process_index: int, process_count: int, num_shards: int):
-    self.spec = SPECS[name]
-    height, width, channels = self.spec.image_shape
-    if image_size < max(height, width):
-      raise base.DataError(f'image_size={image_size} is smaller than {name}\'s {height}x{width} '
-                           'images; this pipeline pads, it does not crop')
-    self.image_shape = (image_size, image_size, channels)
+  The order is the module's: every shard of epoch e is shuffled with the seed of (seed, e, shard),
+  cut to the epoch's batches, and only then preprocessed, each example with a seed of its own
+  (the shard's seed, its position), so that resuming skips raw records rather than decoded
+  images and redoes exactly the same augmentation. Subclasses say how records are read and turned
+  into examples: `_records`, `_train_example`, `_eval_example`.
+  """
+
+  def __init__(self, builder: tfds.core.DatasetBuilder, spec: base.DatasetSpec, *,
+               image_shape: tuple[int, int, int], seed: int, process_index: int,
+               process_count: int, num_shards: int):
+    self.spec = spec
+    self.image_shape = image_shape
+    self._builder = builder
     self._seed = seed
-    builder = prepared_builder(name, data_dir)
     splits = builder.info.splits
-    self.num_train_examples = splits[self.spec.train_split].num_examples
-    self.num_eval_examples = splits[self.spec.eval_split].num_examples
+    self.num_train_examples = splits[spec.train_split].num_examples
+    self.num_eval_examples = splits[spec.eval_split].num_examples
+    train_shards = tfds.even_splits(spec.train_split, n=num_shards)
+    self._train_splits = {s: train_shards[s]
+                          for s in base.process_shards(num_shards, process_index, process_count)}
+    self._eval_split = tfds.split_for_jax_process(
+        spec.eval_split, process_index=process_index, process_count=process_count)
 
-    def read(split):
-      ds = builder.as_dataset(split=split, shuffle_files=False)
-      pad = lambda ex: (tf.image.resize_with_crop_or_pad(ex['image'], image_size, image_size),
-                        tf.cast(ex['label'], tf.int32))
-      return ds.map(pad, num_parallel_calls=tf.data.AUTOTUNE).cache()
+  def _records(self, split: str, shuffle_seed: int | None) -> tf.data.Dataset:
+    """`split`'s records, shuffled with `shuffle_seed` unless it is None."""
+    raise NotImplementedError
 
-    train_shards = tfds.even_splits(self.spec.train_split, n=num_shards)
-    self._train = {s: (read(train_shards[s]),
-                       min(shuffle_buffer_size, splits[train_shards[s]].num_examples))
-                   for s in base.process_shards(num_shards, process_index, process_count)}
-    self._eval = read(tfds.split_for_jax_process(
-        self.spec.eval_split, process_index=process_index, process_count=process_count))
+  def _train_example(self, record, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+    """A training example (`image`, `label`, ...) from a record and its stateless seed."""
+    return record
+
+  def _eval_example(self, record) -> dict[str, tf.Tensor]:
+    return record
+
+  def _shard_batches(self, shard: int, epoch: int, first_step: int, per_shard: int,
+                     steps_per_epoch: int) -> tf.data.Dataset:
+    seed = base.epoch_seed(self._seed, epoch, shard)
+    ds = self._records(self._train_splits[shard], seed).take(steps_per_epoch * per_shard)
+    ds = ds.enumerate().skip(first_step * per_shard)
+    ds = ds.map(lambda i, record: self._train_example(record, tf.stack([tf.constant(seed, tf.int64),
+                                                                        i])),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(per_shard, drop_remainder=True)
 
   def train_batches(self, epoch, first_step, local_batch, steps_per_epoch) -> Iterator[base.Batch]:
-    per_shard = local_batch // len(self._train)
-    shards = [ds.shuffle(buffer, seed=base.epoch_seed(self._seed, epoch, s),
-                         reshuffle_each_iteration=False).batch(per_shard, drop_remainder=True)
-              for s, (ds, buffer) in self._train.items()]
+    per_shard = local_batch // len(self._train_splits)
+    shards = [self._shard_batches(s, epoch, first_step, per_shard, steps_per_epoch)
+              for s in self._train_splits]
     ds = shards[0] if len(shards) == 1 else tf.data.Dataset.zip(tuple(shards)).map(
-        lambda *parts: tuple(tf.concat(column, axis=0) for column in zip(*parts)))
-    ds = ds.take(steps_per_epoch).skip(first_step)
-    ds = ds.map(lambda image, label: {'image': image, 'label': label})
+        lambda *parts: {k: tf.concat([p[k] for p in parts], axis=0) for k in parts[0]})
     return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
   def eval_batches(self, local_batch, num_steps) -> Iterator[base.Batch]:
-    ds = self._eval.batch(local_batch).map(lambda image, label: {'image': image, 'label': label})
-    return base.pad_eval_batches(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator(), local_batch,
-                                 num_steps)
+    ds = self._records(self._eval_split, None).map(self._eval_example,
+                                                    num_parallel_calls=tf.data.AUTOTUNE)
+    return base.pad_eval_batches(ds.batch(local_batch).prefetch(tf.data.AUTOTUNE)
+                                 .as_numpy_iterator(), local_batch, num_steps)
+
+
+class SmallImageSource(TFDSSource):
+  """MNIST, Fashion-MNIST, CIFAR-10: decoded once, cached in host memory, zero-padded (centred)
+  to image_size; each epoch is a fresh shuffle of the cache."""
+
+  def __init__(self, name: str, *, data_dir: str | None, image_size: int,
+               shuffle_buffer_size: int, **kwargs):
+    spec = SPECS[name]
+    height, width, channels = spec.image_shape
+    if image_size < max(height, width):
+      raise base.DataError(f'image_size={image_size} is smaller than {name}\'s {height}x{width} '
+                           'images; this pipeline pads, it does not crop')
+    super().__init__(prepared_builder(name, data_dir), spec,
+                     image_shape=(image_size, image_size, channels), **kwargs)
+
+    def pad(example):
+      return {'image': tf.image.resize_with_crop_or_pad(example['image'], image_size, image_size),
+              'label': tf.cast(example['label'], tf.int32)}
+
+    splits = [*self._train_splits.values(), self._eval_split]
+    self._cache = {split: self._builder.as_dataset(split=split, shuffle_files=False)
+                   .map(pad, num_parallel_calls=tf.data.AUTOTUNE).cache() for split in splits}
+    self._buffer = {split: min(shuffle_buffer_size, self._builder.info.splits[split].num_examples)
+                    for split in splits}
+
+  def _records(self, split, shuffle_seed):
+    if shuffle_seed is None:
+      return self._cache[split]
+    return self._cache[split].shuffle(self._buffer[split], seed=shuffle_seed,
+                                      reshuffle_each_iteration=False)

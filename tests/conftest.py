@@ -1,10 +1,12 @@
-"""Shared fixtures: the repository on sys.path, Fashion-MNIST prepared once, a train.py runner."""
+"""Shared test helpers: the repository on sys.path, Fashion-MNIST prepared once, train.py and
+evaluate.py runners, the check of a user error's one line, and of sharded sources' batches."""
 
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,13 +37,38 @@ def subprocess_env(num_devices: int = 1) -> dict[str, str]:
   return env
 
 
-def run_train(*args: str, num_devices: int = 1, timeout: float = 600):
-  """Runs train.py to completion; returns the CompletedProcess (text output)."""
-  return subprocess.run(train_command(*args), env=subprocess_env(num_devices), cwd=ROOT,
-                        capture_output=True, text=True, timeout=timeout)
+def run_train(*args: str, num_devices: int = 1, timeout: float = 600, script: str = 'train.py'):
+  """Runs train.py (or `script`) to completion; returns the CompletedProcess (text output)."""
+  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
+                        env=subprocess_env(num_devices), cwd=ROOT, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+def run_evaluate(*args: str, **kwargs):
+  return run_train(*args, script='evaluate.py', **kwargs)
+
+
+def assert_one_line_error(result, message):
+  """A user error: non-zero exit, no traceback, one `error:` line, the last, holding `message`."""
+  assert result.returncode != 0
+  assert 'Traceback' not in result.stderr
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  assert lines[-1].startswith('error: ') and message in lines[-1], result.stderr
+  assert sum(line.startswith('error: ') for line in lines) == 1
 
 
 def read_metrics(workdir: str) -> list[dict]:
   """The records of a run's metrics.jsonl, in order."""
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     return [json.loads(line) for line in f]
+
+
+def assert_same_global_batches(one_process, processes, global_batch, steps):
+  """The processes' local batches, concatenated in process order, are the one process's."""
+  per_process = [list(p.train_batches(0, 0, global_batch // len(processes), steps))
+                 for p in processes]
+  whole = list(one_process.train_batches(0, 0, global_batch, steps))
+  assert len(whole) == steps
+  for k, batch in enumerate(whole):
+    for key in batch:  # image, label, and lighting where the source draws it.
+      np.testing.assert_array_equal(np.concatenate([p[k][key] for p in per_process]), batch[key])

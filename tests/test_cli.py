@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import read_metrics, run_train, subprocess_env, train_command
+from tests.conftest import (assert_one_line_error, read_metrics, run_train, subprocess_env,
+                            train_command)
 
 SYNTHETIC = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
              '--config.synthetic_train_examples=512', '--config.synthetic_eval_examples=200',
@@ -73,14 +74,6 @@ def test_workdir_that_is_a_file_is_refused(tmp_path):
   result = run_train(*SYNTHETIC, f'--workdir={path}')
   assert_one_line_error(result, 'is not a directory')
   assert snapshot(str(path)) == before and path.read_text() == 'mine'
-
-
-def assert_one_line_error(result, message):
-  assert result.returncode != 0
-  assert 'Traceback' not in result.stderr
-  lines = [line for line in result.stderr.splitlines() if line.strip()]
-  assert lines[-1].startswith('error: ') and message in lines[-1], result.stderr
-  assert sum(line.startswith('error: ') for line in lines) == 1
 
 
 def test_same_metrics_on_one_and_on_eight_devices(tmp_path):

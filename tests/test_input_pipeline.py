@@ -9,7 +9,7 @@ import pytest
 import input_pipeline
 from configs import lenet5
 from input_pipeline import base, synthetic
-from tests.conftest import DEBIAN_FASHION_MNIST
+from tests.conftest import DEBIAN_FASHION_MNIST, assert_same_global_batches
 
 
 def read_idx(path):
@@ -42,17 +42,6 @@ def synthetic_source(seed=0, process_index=0, process_count=1, num_shards=1):
   return synthetic.SyntheticSource(image_size=8, channels=3, num_classes=10, num_train=96,
                                    num_eval=50, seed=seed, process_index=process_index,
                                    process_count=process_count, num_shards=num_shards)
-
-
-def assert_same_global_batches(one_process, processes, global_batch, steps):
-  """The processes' local batches, concatenated in process order, are the one process's."""
-  per_process = [list(p.train_batches(0, 0, global_batch // len(processes), steps))
-                 for p in processes]
-  whole = list(one_process.train_batches(0, 0, global_batch, steps))
-  assert len(whole) == steps
-  for k, batch in enumerate(whole):
-    for key in ('image', 'label'):
-      np.testing.assert_array_equal(np.concatenate([p[k][key] for p in per_process]), batch[key])
 
 
 def test_synthetic_order_is_the_same_on_one_and_on_two_processes():

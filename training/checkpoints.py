@@ -15,20 +15,21 @@ from training.errors import ConfigError
 class Checkpointer:
   """Saves every `every_steps` steps (and when forced), keeps the last `keep`, restores the latest."""
 
-  def __init__(self, directory: str, *, every_steps: int, keep: int):
+  def __init__(self, directory: str, *, every_steps: int, keep: int, create: bool = True):
     self._every_steps = every_steps
     self._manager = ocp.CheckpointManager(
         directory, item_names=('state', 'data'),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create))
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def restore_latest(self, state, data_position: dict):
+  def restore_latest(self, state, data_position: dict | None = None):
     """(state, position) from the latest checkpoint, or None when there is none.
 
-    `state` gives the tree, shapes, dtypes and shardings; `data_position` the expected seed, global
-    batch size and data shards, which must match the saved ones for the order to resume exactly.
+    `state` (arrays or ShapeDtypeStructs) gives the tree, shapes, dtypes and shardings;
+    `data_position` the expected seed, global batch size and data shards, which must match the
+    saved ones for training to resume in the same order (None: not checked, for evaluation).
     """
     step = self._manager.latest_step()
     if step is None:
@@ -42,7 +43,7 @@ class Checkpointer:
                         f'({type(e).__name__}); it was written by another model or config, or is '
                         'damaged: use another --workdir') from e
     saved = restored['data']
-    for key in data_position:
+    for key in data_position or {}:
       if saved.get(key) != data_position[key]:
         raise ConfigError(f'checkpoint at step {step} was written with {key}={saved.get(key)}, '
                           f'this run has {data_position[key]}; resume with the same value or use '

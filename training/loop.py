@@ -19,7 +19,7 @@ from training import mesh as mesh_lib
 from training import optim, steps
 from training.checkpoints import Checkpointer
 from training.errors import ConfigError
-from training.state import count_params, create_train_state
+from training.state import TrainState, count_params, create_train_state
 from training.writers import MetricWriter, Progress
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -54,6 +54,27 @@ def validate(config, workdir: str) -> None:
       raise ConfigError(f'{field}={config[field]} must be positive')
 
 
+def evaluate_split(eval_step, states: tuple[TrainState, ...], source: input_pipeline.Source, *,
+                   local_batch: int, num_steps: int, data_sharding, replicated) -> dict:
+  """Loss, top-1 and top-5 accuracy over `source`'s eval split, each example counted once."""
+  metrics = jax.device_put(steps.zero_metrics(*steps.EVAL_METRICS), replicated)
+  for batch in source.eval_batches(local_batch, num_steps):
+    metrics = eval_step(states, metrics, mesh_lib.to_global(batch, data_sharding))
+  return steps.summarize(metrics)
+
+
+def model_architecture(config, source: input_pipeline.Source) -> dict:
+  """Constructor arguments of `config.model` for `source`'s images: classes, channels, size, and
+  the family's own options."""
+  num_classes = config.num_classes if config.num_classes > 0 else source.spec.num_classes
+  channels = source.image_shape[-1]
+  if config.in_channels > 0 and config.in_channels != channels:
+    raise ConfigError(f'in_channels={config.in_channels} but {config.dataset} images have '
+                      f'{channels} channels: set --config.in_channels={channels}')
+  return dict(num_classes=num_classes, in_channels=channels, image_size=source.image_shape[0],
+              **config.model_kwargs)
+
+
 class Run:
   """One training run: data, jitted steps, state (restored if the workdir has a checkpoint)."""
 
@@ -75,15 +96,9 @@ class Run:
                         f'{self.source.num_train_examples} training examples')
     self._num_eval_steps = input_pipeline.num_eval_steps(
         self.source.num_eval_examples, eval_batch_size, jax.process_count())
-    num_classes = config.num_classes if config.num_classes > 0 else self.source.spec.num_classes
-    channels = self.source.image_shape[-1]
-    if config.in_channels > 0 and config.in_channels != channels:
-      raise ConfigError(f'in_channels={config.in_channels} but {config.dataset} images have '
-                        f'{channels} channels: set --config.in_channels={channels}')
-
     dtype = DTYPES[config.dtype]
-    architecture = dict(num_classes=num_classes, in_channels=channels,
-                        image_size=self.source.image_shape[0], **config.model_kwargs)
+    architecture = model_architecture(config, self.source)
+    num_classes = architecture['num_classes']
     # A window that does not tile its input (GeometryError) surfaces here, before any weights.
     abstract, _ = cnns.trace(config.model, **architecture)
     if config.batchnorm == 'per_device' and not any(
@@ -155,11 +170,9 @@ class Run:
 
   def evaluate(self, epoch: int) -> dict[str, float]:
     """Loss, top-1 and top-5 over the whole eval split, each example counted exactly once."""
-    metrics = self._zero_metrics(steps.EVAL_METRICS)
-    for batch in self.source.eval_batches(self._local_eval_batch, self._num_eval_steps):
-      metrics = self._eval_step(self.state, metrics,
-                                mesh_lib.to_global(batch, self._data_sharding))
-    result = steps.summarize(metrics)
+    result = evaluate_split(self._eval_step, (self.state,), self.source,
+                            local_batch=self._local_eval_batch, num_steps=self._num_eval_steps,
+                            data_sharding=self._data_sharding, replicated=self._replicated)
     self.writer.write(self.step, {'epoch': epoch, **{f'eval/{k}': v for k, v in result.items()}})
     self.progress.print(
         f'epoch {epoch}: eval loss {result["loss"]:.4f}, top-1 {result["top1_acc"]:.4f}, '

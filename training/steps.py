@@ -30,11 +30,18 @@ def zero_metrics(*names: str) -> Metrics:
   return {name: jnp.zeros((), jnp.float32) for name in ('count', *names)}
 
 
-def normalize(images: jax.Array, mean, std, dtype) -> jax.Array:
-  """uint8 NHWC -> standardised `dtype`, on the device (4x fewer bytes cross the host link)."""
+def normalize(images: jax.Array, mean, std, dtype, lighting: jax.Array | None = None) -> jax.Array:
+  """uint8 NHWC -> standardised `dtype`, on the device (4x fewer bytes cross the host link).
+
+  `lighting` ([N, 3], 0-255 scale) is a per-image RGB offset added first: AlexNet's colour noise,
+  which the input pipeline draws but does not round into the uint8 pixels.
+  """
   mean = jnp.asarray(mean, jnp.float32)
   std = jnp.asarray(std, jnp.float32)
-  return ((images.astype(jnp.float32) - mean) / std).astype(dtype)
+  images = images.astype(jnp.float32)
+  if lighting is not None:
+    images = images + lighting[:, None, None, :]
+  return ((images - mean) / std).astype(dtype)
 
 
 def top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
@@ -54,7 +61,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
   """
 
   def train_step(state: TrainState, metrics: Metrics, batch):
-    images = normalize(batch['image'], mean, std, dtype)
+    images = normalize(batch['image'], mean, std, dtype, batch.get('lighting'))
     labels = batch['label']
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
     dropout_key = jax.random.fold_in(jax.random.key(seed), state.step)
@@ -89,20 +96,33 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
 
 
 def make_eval_step(graphdef: nnx.GraphDef, *, mean, std, dtype,
-                   out_sharding) -> Callable[[TrainState, Metrics, Any], Metrics]:
-  """A jitted `(state, metrics, batch) -> metrics` that ignores rows whose `mask` is False."""
+                   out_sharding) -> Callable[[tuple[TrainState, ...], Metrics, Any], Metrics]:
+  """A jitted `(states, metrics, batch) -> metrics` that ignores rows whose `mask` is False.
 
-  def eval_step(state: TrainState, metrics: Metrics, batch):
-    model = nnx.merge(graphdef, state.params, state.batch_stats)
-    model.eval()
-    logits = model(normalize(batch['image'], mean, std, dtype)).astype(jnp.float32)
-    labels, mask = batch['label'], batch['mask']
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  `states` is a tuple of models (one, or an ensemble of the same architecture). Images are
+  [N, H, W, C], or [N, crops, H, W, C] for multi-crop testing; predictions are the softmax outputs
+  averaged over models and crops, as the papers average them, and the loss is the cross-entropy
+  of that average (for one model and one crop: the usual cross-entropy of the logits).
+  """
+
+  def eval_step(states: tuple[TrainState, ...], metrics: Metrics, batch):
+    images, labels, mask = batch['image'], batch['label'], batch['mask']
+    crops = images.shape[1] if images.ndim == 5 else 1
+    images = normalize(images.reshape(-1, *images.shape[-3:]), mean, std, dtype)
+    log_probs = []
+    for state in states:
+      model = nnx.merge(graphdef, state.params, state.batch_stats)
+      model.eval()
+      logits = model(images).astype(jnp.float32)
+      log_probs.append(jax.nn.log_softmax(logits).reshape(labels.shape[0], crops, -1))
+    log_probs = jnp.concatenate(log_probs, axis=1)  # [N, models x crops, classes]
+    mean_log_probs = jax.nn.logsumexp(log_probs, axis=1) - jnp.log(log_probs.shape[1])
+    loss = -jnp.take_along_axis(mean_log_probs, labels[:, None], axis=1)[:, 0]
     return {
         'count': metrics['count'] + mask.sum(),
         'loss': metrics['loss'] + jnp.where(mask, loss, 0.0).sum(),
-        'top1_acc': metrics['top1_acc'] + (top_k_correct(logits, labels, 1) & mask).sum(),
-        'top5_acc': metrics['top5_acc'] + (top_k_correct(logits, labels, 5) & mask).sum(),
+        'top1_acc': metrics['top1_acc'] + (top_k_correct(mean_log_probs, labels, 1) & mask).sum(),
+        'top5_acc': metrics['top5_acc'] + (top_k_correct(mean_log_probs, labels, 5) & mask).sum(),
     }
 
   return jax.jit(eval_step, donate_argnums=_donate(1), out_shardings=out_sharding)

@@ -1,0 +1,108 @@
+"""ImageNet (ILSVRC2012) from TFDS's `imagenet2012`, prepared from the two official tars.
+
+Images stay JPEG bytes until a map decodes only the window each crop needs (preprocessing.py);
+shuffling happens on those bytes (about 110 kB an image), with the file order shuffled by the same
+seed as the examples, so an epoch's order is a function of (seed, epoch, shard) as for every source.
+"""
+
+import os
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from input_pipeline import base, preprocessing
+from input_pipeline.tfds_source import TFDSSource
+
+NAME = 'imagenet2012'
+TARS = ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar')
+# Per-channel mean and standard deviation of ImageNet's training pixels (0-255), as torchvision.
+SPEC = base.DatasetSpec(num_classes=1000, image_shape=(0, 0, 3), train_split='train',
+                        eval_split='validation', mean=(123.675, 116.28, 103.53),
+                        std=(58.395, 57.12, 57.375))
+TRAIN_CROPS = ('inception', 'scaled')
+EVAL_CROPS = (1, 10)
+
+
+def manual_dir(data_dir: str) -> str:
+  """Where TFDS looks for the tars: <data_dir>/downloads/manual."""
+  return os.path.join(data_dir, 'downloads', 'manual')
+
+
+def prepared_builder(data_dir: str | None, process_count: int) -> tfds.core.DatasetBuilder:
+  """The `imagenet2012` builder, prepared from the manual tars on first use (single process)."""
+  data_dir = os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR)
+  builder = tfds.builder(NAME, data_dir=data_dir)
+  if builder.is_prepared():
+    return builder
+  manual = manual_dir(data_dir)
+  missing = [tar for tar in TARS if not os.path.isfile(os.path.join(manual, tar))]
+  build = f'tfds build {NAME} --data_dir={data_dir}'
+  if missing:
+    raise base.DataError(
+        f'{NAME} is not prepared in {data_dir} and {" and ".join(missing)} '
+        f'{"is" if len(missing) == 1 else "are"} missing from {manual}: download '
+        f'{" and ".join(TARS)} from https://image-net.org/download-images (free registration) '
+        f'into that directory, then run `{build}` (README, "ImageNet")')
+  if process_count > 1:
+    raise base.DataError(f'{NAME} is not prepared in {data_dir}; several processes cannot prepare '
+                         f'it together: run `{build}` once first')
+  print(f'preparing {NAME} in {data_dir} from the tars in {manual} (hours for the full dataset; '
+        f'`{build}` does the same ahead of time)', flush=True)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=manual, try_download_gcs=False))
+  return tfds.builder(NAME, data_dir=data_dir)
+
+
+def eval_resize_size(image_size: int, eval_resize: int) -> int:
+  """`eval_resize`, or -1 for the common ratio 224/256 = 0.875 (256 for 224, 342 for 299)."""
+  return eval_resize if eval_resize > 0 else round(image_size / 0.875)
+
+
+class ImageNetSource(TFDSSource):
+
+  def __init__(self, *, data_dir: str | None, image_size: int, shuffle_buffer_size: int,
+               train_crop: str, crop_area_range, train_scale_range, pca_lighting: float,
+               eval_resize: int, eval_crops: int, process_count: int, **kwargs):
+    if train_crop not in TRAIN_CROPS:
+      raise base.DataError(f'unknown train_crop {train_crop!r}; known: {", ".join(TRAIN_CROPS)}')
+    if eval_crops not in EVAL_CROPS:
+      raise base.DataError(f'crops={eval_crops}: evaluation takes 1 (centre) or 10 crops')
+    low, high = train_scale_range
+    if train_crop == 'scaled' and not image_size <= low <= high:
+      raise base.DataError(f'train_scale_range={tuple(train_scale_range)} must be an interval '
+                           f'of shorter sides from image_size={image_size} up')
+    if not 0 < crop_area_range[0] <= crop_area_range[1] <= 1:
+      raise base.DataError(f'crop_area_range={tuple(crop_area_range)} must be fractions of the '
+                           'image area, smallest first')
+    self._eval_resize = eval_resize_size(image_size, eval_resize)
+    if self._eval_resize < image_size:
+      raise base.DataError(f'eval_resize={self._eval_resize} is smaller than the '
+                           f'{image_size}-pixel crop')
+    super().__init__(prepared_builder(data_dir, process_count), SPEC,
+                     image_shape=(image_size, image_size, 3), process_count=process_count,
+                     **kwargs)
+    self._shuffle_buffer_size = shuffle_buffer_size
+    self._image_size = image_size
+    self._eval_crops = eval_crops
+    self._augment = dict(crop=train_crop, size=image_size, area_range=tuple(crop_area_range),
+                         scale_range=tuple(train_scale_range), lighting=pca_lighting)
+
+  def _records(self, split, shuffle_seed):
+    shuffle = shuffle_seed is not None
+    ds = self._builder.as_dataset(
+        split=split, shuffle_files=shuffle, decoders={'image': tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
+    ds = ds.map(lambda record: {'image': record['image'],
+                                'label': tf.cast(record['label'], tf.int32)})
+    if shuffle:
+      ds = ds.shuffle(self._shuffle_buffer_size, seed=shuffle_seed, reshuffle_each_iteration=False)
+    return ds
+
+  def _train_example(self, record, seed):
+    return {**preprocessing.train_example(record['image'], seed, **self._augment),
+            'label': record['label']}
+
+  def _eval_example(self, record):
+    crop = preprocessing.ten_crops if self._eval_crops == 10 else preprocessing.center_crop
+    return {'image': crop(record['image'], self._image_size, self._eval_resize),
+            'label': record['label']}

@@ -1,0 +1,77 @@
+"""Evaluation protocols: crops and ensembles averaged as softmax outputs (against float64 numpy),
+restored checkpoints evaluated as training evaluated them, and evaluate.py's user errors."""
+
+import numpy as np
+import pytest
+from flax import nnx
+
+import cnns
+from configs import lenet5
+from training import evaluation, loop, steps
+from training.state import TrainState, split_model
+from tests.conftest import assert_one_line_error, run_evaluate
+
+MEAN, STD = (100.0,), (50.0,)
+
+
+def lenet_state(seed):
+  model = cnns.create_model('lenet5', num_classes=10, in_channels=1, rngs=nnx.Rngs(seed))
+  graphdef, params, batch_stats = split_model(model)
+  return graphdef, TrainState(step=np.int32(0), params=params, batch_stats=batch_stats,
+                                    opt_state=())
+
+
+def test_crops_and_models_average_their_softmax_outputs():
+  graphdef, first = lenet_state(0)
+  _, second = lenet_state(1)
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (6, 3, 32, 32, 1), dtype=np.uint8)  # 6 images x 3 crops.
+  labels = rng.integers(0, 10, 6).astype(np.int32)
+  mask = np.array([True] * 5 + [False])
+  eval_step = steps.make_eval_step(graphdef, mean=MEAN, std=STD, dtype=np.float32,
+                                   out_sharding=None)
+  got = steps.summarize(eval_step((first, second), steps.zero_metrics(*steps.EVAL_METRICS),
+                                  {'image': images, 'label': labels, 'mask': mask}))
+  # Reference: every (model, crop) in float64, probabilities averaged, padding row dropped.
+  probabilities = []
+  for state in (first, second):
+    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    model.eval()
+    for crop in range(3):
+      logits = np.asarray(model(steps.normalize(images[:, crop], MEAN, STD, np.float32)),
+                          np.float64)
+      e = np.exp(logits - logits.max(1, keepdims=True))
+      probabilities.append(e / e.sum(1, keepdims=True))
+  p = np.mean(probabilities, axis=0)[:5]
+  truth = p[np.arange(5), labels[:5]]
+  rank = (p > truth[:, None]).sum(1)
+  np.testing.assert_allclose(got['loss'], -np.log(truth).mean(), rtol=1e-5)
+  assert got['top1_acc'] == np.mean(rank < 1) and got['top5_acc'] == np.mean(rank < 5)
+  assert got['num_examples'] == 5
+
+
+def test_restored_checkpoint_scores_what_training_scored(tmp_path):
+  config = lenet5.get_config()
+  config.update({'dataset': 'synthetic', 'synthetic_train_examples': 256,
+                 'synthetic_eval_examples': 100, 'batch_size': 32, 'eval_batch_size': 24,
+                 'num_epochs': 1, 'learning_rate': 0.02})
+  summary = loop.train_and_evaluate(config, str(tmp_path))
+  alone = evaluation.evaluate_checkpoints(config, [str(tmp_path)], crops=1)
+  assert alone.checkpoint_steps == [summary.steps]
+  twice = evaluation.evaluate_checkpoints(config, [str(tmp_path)] * 2, crops=1)
+  for key, value in summary.last_eval.items():  # An ensemble of one model twice is that model.
+    np.testing.assert_allclose([alone.metrics[key], twice.metrics[key]], value, rtol=1e-6)
+
+
+SYNTHETIC = ('--config=configs/lenet5.py', '--config.dataset=synthetic')
+
+
+@pytest.mark.parametrize('args,message', [
+    ((), 'no checkpoint in '),
+    (('--crops=10',), '10-crop evaluation needs imagenet2012, not synthetic'),
+])
+def test_evaluate_errors_are_one_line_and_create_nothing(tmp_path, args, message):
+  workdir = tmp_path / 'never_trained'
+  result = run_evaluate(*SYNTHETIC, f'--workdir={workdir}', *args)
+  assert_one_line_error(result, message)
+  assert not workdir.exists()

@@ -1,0 +1,146 @@
+"""The ImageNet path on a miniature ILSVRC2012 in the official tar layout (tests/ilsvrc_fixture.py),
+prepared by TFDS's own imagenet2012 builder: data, order, exact evaluation, train.py, evaluate.py."""
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from PIL import Image
+
+import input_pipeline
+from configs import resnet50
+from input_pipeline import imagenet
+from tests import ilsvrc_fixture
+from tests.conftest import assert_same_global_batches, run_evaluate, run_train
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp('imagenet'))
+  ilsvrc_fixture.write_tars(imagenet.manual_dir(data_dir))
+  imagenet.prepared_builder(data_dir, process_count=1)  # TFDS's builder, from the tars.
+  return data_dir
+
+
+def small_config(data_dir, **overrides):
+  config = resnet50.get_config()
+  config.data_dir = data_dir
+  config.image_size, config.shuffle_buffer_size = 32, 100
+  config.update(overrides)
+  return config
+
+
+def source(config, process_index=0, process_count=1, eval_crops=1):
+  return input_pipeline.create_source(config, process_index=process_index,
+                                      process_count=process_count, eval_crops=eval_crops)
+
+
+def test_tfds_prepares_every_image_with_its_official_label(data_dir):
+  builder = tfds.builder('imagenet2012', data_dir=data_dir)
+  label = builder.info.features['label']
+  train = list(builder.as_dataset(split='train').as_numpy_iterator())
+  assert len(train) == sum(len(images) for images in ilsvrc_fixture.TRAIN.values())
+  sizes = {name: (h, w) for images in ilsvrc_fixture.TRAIN.values() for name, h, w, _ in images}
+  for example in train:
+    name = example['file_name'].decode()
+    assert label.int2str(example['label']) == name.split('_')[0]  # The synset of the file name.
+    assert example['image'].shape == (*sizes[name], 3)  # Grayscale, CMYK and PNG became RGB.
+  # TFDS's validation labels are the official ground truth, by file name order.
+  truth = open(tfds.core.tfds_path('datasets/imagenet2012/validation_labels.txt')).read().split()
+  val = list(builder.as_dataset(split='validation').as_numpy_iterator())
+  assert sorted((e['file_name'].decode(), label.int2str(e['label'])) for e in val) == [
+      (ilsvrc_fixture.val_name(i + 1), truth[i]) for i in range(len(ilsvrc_fixture.VAL))]
+
+
+def test_png_and_cmyk_files_are_stored_as_rgb_jpegs(data_dir):
+  builder = tfds.builder('imagenet2012', data_dir=data_dir)
+  raw = builder.as_dataset(split='train', decoders={'image': tfds.decode.SkipDecoding()})
+  stored = {e['file_name'].decode(): e['image'] for e in raw.as_numpy_iterator()}
+  for name in (ilsvrc_fixture.PNG_FILE, ilsvrc_fixture.CMYK_FILE):
+    image = Image.open(io.BytesIO(stored[name]))
+    assert (image.format, image.mode) == ('JPEG', 'RGB')
+
+
+def test_missing_tar_is_one_clear_error(tmp_path):
+  manual = imagenet.manual_dir(str(tmp_path))
+  os.makedirs(manual)
+  open(os.path.join(manual, 'ILSVRC2012_img_val.tar'), 'wb').close()
+  with pytest.raises(input_pipeline.DataError) as error:
+    source(small_config(str(tmp_path)))
+  message = str(error.value)
+  assert f'ILSVRC2012_img_train.tar is missing from {manual}' in message
+  assert f'tfds build imagenet2012 --data_dir={tmp_path}' in message
+
+
+def test_train_order_is_the_same_on_one_and_two_processes_and_resumable(data_dir):
+  config = small_config(data_dir, data_shards=2, train_crop='scaled', train_scale_range=(32, 64),
+                        pca_lighting=0.1)
+  one = source(config)
+  assert_same_global_batches(one, [source(config, i, 2) for i in range(2)], global_batch=4,
+                             steps=3)
+  epoch = list(one.train_batches(1, 0, 4, 3))
+  resumed = list(source(config).train_batches(1, 1, 4, 3))
+  assert len(resumed) == 2
+  for full, again in zip(epoch[1:], resumed):  # Same images, same crops, same colour noise.
+    for key in full:
+      np.testing.assert_array_equal(full[key], again[key])
+  assert not np.array_equal(epoch[0]['image'], next(one.train_batches(2, 0, 4, 3))['image'])
+
+
+@pytest.mark.parametrize('crops', [1, 10])
+def test_every_validation_image_is_counted_once_on_any_process_count(data_dir, crops):
+  config = small_config(data_dir, batch_size=12)  # Training's batch: a multiple of 1, 2, 3 shards.
+  num_images = len(ilsvrc_fixture.VAL)
+
+  def records(process_count, global_batch):
+    steps = input_pipeline.num_eval_steps(num_images, global_batch, process_count)
+    found = []
+    for p in range(process_count):
+      for batch in source(config, p, process_count, crops).eval_batches(
+          global_batch // process_count, steps):
+        assert batch['image'].shape[1:] == ((crops,) if crops > 1 else ()) + (32, 32, 3)
+        found += [(label, image.tobytes()) for label, image, real in
+                  zip(batch['label'], batch['image'], batch['mask']) if real]
+    return sorted(found)
+
+  one = records(1, 4)
+  assert len(one) == num_images and len({image for _, image in one}) == num_images
+  assert records(2, 4) == one and records(3, 6) == one
+
+
+def test_resnet50_trains_and_evaluate_reports_ten_crops_beside_the_paper(data_dir, tmp_path):
+  workdir = str(tmp_path / 'resnet50')
+  overrides = ('--config=configs/resnet50.py', f'--config.data_dir={data_dir}',
+               '--config.image_size=32', '--config.batch_size=4', '--config.num_epochs=1',
+               '--config.shuffle_buffer_size=100', '--config.log_every_steps=1')
+  result = run_train(*overrides, f'--workdir={workdir}')
+  assert result.returncode == 0, result.stderr
+  assert 'on 13 examples' in result.stdout
+  evaluate = run_evaluate(*overrides, f'--workdir={workdir}', '--crops=10')
+  assert evaluate.returncode == 0, evaluate.stderr
+  assert '13 validation images, 10 crop(s), 1 model (checkpoint step 3)' in evaluate.stdout
+  assert '22.85%' in evaluate.stdout and '6.71%' in evaluate.stdout  # The paper's row.
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    results = json.load(f)
+  assert (results['num_examples'], results['crops'], results['checkpoint_steps']) == (13, 10, [3])
+  correct = results['top5_acc'] * 13
+  assert abs(correct - round(correct)) < 1e-6  # A fraction of the 13 images.
+  assert np.isclose(results['top1_error'], 100 * (1 - results['top1_acc']))
+
+
+def test_decoding_only_the_crop_matches_decoding_the_whole_image(data_dir):
+  """On the fixture's real (quality 90, subsampled) JPEGs: same pixels, up to libjpeg rounding."""
+  builder = tfds.builder('imagenet2012', data_dir=data_dir)
+  raw = builder.as_dataset(split='validation', decoders={'image': tfds.decode.SkipDecoding()})
+  for example in raw.take(4).as_numpy_iterator():
+    jpeg = tf.constant(example['image'])
+    whole = tf.io.decode_jpeg(jpeg, channels=3).numpy().astype(int)
+    h, w = whole.shape[:2]
+    window = [h // 4, w // 3, h // 2, w // 2]
+    crop = tf.image.decode_and_crop_jpeg(jpeg, window, channels=3).numpy().astype(int)
+    np.testing.assert_allclose(crop, whole[h // 4:h // 4 + h // 2, w // 3:w // 3 + w // 2],
+                               atol=2)

@@ -1,0 +1,60 @@
+"""What train.py and evaluate.py share on the command line: the config, workdir and cluster flags,
+and user errors reported as one line with exit status 2 (anything else is a bug: a traceback)."""
+
+import os
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+import cnns
+import input_pipeline
+from training import distributed
+from training.errors import ConfigError
+
+FLAGS = flags.FLAGS
+USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError, cnns.GeometryError)
+
+
+def define_flags() -> None:
+  config_flags.DEFINE_config_file('config', None, 'Config file (configs/<model>.py).',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Directory for checkpoints and metrics.')
+  flags.DEFINE_string('coordinator_address', None,
+                      'HOST:PORT of process 0, where JAX\'s coordinator service listens.')
+  flags.DEFINE_integer('num_processes', None, 'Processes in the job (with --coordinator_address).')
+  flags.DEFINE_integer('process_id', None, 'This process\'s index, 0 .. num_processes - 1.')
+  flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def fail(message: str) -> None:
+  print('error: ' + ' '.join(str(message).split()), file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with config-file and override mistakes turned into one line, not a traceback.
+
+  ml_collections loads the config file and applies `--config.<field>` overrides while parsing and
+  reports a missing file only when the config is first read, so both happen here.
+  """
+  for arg in argv[1:]:
+    if arg.startswith('--config='):
+      path = arg.split('=', 1)[1].split(':', 1)[0]
+      if not os.path.isfile(path):
+        fail(f'config file {path} does not exist')
+  try:
+    remaining = FLAGS(argv)
+    FLAGS.config  # pylint: disable=pointless-statement  (forces the deferred load)
+  except flags.Error as e:
+    fail(e)
+  except AttributeError as e:  # ml_collections' message for a field the locked config lacks.
+    fail('unknown config field ' + str(e).encode().decode('unicode_escape'))
+  except (KeyError, TypeError, ValueError, OSError) as e:
+    fail(f'bad --config value: {e}')
+  return remaining
+
+
+def join_cluster() -> None:
+  """Joins the job's other processes, if any (training/distributed.py)."""
+  distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
