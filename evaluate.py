@@ -36,8 +36,9 @@ def report(config, workdirs: list[str], crops: int, result: evaluation.Checkpoin
   m = result.metrics
   top1_error, top5_error = 100 * (1 - m['top1_acc']), 100 * (1 - m['top5_acc'])
   models = f'{len(workdirs)} models' if len(workdirs) > 1 else '1 model'
+  steps = ', '.join(map(str, result.checkpoint_steps))
   print(f'{config.model} on {config.dataset}, {m["num_examples"]:,} validation images, '
-        f'{crops} crop(s), {models} (checkpoint step {", ".join(map(str, result.checkpoint_steps))})')
+        f'{crops} crop(s), {models} (checkpoint step {steps})')
   print(f'{"":12}{"top-1 error":>13}{"top-5 error":>13}')
   print(f'{"this run":12}{error_cell(top1_error):>13}{error_cell(top5_error):>13}')
   paper = config.paper

@@ -138,7 +138,8 @@ def get_resnet_config(depth: int, *, top1_error: float | None, top5_error: float
   on 224x224 crops of images rescaled to a shorter side in [256, 480] with AlexNet's colour noise
   (`--config.train_crop=scaled --config.train_scale_range=(256,480) --config.pca_lighting=0.1`);
   this follows torchvision's reference: random-resized crops with flips, dividing the rate by 10
-  at epochs 30 and 60 of 90. Evaluated on 10 crops (`evaluate.py --crops=10`) as the paper. `model_kwargs.stride_on_3x3=True` gives "ResNet v1.5" and
+  at epochs 30 and 60 of 90. Evaluated on 10 crops (`evaluate.py --crops=10`) as the paper.
+  `model_kwargs.stride_on_3x3=True` gives "ResNet v1.5" and
   `model_kwargs.zero_init_residual=True` starts every block as the identity (see cnns/resnet.py).
   """
   return get_imagenet_config(

@@ -1,17 +1,24 @@
 """ImageNet (ILSVRC2012) from TFDS's `imagenet2012`, prepared from the two official tars.
 
+  python -m input_pipeline.imagenet --data_dir=~/tensorflow_datasets   # prepare it once
+
+runs TFDS's own builder on <data_dir>/downloads/manual/ILSVRC2012_img_{train,val}.tar, as
+`tfds build imagenet2012` does (whose command line, in TFDS 4.9.10, fails to start without
+apache-beam installed).
+
 Images stay JPEG bytes until a map decodes only the window each crop needs (preprocessing.py);
 shuffling happens on those bytes (about 110 kB an image), with the file order shuffled by the same
 seed as the examples, so an epoch's order is a function of (seed, epoch, shard) as for every source.
 """
 
 import os
+import sys
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from input_pipeline import base, preprocessing
-from input_pipeline.tfds_source import TFDSSource
+from input_pipeline.tfds_source import TFDSSource, parallel_map
 
 NAME = 'imagenet2012'
 TARS = ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar')
@@ -36,7 +43,7 @@ def prepared_builder(data_dir: str | None, process_count: int) -> tfds.core.Data
     return builder
   manual = manual_dir(data_dir)
   missing = [tar for tar in TARS if not os.path.isfile(os.path.join(manual, tar))]
-  build = f'tfds build {NAME} --data_dir={data_dir}'
+  build = f'python -m input_pipeline.imagenet --data_dir={data_dir}'
   if missing:
     raise base.DataError(
         f'{NAME} is not prepared in {data_dir} and {" and ".join(missing)} '
@@ -46,8 +53,8 @@ def prepared_builder(data_dir: str | None, process_count: int) -> tfds.core.Data
   if process_count > 1:
     raise base.DataError(f'{NAME} is not prepared in {data_dir}; several processes cannot prepare '
                          f'it together: run `{build}` once first')
-  print(f'preparing {NAME} in {data_dir} from the tars in {manual} (hours for the full dataset; '
-        f'`{build}` does the same ahead of time)', flush=True)
+  print(f'preparing {NAME} in {data_dir} from the tars in {manual} (one to two hours for the '
+        f'full dataset; `{build}` does it ahead of time)', flush=True)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=manual, try_download_gcs=False))
   return tfds.builder(NAME, data_dir=data_dir)
@@ -92,8 +99,8 @@ class ImageNetSource(TFDSSource):
     ds = self._builder.as_dataset(
         split=split, shuffle_files=shuffle, decoders={'image': tfds.decode.SkipDecoding()},
         read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
-    ds = ds.map(lambda record: {'image': record['image'],
-                                'label': tf.cast(record['label'], tf.int32)})
+    ds = parallel_map(ds, lambda record: {'image': record['image'],
+                                          'label': tf.cast(record['label'], tf.int32)})
     if shuffle:
       ds = ds.shuffle(self._shuffle_buffer_size, seed=shuffle_seed, reshuffle_each_iteration=False)
     return ds
@@ -106,3 +113,20 @@ class ImageNetSource(TFDSSource):
     crop = preprocessing.ten_crops if self._eval_crops == 10 else preprocessing.center_crop
     return {'image': crop(record['image'], self._image_size, self._eval_resize),
             'label': record['label']}
+
+
+def main(argv: list[str]) -> None:
+  flags = dict(arg[2:].split('=', 1) for arg in argv[1:] if arg.startswith('--') and '=' in arg)
+  if len(flags) != len(argv) - 1 or set(flags) - {'data_dir'}:
+    sys.exit('usage: python -m input_pipeline.imagenet [--data_dir=DIR]')
+  try:
+    builder = prepared_builder(flags.get('data_dir'), process_count=1)
+  except base.DataError as e:
+    sys.exit(f'error: {e}')
+  splits = builder.info.splits
+  print(f'{NAME} is prepared in {builder.data_dir}: {splits["train"].num_examples:,} training and '
+        f'{splits["validation"].num_examples:,} validation images')
+
+
+if __name__ == '__main__':
+  main(sys.argv)

@@ -6,6 +6,7 @@ Each epoch's order is a function of (seed, epoch, shard) alone, which is what le
 rebuild it and skip the batches it already trained on.
 """
 
+import abc
 import os
 import socket
 from collections.abc import Iterator
@@ -33,6 +34,13 @@ def _can_download(host: str = 'storage.googleapis.com') -> bool:
     return True
   except OSError:
     return False
+
+
+def parallel_map(ds: tf.data.Dataset, fn) -> tf.data.Dataset:
+  """`ds.map(fn)` on all cores, without AutoGraph: these functions have no Python control flow on
+  tensors to convert, and AutoGraph's conversion cache once handed one source method's converted
+  code to another in a long test session."""
+  return ds.map(tf.autograph.experimental.do_not_convert(fn), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
@@ -83,9 +91,9 @@ class TFDSSource(base.Source):
     self._eval_split = tfds.split_for_jax_process(
         spec.eval_split, process_index=process_index, process_count=process_count)
 
+  @abc.abstractmethod
   def _records(self, split: str, shuffle_seed: int | None) -> tf.data.Dataset:
     """`split`'s records, shuffled with `shuffle_seed` unless it is None."""
-    raise NotImplementedError
 
   def _train_example(self, record, seed: tf.Tensor) -> dict[str, tf.Tensor]:
     """A training example (`image`, `label`, ...) from a record and its stateless seed."""
@@ -99,22 +107,21 @@ class TFDSSource(base.Source):
     seed = base.epoch_seed(self._seed, epoch, shard)
     ds = self._records(self._train_splits[shard], seed).take(steps_per_epoch * per_shard)
     ds = ds.enumerate().skip(first_step * per_shard)
-    ds = ds.map(lambda i, record: self._train_example(record, tf.stack([tf.constant(seed, tf.int64),
-                                                                        i])),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = parallel_map(ds, lambda i, record: self._train_example(
+        record, tf.stack([tf.constant(seed, tf.int64), i])))
     return ds.batch(per_shard, drop_remainder=True)
 
   def train_batches(self, epoch, first_step, local_batch, steps_per_epoch) -> Iterator[base.Batch]:
     per_shard = local_batch // len(self._train_splits)
     shards = [self._shard_batches(s, epoch, first_step, per_shard, steps_per_epoch)
               for s in self._train_splits]
-    ds = shards[0] if len(shards) == 1 else tf.data.Dataset.zip(tuple(shards)).map(
+    ds = shards[0] if len(shards) == 1 else parallel_map(
+        tf.data.Dataset.zip(tuple(shards)),
         lambda *parts: {k: tf.concat([p[k] for p in parts], axis=0) for k in parts[0]})
     return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
   def eval_batches(self, local_batch, num_steps) -> Iterator[base.Batch]:
-    ds = self._records(self._eval_split, None).map(self._eval_example,
-                                                    num_parallel_calls=tf.data.AUTOTUNE)
+    ds = parallel_map(self._records(self._eval_split, None), self._eval_example)
     return base.pad_eval_batches(ds.batch(local_batch).prefetch(tf.data.AUTOTUNE)
                                  .as_numpy_iterator(), local_batch, num_steps)
 
@@ -138,8 +145,8 @@ class SmallImageSource(TFDSSource):
               'label': tf.cast(example['label'], tf.int32)}
 
     splits = [*self._train_splits.values(), self._eval_split]
-    self._cache = {split: self._builder.as_dataset(split=split, shuffle_files=False)
-                   .map(pad, num_parallel_calls=tf.data.AUTOTUNE).cache() for split in splits}
+    self._cache = {split: parallel_map(self._builder.as_dataset(split=split, shuffle_files=False),
+                                       pad).cache() for split in splits}
     self._buffer = {split: min(shuffle_buffer_size, self._builder.info.splits[split].num_examples)
                     for split in splits}
 

@@ -18,12 +18,18 @@ CMYK_FILE = 'n01739381_1309.JPEG'  # On TFDS's list of the CMYK JPEGs of the rea
 PNG_FILE = 'n02105855_2933.JPEG'  # The one PNG of the real train tar.
 # Training images per synset: (file name, height, width, mode).
 TRAIN = {
-    'n01440764': [('n01440764_10026.JPEG', 375, 500, 'RGB'), ('n01440764_10027.JPEG', 333, 500, 'L'),
-                  ('n01440764_1003.JPEG', 500, 375, 'RGB'), ('n01440764_10040.JPEG', 41, 97, 'RGB')],
-    'n01739381': [(CMYK_FILE, 300, 400, 'CMYK'), ('n01739381_1030.JPEG', 256, 256, 'RGB'),
-                  ('n01739381_1046.JPEG', 500, 331, 'L'), ('n01739381_105.JPEG', 123, 457, 'RGB')],
-    'n02105855': [(PNG_FILE, 227, 300, 'PNG'), ('n02105855_10008.JPEG', 480, 640, 'RGB'),
-                  ('n02105855_10017.JPEG', 77, 77, 'L'), ('n02105855_1004.JPEG', 360, 479, 'RGB')],
+    'n01440764': [('n01440764_10026.JPEG', 375, 500, 'RGB'),
+                  ('n01440764_10027.JPEG', 333, 500, 'L'),
+                  ('n01440764_1003.JPEG', 500, 375, 'RGB'),
+                  ('n01440764_10040.JPEG', 41, 97, 'RGB')],
+    'n01739381': [(CMYK_FILE, 300, 400, 'CMYK'),
+                  ('n01739381_1030.JPEG', 256, 256, 'RGB'),
+                  ('n01739381_1046.JPEG', 500, 331, 'L'),
+                  ('n01739381_105.JPEG', 123, 457, 'RGB')],
+    'n02105855': [(PNG_FILE, 227, 300, 'PNG'),
+                  ('n02105855_10008.JPEG', 480, 640, 'RGB'),
+                  ('n02105855_10017.JPEG', 77, 77, 'L'),
+                  ('n02105855_1004.JPEG', 360, 479, 'RGB')],
 }
 # Validation images: sizes and modes of ILSVRC2012_val_00000001.JPEG, ..._00000013.JPEG.
 VAL = [(375, 500, 'RGB'), (500, 333, 'RGB'), (333, 500, 'L'), (500, 375, 'RGB'), (99, 131, 'RGB'),
@@ -32,7 +38,7 @@ VAL = [(375, 500, 'RGB'), (500, 333, 'RGB'), (333, 500, 'L'), (500, 375, 'RGB'),
 
 
 def photo_like(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-  """Smooth colour gradients plus noise: compresses and decodes like a photograph, not like noise."""
+  """Smooth colour gradients plus a little noise: compresses and decodes like a photograph."""
   y, x = np.mgrid[0:height, 0:width] / max(height, width)
   a, b, c = rng.uniform(0, 255, (3, 3))
   image = a + b * x[..., None] + c * y[..., None] + rng.normal(0, 8, (height, width, 3))

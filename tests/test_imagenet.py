@@ -1,4 +1,4 @@
-"""The ImageNet path on a miniature ILSVRC2012 in the official tar layout (tests/ilsvrc_fixture.py),
+"""The ImageNet path on a miniature ILSVRC2012 in the official tar layout (ilsvrc_fixture.py),
 prepared by TFDS's own imagenet2012 builder: data, order, exact evaluation, train.py, evaluate.py."""
 
 import io
@@ -73,7 +73,7 @@ def test_missing_tar_is_one_clear_error(tmp_path):
     source(small_config(str(tmp_path)))
   message = str(error.value)
   assert f'ILSVRC2012_img_train.tar is missing from {manual}' in message
-  assert f'tfds build imagenet2012 --data_dir={tmp_path}' in message
+  assert f'python -m input_pipeline.imagenet --data_dir={tmp_path}' in message
 
 
 def test_train_order_is_the_same_on_one_and_two_processes_and_resumable(data_dir):
