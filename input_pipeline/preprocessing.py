@@ -26,12 +26,12 @@ def split_seed(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
   return tf.unstack(tf.random.experimental.stateless_split(seed, num))
 
 
-def resize(image: tf.Tensor, height, width) -> tf.Tensor:
-  """Bilinear, back to uint8. Without antialiasing, as the TensorFlow pipelines that trained the
-  Inception models (TF-slim) and ResNet on TPUs: crops of ImageNet photographs shrink by at most
-  about 2x, and antialiasing made the whole training preprocessing about 1.7x slower on a 2-core
-  x86 VM (benchmarks/input_pipeline.py, 2026-11-26)."""
-  image = tf.image.resize(image, tf.stack([height, width]), method='bilinear', antialias=False)
+def resize(image: tf.Tensor, height, width, antialias: bool = False) -> tf.Tensor:
+  """Bilinear, back to uint8. Without antialiasing by default, as the TensorFlow pipelines that
+  trained the Inception models (TF-slim) and ResNet on TPUs: crops of ImageNet photographs shrink
+  by at most about 2x, and antialiasing (PIL's and torchvision's filter) halved the throughput of
+  the whole training preprocessing on a 2-core x86 VM (benchmarks/input_pipeline.py, 2026-11-26)."""
+  image = tf.image.resize(image, tf.stack([height, width]), method='bilinear', antialias=antialias)
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 

@@ -18,8 +18,8 @@ def test_input_pipeline_benchmark_on_a_directory_of_jpegs(tmp_path):
        '--num_images=40', '--repeats=1'], env=subprocess_env(), cwd=ROOT, capture_output=True,
       text=True, timeout=300)
   assert result.returncode == 0, result.stderr
-  rows = result.stdout.splitlines()[-3:]
+  rows = result.stdout.splitlines()[-4:]
   assert [row.split('  ')[0] for row in rows] == [
       'PIL, process per core (baseline)', 'tf.data, decode whole then crop',
-      'tf.data, decode crop only (this project)']
+      'tf.data, crop only, antialiased resize', 'tf.data, crop only (this project)']
   assert rows[0].endswith('1.00x')
