@@ -1,4 +1,4 @@
-"""Evaluation: a whole split through the eval step, and the papers' protocols on saved checkpoints.
+"""Saved checkpoints evaluated with the papers' protocols (crops, ensembles).
 
 `evaluate_checkpoints` is evaluate.py's work: it restores the latest checkpoint of one workdir (or
 of several, an ensemble of the same config), without building real weights first, and evaluates
