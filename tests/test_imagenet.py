@@ -144,3 +144,18 @@ def test_decoding_only_the_crop_matches_decoding_the_whole_image(data_dir):
     crop = tf.image.decode_and_crop_jpeg(jpeg, window, channels=3).numpy().astype(int)
     np.testing.assert_allclose(crop, whole[h // 4:h // 4 + h // 2, w // 3:w // 3 + w // 2],
                                atol=2)
+
+
+def test_alexnet_recipe_trains_with_scaled_crops_and_colour_noise(data_dir, tmp_path):
+  """AlexNet's pipeline end to end: scaled random crops, PCA colour noise added on the device."""
+  from configs import alexnet
+  from training import loop
+  config = alexnet.get_config()
+  config.update({'data_dir': data_dir, 'image_size': 67, 'train_scale_range': (67, 90),
+                 'eval_resize': 76, 'batch_size': 4, 'num_epochs': 1, 'log_every_steps': 1,
+                 'shuffle_buffer_size': 100})
+  first = next(source(config).train_batches(0, 0, 4, 3))
+  assert first['image'].shape == (4, 67, 67, 3) and first['lighting'].shape == (4, 3)
+  summary = loop.train_and_evaluate(config, str(tmp_path))
+  assert summary.steps == 3 and summary.last_eval['num_examples'] == 13
+  assert np.isfinite(summary.last_eval['loss'])

@@ -133,3 +133,28 @@ def test_impossible_preprocessing_is_a_clear_error(bad, tmp_path):
                    process_index=0, num_shards=1)
   with pytest.raises(DataError, match=next(iter(bad))):  # Before looking for the data.
     imagenet.ImageNetSource(**{**arguments, **bad})
+
+
+def test_train_step_adds_the_lighting_offset_to_the_pixels():
+  """An offset sent as `lighting` trains exactly as the same offset baked into the pixels."""
+  import optax
+  from flax import nnx
+
+  import cnns
+  from training.state import create_train_state
+  model = cnns.create_model('lenet5', num_classes=10, in_channels=3, rngs=nnx.Rngs(0))
+  tx = optax.sgd(0.1)
+  graphdef, state = create_train_state(model, tx)
+  step = steps.make_train_step(graphdef, tx, mean=(120.0,) * 3, std=(60.0,) * 3,
+                               dtype=np.float32, num_classes=10, label_smoothing=0.0, seed=0,
+                               out_sharding=None)
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 200, (8, 32, 32, 3), dtype=np.uint8)
+  labels = rng.integers(0, 10, 8).astype(np.int32)
+  offset = np.array([[30, 5, 12]] * 8, np.float32)
+  zero = steps.zero_metrics(*steps.TRAIN_METRICS)
+  run = lambda batch: step(state, dict(zero), batch)[1]['loss']
+  sent = run({'image': images, 'label': labels, 'lighting': offset})
+  baked = run({'image': (images + offset[:, None, None, :]).astype(np.uint8), 'label': labels})
+  np.testing.assert_allclose(sent, baked, rtol=1e-6)
+  assert abs(sent - run({'image': images, 'label': labels})) > 1e-3
