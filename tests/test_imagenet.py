@@ -15,7 +15,8 @@ import input_pipeline
 from configs import resnet50
 from input_pipeline import imagenet
 from tests import ilsvrc_fixture
-from tests.conftest import assert_same_global_batches, run_evaluate, run_train
+from tests.conftest import (assert_one_line_error, assert_same_global_batches, run_evaluate,
+                            run_train)
 
 
 @pytest.fixture(scope='module')
@@ -74,6 +75,14 @@ def test_missing_tar_is_one_clear_error(tmp_path):
   message = str(error.value)
   assert f'ILSVRC2012_img_train.tar is missing from {manual}' in message
   assert f'python -m input_pipeline.imagenet --data_dir={tmp_path}' in message
+
+
+def test_train_py_without_the_tars_is_one_line_and_creates_nothing(tmp_path):
+  workdir = tmp_path / 'resnet50'
+  result = run_train('--config=configs/resnet50.py', f'--config.data_dir={tmp_path / "tfds"}',
+                     f'--workdir={workdir}')
+  assert_one_line_error(result, 'ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar are missing')
+  assert not workdir.exists()
 
 
 def test_train_order_is_the_same_on_one_and_two_processes_and_resumable(data_dir):
