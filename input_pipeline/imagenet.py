@@ -105,14 +105,19 @@ class ImageNetSource(TFDSSource):
       ds = ds.shuffle(self._shuffle_buffer_size, seed=shuffle_seed, reshuffle_each_iteration=False)
     return ds
 
-  def _train_example(self, record, seed):
-    return {**preprocessing.train_example(record['image'], seed, **self._augment),
-            'label': record['label']}
+  def _train_examples(self, records, seed, first):
+    def example(position, record):
+      seeds = tf.stack([tf.constant(seed, tf.int64), position])
+      return {**preprocessing.train_example(record['image'], seeds, **self._augment),
+              'label': record['label']}
 
-  def _eval_example(self, record):
+    return parallel_map(records.enumerate().skip(first), example)
+
+  def _eval_examples(self, records):
     crop = preprocessing.ten_crops if self._eval_crops == 10 else preprocessing.center_crop
-    return {'image': crop(record['image'], self._image_size, self._eval_resize),
-            'label': record['label']}
+    return parallel_map(records, lambda record: {
+        'image': crop(record['image'], self._image_size, self._eval_resize),
+        'label': record['label']})
 
 
 def main(argv: list[str]) -> None:

@@ -72,7 +72,8 @@ class TFDSSource(base.Source):
   cut to the epoch's batches, and only then preprocessed, each example with a seed of its own
   (the shard's seed, its position), so that resuming skips raw records rather than decoded
   images and redoes exactly the same augmentation. Subclasses say how records are read and turned
-  into examples: `_records`, `_train_example`, `_eval_example`.
+  into examples: `_records`, `_train_examples`, `_eval_examples` (by default records are examples,
+  and no per-example map costs anything).
   """
 
   def __init__(self, builder: tfds.core.DatasetBuilder, spec: base.DatasetSpec, *,
@@ -95,21 +96,21 @@ class TFDSSource(base.Source):
   def _records(self, split: str, shuffle_seed: int | None) -> tf.data.Dataset:
     """`split`'s records, shuffled with `shuffle_seed` unless it is None."""
 
-  def _train_example(self, record, seed: tf.Tensor) -> dict[str, tf.Tensor]:
-    """A training example (`image`, `label`, ...) from a record and its stateless seed."""
-    return record
+  def _train_examples(self, records: tf.data.Dataset, seed: int,
+                      first: int) -> tf.data.Dataset:
+    """Training examples (`image`, `label`, ...) of an epoch's shuffled records from position
+    `first` on; `seed` with an example's position seeds its augmentation."""
+    return records.skip(first)
 
-  def _eval_example(self, record) -> dict[str, tf.Tensor]:
-    return record
+  def _eval_examples(self, records: tf.data.Dataset) -> tf.data.Dataset:
+    return records
 
   def _shard_batches(self, shard: int, epoch: int, first_step: int, per_shard: int,
                      steps_per_epoch: int) -> tf.data.Dataset:
     seed = base.epoch_seed(self._seed, epoch, shard)
-    ds = self._records(self._train_splits[shard], seed).take(steps_per_epoch * per_shard)
-    ds = ds.enumerate().skip(first_step * per_shard)
-    ds = parallel_map(ds, lambda i, record: self._train_example(
-        record, tf.stack([tf.constant(seed, tf.int64), i])))
-    return ds.batch(per_shard, drop_remainder=True)
+    records = self._records(self._train_splits[shard], seed).take(steps_per_epoch * per_shard)
+    return self._train_examples(records, seed, first_step * per_shard).batch(
+        per_shard, drop_remainder=True)
 
   def train_batches(self, epoch, first_step, local_batch, steps_per_epoch) -> Iterator[base.Batch]:
     per_shard = local_batch // len(self._train_splits)
@@ -121,7 +122,7 @@ class TFDSSource(base.Source):
     return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
   def eval_batches(self, local_batch, num_steps) -> Iterator[base.Batch]:
-    ds = parallel_map(self._records(self._eval_split, None), self._eval_example)
+    ds = self._eval_examples(self._records(self._eval_split, None))
     return base.pad_eval_batches(ds.batch(local_batch).prefetch(tf.data.AUTOTUNE)
                                  .as_numpy_iterator(), local_batch, num_steps)
 
