@@ -33,7 +33,14 @@ def train_command(*args: str) -> list[str]:
 def subprocess_env(num_devices: int = 1) -> dict[str, str]:
   """Environment for a child JAX process on `num_devices` fake CPU devices."""
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
-  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={num_devices}'
+  # XLA's CPU collectives abort the process when a fake device's thread reaches an all-reduce
+  # more than 40 s after the others, which happens when the 2 cores are oversubscribed. The timeout
+  # is this flag (a device delayed 6 s by a host callback aborts at =2, finishes at =600).
+  # Flags already in XLA_FLAGS are kept (for example --xla_cpu_max_isa=SSE4_2, which gives the
+  # float32 roundings of an older x86-64 CPU).
+  env['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''),
+                               f'--xla_force_host_platform_device_count={num_devices}',
+                               '--xla_cpu_collective_call_terminate_timeout_seconds=3600']).strip()
   return env
 
 

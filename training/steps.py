@@ -44,6 +44,12 @@ def normalize(images: jax.Array, mean, std, dtype, lighting: jax.Array | None = 
   return ((images - mean) / std).astype(dtype)
 
 
+def at_least_float32(x: jax.Array) -> jax.Array:
+  """Logits for the loss and softmax: bfloat16 widened to float32, float64 kept (the float64
+  reference the sharding tests compare against stays float64 end to end)."""
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
   k = min(k, logits.shape[-1])
   return jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
@@ -75,7 +81,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
       logits, aux_logits = ((outputs.logits, outputs.aux_logits)
                             if isinstance(outputs, AuxiliaryOutputs) else (outputs, ()))
       cross_entropy = lambda logits: optax.softmax_cross_entropy(
-          logits.astype(jnp.float32), targets).mean()
+          at_least_float32(logits), targets).mean()
       loss = cross_entropy(logits) + sum(aux_loss_weight * cross_entropy(a) for a in aux_logits)
       _, _, batch_stats = nnx.split(model, nnx.Param, ...)
       return loss, (logits, nnx.to_pure_dict(batch_stats))
@@ -113,7 +119,7 @@ def make_eval_step(graphdef: nnx.GraphDef, *, mean, std, dtype,
     for state in states:
       model = nnx.merge(graphdef, state.params, state.batch_stats)
       model.eval()
-      logits = model(images).astype(jnp.float32)
+      logits = at_least_float32(model(images))
       log_probs.append(jax.nn.log_softmax(logits).reshape(labels.shape[0], crops, -1))
     log_probs = jnp.concatenate(log_probs, axis=1)  # [N, models x crops, classes]
     mean_log_probs = jax.nn.logsumexp(log_probs, axis=1) - jnp.log(log_probs.shape[1])

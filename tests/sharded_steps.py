@@ -1,0 +1,77 @@
+"""Child process of `test_sharding.py`: the project's train and eval steps on 1 and on N devices.
+
+    python -m tests.sharded_steps OUT.npz        (with N fake CPU devices in XLA_FLAGS)
+
+Runs ResNet-18 (BatchNorm: global statistics over the sharded batch, and per-device ones) for a
+few SGD steps in float64, plus the first step's loss in float32, on a mesh of one device and on a
+mesh of every device, in this one process, and saves what the test compares.
+"""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+import cnns
+from training import mesh as mesh_lib
+from training import steps
+from training.state import create_train_state
+
+jax.config.update('jax_enable_x64', True)
+
+NUM_STEPS, BATCH, IMAGE_SIZE, CLASSES = 3, 32, 32, 10
+
+
+def batches(rng: np.random.Generator, count: int) -> list[dict[str, np.ndarray]]:
+  return [{'image': rng.integers(0, 256, (BATCH, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8),
+           'label': rng.integers(0, CLASSES, BATCH).astype(np.int32)} for _ in range(count)]
+
+
+def run(devices: int, dtype, *, bn_groups: int = 1, num_steps: int = NUM_STEPS) -> dict:
+  """Train losses of `num_steps` steps, then the final state and a masked evaluation."""
+  mesh = jax.make_mesh((devices,), (mesh_lib.DATA_AXIS,), devices=jax.devices()[:devices])
+  replicated, sharded = mesh_lib.replicated_sharding(mesh), mesh_lib.batch_sharding(mesh)
+  model = cnns.create_model('resnet18', num_classes=CLASSES, in_channels=3,
+                            image_size=IMAGE_SIZE, dtype=dtype, rngs=nnx.Rngs(0))
+  tx = optax.sgd(0.01, momentum=0.9)
+  graphdef, state = create_train_state(model, tx)
+  state = jax.device_put(jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(
+      x.dtype, jnp.floating) else x, state), replicated)
+  norm = dict(mean=(127.5,) * 3, std=(64.0,) * 3, dtype=dtype)
+  train_step = steps.make_train_step(graphdef, tx, num_classes=CLASSES, label_smoothing=0.0,
+                                     seed=0, out_sharding=replicated, bn_groups=bn_groups, **norm)
+  eval_step = steps.make_eval_step(graphdef, out_sharding=replicated, **norm)
+  rng = np.random.default_rng(1)
+  losses = []
+  for batch in batches(rng, num_steps):
+    metrics = jax.device_put(steps.zero_metrics(*steps.TRAIN_METRICS), replicated)
+    state, metrics = train_step(state, metrics, mesh_lib.to_global(batch, sharded))
+    losses.append(steps.summarize(metrics)['loss'])
+  (eval_batch,) = batches(rng, 1)
+  eval_batch['mask'] = np.arange(BATCH) < BATCH - 5  # Padding rows must not count.
+  metrics = jax.device_put(steps.zero_metrics(*steps.EVAL_METRICS), replicated)
+  evaluation = steps.summarize(eval_step((state,), metrics, mesh_lib.to_global(eval_batch,
+                                                                                sharded)))
+  flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(tree))])
+  return {'losses': np.array(losses), 'params': flat(state.params),
+          'batch_stats': flat(state.batch_stats),
+          'eval': np.array([evaluation[k] for k in ('loss', 'top1_acc', 'num_examples')])}
+
+
+def main(path: str) -> None:
+  n = jax.device_count()
+  results = {}
+  for name, devices, dtype, groups, num_steps in (
+      ('one_float64', 1, jnp.float64, 1, NUM_STEPS), ('all_float64', n, jnp.float64, 1, NUM_STEPS),
+      ('one_float32', 1, jnp.float32, 1, 1), ('all_float32', n, jnp.float32, 1, 1),
+      ('all_per_device', n, jnp.float32, n, 1)):
+    for key, value in run(devices, dtype, bn_groups=groups, num_steps=num_steps).items():
+      results[f'{name}/{key}'] = value
+  np.savez(path, devices=n, **results)
+
+
+if __name__ == '__main__':
+  main(sys.argv[1])
