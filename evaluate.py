@@ -18,6 +18,7 @@ import jax
 from absl import app, flags, logging
 
 from training import cli, evaluation
+from training.workdir import write_atomic
 
 cli.define_flags()
 flags.DEFINE_integer('crops', None, 'Crops per image: 1 (centre) or 10; default: the paper\'s '
@@ -61,9 +62,7 @@ def report(config, workdirs: list[str], crops: int, result: evaluation.Checkpoin
 def write_results(workdir: str, record: dict) -> None:
   """Replaces eval_results.json whole (written aside, then renamed), never half-written."""
   path = os.path.join(workdir, RESULTS_FILE)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(record, f, indent=2)
-  os.replace(path + '.tmp', path)
+  write_atomic(path, json.dumps(record, indent=2))
   print(f'wrote {path}')
 
 
@@ -76,11 +75,8 @@ def main(argv):
   if crops is None:
     crops = config.paper.crops if config.paper.crops in (1, 10) else 1
   workdirs = [workdir, *cli.FLAGS.ensemble]
-  try:
-    cli.join_cluster()
-    result = evaluation.evaluate_checkpoints(config, workdirs, crops)
-  except cli.USER_ERRORS as e:
-    cli.fail(e)
+  cli.run_reporting_errors(cli.join_cluster)
+  result = cli.run_reporting_errors(evaluation.evaluate_checkpoints, config, workdirs, crops)
   if jax.process_index() == 0:
     write_results(workdir, report(config, workdirs, crops, result))
 

@@ -6,6 +6,10 @@ r"""Trains a CNN from a config, resuming from the last checkpoint in --workdir i
 As one of several processes (README, "Multi-GPU and multi-host"): under SLURM's srun, Open MPI or
 on a multi-host TPU slice nothing more is needed; elsewhere start the same command on every host
 with --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
+
+Exit status: 0 done; 2 a user or environment error (one line); 3 diverged (non-finite loss or
+parameters; nothing non-finite saved); 75 stopped by SIGTERM/SIGINT or a preemption notice after
+saving the current step: rerun the same command to resume.
 """
 
 from absl import app, logging
@@ -19,11 +23,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.WARNING)
-  try:
-    cli.join_cluster()
-    loop.train_and_evaluate(cli.FLAGS.config, cli.FLAGS.workdir)
-  except cli.USER_ERRORS as e:
-    cli.fail(e)
+  cli.run_reporting_errors(cli.join_cluster)
+  cli.run_reporting_errors(loop.train_and_evaluate, cli.FLAGS.config, cli.FLAGS.workdir)
 
 
 if __name__ == '__main__':

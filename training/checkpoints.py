@@ -1,60 +1,138 @@
-"""Orbax checkpoints of the train state plus the position in the data order.
+"""Orbax checkpoints of the train state, plus what the state means, checked on the way back in.
 
-The data order is a pure function of (seed, epoch, data shards) and the global batch size, so the
-restored step fixes the position in it: epoch = step // steps_per_epoch, then skip
-step % steps_per_epoch batches. Those three are saved beside the state and checked on restore, so
-that a restarted run trains on exactly the batches an uninterrupted one would have.
+Beside the state each checkpoint holds a small JSON record: the position in the data order (seed,
+global batch size, data shards: the data order is a pure function of these, so the restored step
+fixes the position in it), the config that trained it, and a CRC-32 of the state's bytes.
+
+Restoring walks from the newest step down and takes the first that restores, holds only finite
+numbers and matches its checksum; each one skipped is named in one warning line and, when training
+is to go on, moved aside to `<step>.damaged` (never deleted) so that a new save of that step cannot
+collide with it. Saving refuses non-finite states, so rotation (`keep`) only ever removes good
+checkpoints older than a good one.
 """
 
+import os
+import sys
+import zlib
+
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
-from training.errors import ConfigError
+from training.errors import ConfigError, NonFiniteError
+
+
+def host_leaves(state) -> list[np.ndarray]:
+  """This process's full copy of each (replicated) array of `state`, in tree order."""
+  return [np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) else x)
+          for x in jax.tree.leaves(state)]
+
+
+def checksum(leaves: list[np.ndarray]) -> int:
+  crc = 0
+  for leaf in leaves:
+    crc = zlib.crc32(np.ascontiguousarray(leaf).view(np.uint8), crc)
+  return crc
+
+
+def all_finite(leaves: list[np.ndarray]) -> bool:
+  return all(np.isfinite(x).all() for x in leaves if np.issubdtype(x.dtype, np.inexact))
 
 
 class Checkpointer:
-  """Saves every `every_steps` steps (and when forced), keeps the last `keep`, restores the latest."""
+  """Saves every `every_steps` steps (and when asked), keeps the last `keep`, restores the newest
+  good one."""
 
   def __init__(self, directory: str, *, every_steps: int, keep: int, create: bool = True):
     self._every_steps = every_steps
+    self._create = create
     self._manager = ocp.CheckpointManager(
         directory, item_names=('state', 'data'),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create))
 
+  @property
+  def directory(self) -> str:
+    return str(self._manager.directory)
+
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def restore_latest(self, state, data_position: dict | None = None):
-    """(state, position) from the latest checkpoint, or None when there is none.
+  def due(self, step: int) -> bool:
+    """Whether `step` is on the save cadence and not saved yet."""
+    return step % self._every_steps == 0 and step != self._manager.latest_step()
 
-    `state` (arrays or ShapeDtypeStructs) gives the tree, shapes, dtypes and shardings;
-    `data_position` the expected seed, global batch size and data shards, which must match the
-    saved ones for training to resume in the same order (None: not checked, for evaluation).
+  def reached_preemption(self, step: int) -> bool:
+    """True on every process at the same step once any got JAX's preemption notice (SIGTERM in a
+    multi-process job); always False in a single process."""
+    return jax.process_count() > 1 and self._manager.reached_preemption(step)
+
+  def restore_latest(self, state) -> tuple[object, dict, int] | None:
+    """(state, record, step) of the newest good checkpoint, or None when there is none at all.
+
+    `state` (arrays or ShapeDtypeStructs) gives the tree, shapes, dtypes and shardings. Raises
+    ConfigError when checkpoints exist but none of them restores.
     """
-    step = self._manager.latest_step()
-    if step is None:
-      return None
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
-    except Exception as e:  # Orbax raises many types for a foreign or damaged checkpoint.
-      raise ConfigError(f'cannot restore checkpoint {self._manager.directory / str(step)} '
-                        f'({type(e).__name__}); it was written by another model or config, or is '
-                        'damaged: use another --workdir') from e
-    saved = restored['data']
-    for key in data_position or {}:
-      if saved.get(key) != data_position[key]:
-        raise ConfigError(f'checkpoint at step {step} was written with {key}={saved.get(key)}, '
-                          f'this run has {data_position[key]}; resume with the same value or use '
-                          'another --workdir')
-    return restored['state'], saved
+    steps = sorted(self._steps_on_disk(), reverse=True)
+    for step in steps:
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+        problem = self._problem(restored)
+      except Exception as e:  # Orbax raises many types for a foreign or damaged checkpoint.
+        problem = f'does not restore ({type(e).__name__})'
+      if problem is None:
+        return restored['state'], restored['data'], step
+      self._skip(step, problem)
+    if steps:
+      raise ConfigError(f'no checkpoint in {self.directory} restores (steps '
+                        f'{", ".join(map(str, steps))}: written by another model or config, or '
+                        'damaged); nothing was changed: use another --workdir')
+    return None
 
-  def maybe_save(self, step: int, state, data_position: dict, *, force: bool = False) -> None:
-    if (force or step % self._every_steps == 0) and step != self._manager.latest_step():
-      self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_position)), force=True)
+  def save(self, step: int, state, record: dict) -> None:
+    """Saves `state` at `step` with `record` and the state's checksum; never a non-finite one."""
+    leaves = host_leaves(state)
+    if not all_finite(leaves):
+      raise NonFiniteError(step)
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=ocp.args.JsonSave({**record, 'state_crc32': checksum(leaves)})), force=True)
+
+  def wait(self) -> None:
+    """Blocks until pending saves are on disk (saving is asynchronous)."""
+    self._manager.wait_until_finished()
 
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+  def _steps_on_disk(self) -> list[int]:
+    """Steps with a directory, committed or not (Orbax lists only what it could read)."""
+    names = os.listdir(self.directory) if os.path.isdir(self.directory) else []
+    return [int(n) for n in names if n.isdigit()]
+
+  @staticmethod
+  def _problem(restored) -> str | None:
+    leaves = host_leaves(restored['state'])
+    if not all_finite(leaves):
+      return 'holds non-finite numbers'
+    saved = restored['data'].get('state_crc32')
+    if saved is not None and saved != checksum(leaves):
+      return 'does not match its checksum (damaged bytes)'
+    return None
+
+  def _skip(self, step: int, problem: str) -> None:
+    path = os.path.join(self.directory, str(step))
+    moved = ''
+    if self._create:  # Training goes on and may save this step again: keep the old one aside.
+      aside = f'{path}.damaged'
+      if jax.process_index() == 0 and os.path.isdir(path):
+        os.rename(path, aside)
+      moved = f', moved to {aside}'
+      if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+        multihost_utils.sync_global_devices(f'skip checkpoint {step}')
+      self._manager.reload()
+    if jax.process_index() == 0:
+      print(f'warning: checkpoint {path} {problem}; skipped{moved}', file=sys.stderr)

@@ -1,5 +1,7 @@
 """What train.py and evaluate.py share on the command line: the config, workdir and cluster flags,
-and user errors reported as one line with exit status 2 (anything else is a bug: a traceback)."""
+and the ways a run ends early, each reported as one line with its exit status (training/errors.py):
+user and environment errors (2), divergence (3), a stop by a signal after saving (75). Anything
+else is a bug: a traceback."""
 
 import os
 import sys
@@ -10,10 +12,23 @@ from ml_collections import config_flags
 import cnns
 import input_pipeline
 from training import distributed
-from training.errors import ConfigError
+from training.errors import ConfigError, RunEnded
 
 FLAGS = flags.FLAGS
 USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError, cnns.GeometryError)
+
+
+def run_reporting_errors(fn, *args):
+  """Calls `fn(*args)`; a user or environment error, or a run ended early, becomes one line on
+  stderr and the documented exit status."""
+  try:
+    return fn(*args)
+  except USER_ERRORS as e:
+    fail(e)
+  except RunEnded as e:
+    fail(e, prefix='stopped' if e.status == 75 else 'error', status=e.status)
+  except OSError as e:  # Full disk, read-only or vanished files outside the checkpoints.
+    fail(f'{e.strerror or e}' + (f': {e.filename}' if e.filename else ''))
 
 
 def define_flags() -> None:
@@ -27,9 +42,9 @@ def define_flags() -> None:
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def fail(message: str) -> None:
-  print('error: ' + ' '.join(str(message).split()), file=sys.stderr)
-  sys.exit(2)
+def fail(message, *, prefix: str = 'error', status: int = ConfigError.status) -> None:
+  print(f'{prefix}: ' + ' '.join(str(message).split()), file=sys.stderr)
+  sys.exit(status)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -44,9 +44,10 @@ def restore(workdir: str, abstract_state) -> tuple[TrainState, int]:
   if checkpointer is None or checkpointer.latest_step() is None:
     raise ConfigError(f'no checkpoint in {directory}: train this config there first '
                       f'(python train.py --config=... --workdir={workdir})')
-  state, _ = checkpointer.restore_latest(abstract_state)
-  step = checkpointer.latest_step()
-  checkpointer.close()
+  try:
+    state, _, step = checkpointer.restore_latest(abstract_state)
+  finally:
+    checkpointer.close()
   return state, step
 
 

@@ -2,15 +2,25 @@
 
 Everything a user can get wrong (config, model, data, batch geometry) is checked before the workdir
 is touched, so a failed start never changes an existing run. `Run` holds one run's pieces so that
-benchmarks can time `Run.train_epoch` exactly as training executes it.
+benchmarks can time `Run.train_epoch` exactly as training executes it; it is a context manager, so
+that however training ends, pending saves finish, writers close and the workdir lock is released.
+
+What a long run relies on (README, "When things go wrong"): SIGTERM and SIGINT (and JAX's
+preemption notice in a multi-process job) end the current step, save it and raise `Stopped`; a
+non-finite loss or state raises `Diverged` and is never saved; a resume that would change what the
+state or the data order means is refused.
 """
 
 import dataclasses
+import errno
+import json
 import os
+import signal
 import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 import cnns
@@ -18,12 +28,17 @@ import input_pipeline
 from training import mesh as mesh_lib
 from training import optim, steps
 from training.checkpoints import Checkpointer
-from training.errors import ConfigError
+from training.errors import ConfigError, Diverged, NonFiniteError, Stopped
 from training.state import TrainState, count_params, create_train_state
+from training.workdir import WorkdirLock, write_atomic
 from training.writers import MetricWriter, Progress
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 BATCHNORM = ('global', 'per_device')
+# Fields that fix what a checkpoint's state and position in the data order mean: a resume must
+# keep them. Any other change (learning rate, epochs, cadence, ...) is allowed and printed.
+MEANING_FIELDS = ('model', 'model_kwargs', 'dataset', 'image_size', 'num_classes', 'in_channels',
+                  'optimizer', 'batch_size', 'seed', 'data_shards', 'synthetic_train_examples')
 
 
 @dataclasses.dataclass
@@ -49,9 +64,16 @@ def validate(config, workdir: str) -> None:
     raise ConfigError(f'unknown model {config.model!r}; known models: '
                       f'{", ".join(cnns.available_models())}')
   for field in ('log_every_steps', 'checkpoint_every_steps', 'eval_every_epochs',
-                'keep_checkpoints'):
-    if config[field] <= 0:
+                'keep_checkpoints', 'learning_rate', 'lr_decay_factor'):
+    if not config[field] > 0:
       raise ConfigError(f'{field}={config[field]} must be positive')
+  for field, low, high in (('label_smoothing', 0, 1), ('momentum', 0, 1),
+                           ('rmsprop_decay', 0, 1)):
+    if not low <= config[field] < high:
+      raise ConfigError(f'{field}={config[field]} must be in [{low}, {high})')
+  for field in ('weight_decay', 'warmup_epochs', 'aux_loss_weight'):
+    if not config[field] >= 0:
+      raise ConfigError(f'{field}={config[field]} must not be negative')
 
 
 def evaluate_split(eval_step, states: tuple[TrainState, ...], source: input_pipeline.Source, *,
@@ -116,32 +138,75 @@ class Run:
     self._eval_step = steps.make_eval_step(self.graphdef, out_sharding=self._replicated, **norm)
     self._lr_schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
 
-    # From here on the workdir is created and written.
-    self._checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                                      every_steps=config.checkpoint_every_steps,
-                                      keep=config.keep_checkpoints)
-    self._position = dict(seed=config.seed, global_batch_size=config.batch_size,
-                          data_shards=input_pipeline.num_data_shards(config, jax.process_count()))
-    state = jax.device_put(state, self._replicated)
-    restored = self._checkpointer.restore_latest(state, self._position)
-    self.state = state if restored is None else restored[0]
-    self.step = int(self.state.step)
+    # From here on the workdir is created and written, by this process only (the lock).
+    self._record = {'config': {**config.to_dict(), 'data_shards': input_pipeline.num_data_shards(
+        config, jax.process_count())}}
     is_chief = jax.process_index() == 0
-    self.writer = MetricWriter(workdir, resume_step=self.step, enabled=is_chief)
+    self._lock = WorkdirLock(workdir)
+    self._lock.acquire()
+    self._stop_signal = None
+    self._previous_handlers = {}
+    try:
+      self._checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+                                        every_steps=config.checkpoint_every_steps,
+                                        keep=config.keep_checkpoints)
+      state = jax.device_put(state, self._replicated)
+      restored = self._checkpointer.restore_latest(state)
+      train_sums = None
+      if restored is not None:
+        state, saved, step = restored
+        changes = check_resume(saved, self._record, step)
+        train_sums = saved.get('train_metrics')
+      self.state = state
+      self.step = int(self.state.step)
+      if is_chief:
+        write_atomic(os.path.join(workdir, 'config.json'),
+                     json.dumps(self._record['config'], indent=2, sort_keys=True) + '\n')
+      self.writer = MetricWriter(workdir, resume_step=self.step, enabled=is_chief)
+    except BaseException:
+      if hasattr(self, '_checkpointer'):
+        self._checkpointer.close()
+      self._lock.release()
+      raise
     self.progress = Progress(total_steps=config.num_epochs * self.steps_per_epoch,
                              initial_step=self.step, enabled=is_chief)
     self.progress.print(
         f'{config.model} on {config.dataset}: {count_params(self.state.params):,} parameters, '
         f'{jax.device_count()} device(s), {self.steps_per_epoch} steps/epoch, '
         + (f'resumed at step {self.step}' if self.step else 'starting'))
-    self._train_metrics = self._zero_metrics(steps.TRAIN_METRICS)
+    if restored is not None and changes:
+      self.progress.print(f'resuming with changed {changes}')
+    # The sums since the last log travel in the checkpoint, so a resumed run logs the same numbers.
+    self._train_metrics = jax.device_put(
+        {k: np.float32(v) for k, v in train_sums.items()} if train_sums
+        else steps.zero_metrics(*steps.TRAIN_METRICS), self._replicated)
+    self._checked_step = self.step  # Steps up to here are known to be finite.
     self._last_log = (time.time(), self.step)
+
+  def __enter__(self) -> 'Run':
+    """Single process: SIGTERM and SIGINT now stop training after the current step, saved. (With
+    several processes JAX's own SIGTERM handler feeds `reached_preemption` instead.)"""
+    if jax.process_count() == 1:
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._previous_handlers[signum] = signal.signal(signum, self._request_stop)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+  def _request_stop(self, signum, frame) -> None:
+    del frame
+    self._stop_signal = self._stop_signal or signal.Signals(signum).name
 
   def _zero_metrics(self, names):
     return jax.device_put(steps.zero_metrics(*names), self._replicated)
 
   def train_epoch(self, epoch: int) -> None:
-    """Trains the rest of `epoch` (all of it unless resuming inside it), logging and saving."""
+    """Trains the rest of `epoch` (all of it unless resuming inside it), logging and saving.
+
+    Raises `Stopped` after saving when a stop was requested, `Diverged` when a check finds a
+    non-finite step (checks run at each log and save, where the host fetches the sums anyway).
+    """
     config = self.config
     first_step = self.step - epoch * self.steps_per_epoch
     for batch in self.source.train_batches(epoch, first_step, self._local_batch,
@@ -153,10 +218,55 @@ class Run:
         self._log_train()
       else:
         self.progress.advance(1)
-      self._checkpointer.maybe_save(self.step, self.state, self._position)
+      stop = self._stop_signal or (
+          self._checkpointer.reached_preemption(self.step) and 'a preemption notice')
+      if stop or self._checkpointer.due(self.step):
+        self.save()
+      if stop:
+        try:
+          self._checkpointer.wait()
+        except Exception as e:
+          self._raise_if_disk_full(e)
+          raise
+        raise Stopped(f'stopped by {stop} at step {self.step}, saved in '
+                      f'{self._checkpointer.directory}; rerun the same command to resume')
+
+  def save(self) -> None:
+    """Saves the current step unless it is saved already; never a non-finite state."""
+    if self.step == self._checkpointer.latest_step():
+      return
+    sums = {k: float(v) for k, v in jax.device_get(self._train_metrics).items()}
+    self._check_finite(sums['nonfinite'])
+    try:
+      self._checkpointer.save(self.step, self.state, {**self._record, 'train_metrics': sums})
+    except NonFiniteError:
+      self._check_finite(1.0)
+    except Exception as e:
+      self._raise_if_disk_full(e)
+      raise
+
+  def _check_finite(self, nonfinite: float) -> None:
+    if nonfinite > 0:
+      newest = self._checkpointer.latest_step()
+      raise Diverged(
+          f'training diverged: non-finite loss or parameters between step {self._checked_step} '
+          f'and step {self.step}; nothing non-finite was saved; newest good checkpoint: '
+          + (f'step {newest} in {self._checkpointer.directory}' if newest is not None else 'none')
+          + ' (lower the learning rate, or check the data)')
+    self._checked_step = self.step
+
+  def _raise_if_disk_full(self, error: BaseException) -> None:
+    if errno.ENOSPC in (getattr(e, 'errno', None) for e in _chain(error)) or any(
+        'No space left' in str(e) for e in _chain(error)):
+      saved = self._checkpointer.latest_step()
+      raise ConfigError(f'disk full while saving step {self.step} in '
+                        f'{self._checkpointer.directory}; '
+                        + (f'step {saved} is intact' if saved is not None else 'no step is saved')
+                        + ': free space and rerun the same command') from error
 
   def _log_train(self) -> None:
     result = steps.summarize(self._train_metrics)  # The only host sync of the training loop.
+    self._check_finite(result.pop('nonfinite'))
     self._train_metrics = self._zero_metrics(steps.TRAIN_METRICS)
     now = time.time()
     img_per_sec = ((self.step - self._last_log[1]) * self.config.batch_size
@@ -168,40 +278,81 @@ class Run:
         'train/learning_rate': float(self._lr_schedule(self.step - 1))})
     self.progress.advance(1, loss=f'{result["loss"]:.4f}', img_per_sec=f'{img_per_sec:,.0f}')
 
-  def evaluate(self, epoch: int) -> dict[str, float]:
+  def evaluate(self, epoch: int, *, write: bool = True) -> dict[str, float]:
     """Loss, top-1 and top-5 over the whole eval split, each example counted exactly once."""
     result = evaluate_split(self._eval_step, (self.state,), self.source,
                             local_batch=self._local_eval_batch, num_steps=self._num_eval_steps,
                             data_sharding=self._data_sharding, replicated=self._replicated)
-    self.writer.write(self.step, {'epoch': epoch, **{f'eval/{k}': v for k, v in result.items()}})
+    if write:
+      self.writer.write(self.step, {'epoch': epoch,
+                                    **{f'eval/{k}': v for k, v in result.items()}})
     self.progress.print(
         f'epoch {epoch}: eval loss {result["loss"]:.4f}, top-1 {result["top1_acc"]:.4f}, '
         f'top-5 {result["top5_acc"]:.4f} on {result["num_examples"]} examples')
     self._last_log = (time.time(), self.step)  # Evaluation time is not training throughput.
     return result
 
+  def logged_eval(self) -> bool:
+    """Whether an earlier run of this workdir logged an evaluation at the current step."""
+    return any(r['step'] == self.step and 'eval/loss' in r for r in self.writer.previous)
+
   def close(self) -> None:
-    self._checkpointer.maybe_save(self.step, self.state, self._position, force=True)
-    self._checkpointer.close()
-    self.progress.close()
-    self.writer.close()
+    """Waits for pending saves, closes the writers, releases the workdir and the signals."""
+    try:
+      self._checkpointer.close()
+    except Exception as e:
+      self._raise_if_disk_full(e)
+      raise
+    finally:
+      for signum, handler in self._previous_handlers.items():
+        signal.signal(signum, handler)
+      self.progress.close()
+      self.writer.close()
+      self._lock.release()
+
+
+def _chain(error: BaseException):
+  """`error` and the exceptions it was raised from."""
+  while error is not None:
+    yield error
+    error = error.__cause__ or error.__context__
+
+
+def check_resume(saved: dict, record: dict, step: int) -> str:
+  """Refuses a resume that changes a MEANING_FIELDS value; returns the other changes, printable.
+
+  Checkpoints older than the saved config hold only the data position.
+  """
+  config = record['config']
+  before = saved.get('config') or {'seed': saved.get('seed'), 'data_shards': saved.get(
+      'data_shards'), 'batch_size': saved.get('global_batch_size')}
+  changed = {k: (before[k], config[k]) for k in before if k in config and before[k] != config[k]}
+  refused = [k for k in MEANING_FIELDS if k in changed]
+  if refused:
+    raise ConfigError(
+        f'checkpoint at step {step} was written with '
+        + ', '.join(f'{k}={changed[k][0]}' for k in refused) + '; this run has '
+        + ', '.join(f'{k}={changed[k][1]}' for k in refused)
+        + ': that changes what the saved state or the data order means; resume with the same '
+        'values or use another --workdir')
+  return ', '.join(f'{k}: {a} -> {b}' for k, (a, b) in changed.items())
 
 
 def train_and_evaluate(config, workdir: str) -> Summary:
   start_time = time.time()
-  run = Run(config, workdir)
-  best_top1 = max([r['eval/top1_acc'] for r in run.writer.previous if 'eval/top1_acc' in r],
-                  default=0.0)
-  last_eval = {}
-  for epoch in range(run.step // run.steps_per_epoch, config.num_epochs):
-    run.train_epoch(epoch)
-    if (epoch + 1) % config.eval_every_epochs == 0 or epoch + 1 == config.num_epochs:
-      last_eval = run.evaluate(epoch + 1)
+  with Run(config, workdir) as run:
+    best_top1 = max([r['eval/top1_acc'] or 0.0 for r in run.writer.previous
+                     if 'eval/top1_acc' in r], default=0.0)
+    last_eval = {}
+    for epoch in range(run.step // run.steps_per_epoch, config.num_epochs):
+      run.train_epoch(epoch)
+      if (epoch + 1) % config.eval_every_epochs == 0 or epoch + 1 == config.num_epochs:
+        last_eval = run.evaluate(epoch + 1)
+        best_top1 = max(best_top1, last_eval['top1_acc'])
+    if not last_eval:  # Restarted after the last step: evaluate again, logged only once.
+      last_eval = run.evaluate(config.num_epochs, write=not run.logged_eval())
       best_top1 = max(best_top1, last_eval['top1_acc'])
-  if not last_eval:  # Restarted after the last step: report the final model anyway.
-    last_eval = run.evaluate(config.num_epochs)
-    best_top1 = max(best_top1, last_eval['top1_acc'])
-  run.close()
+    run.save()
   summary = Summary(steps=run.step, best_top1_acc=best_top1, last_eval=last_eval,
                     wall_seconds=time.time() - start_time)
   if jax.process_index() == 0:

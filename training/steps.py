@@ -1,7 +1,9 @@
 """Jitted train and eval steps over a batch-sharded mesh, with metrics summed on the device.
 
 Steps return running sums (loss, correct, examples) added into a metrics pytree passed in and
-donated, so the host fetches nothing until it wants to log: no per-step synchronisation.
+donated, so the host fetches nothing until it wants to log: no per-step synchronisation. The train
+step also counts steps whose loss or new state holds a NaN or an infinity ('nonfinite'), which the
+loop checks whenever it fetches the sums anyway: divergence is caught at no per-step host cost.
 """
 
 from collections.abc import Callable
@@ -16,7 +18,7 @@ from cnns.layers import AuxiliaryOutputs, batchnorm_groups
 from training.state import TrainState
 
 Metrics = dict[str, jax.Array]
-TRAIN_METRICS = ('loss', 'top1_acc')
+TRAIN_METRICS = ('loss', 'top1_acc', 'nonfinite')
 EVAL_METRICS = ('loss', 'top1_acc', 'top5_acc')
 
 
@@ -48,6 +50,10 @@ def at_least_float32(x: jax.Array) -> jax.Array:
   """Logits for the loss and softmax: bfloat16 widened to float32, float64 kept (the float64
   reference the sharding tests compare against stays float64 end to end)."""
   return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
 
 
 def top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
@@ -91,10 +97,12 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
     state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                           batch_stats=batch_stats, opt_state=opt_state)
     n = labels.shape[0]
+    finite = jnp.isfinite(loss) & all_finite((state.params, state.batch_stats))
     metrics = {
         'count': metrics['count'] + n,
         'loss': metrics['loss'] + loss * n,
         'top1_acc': metrics['top1_acc'] + top_k_correct(logits, labels, 1).sum(),
+        'nonfinite': metrics['nonfinite'] + jnp.where(finite, 0.0, n),
     }
     return state, metrics
 

@@ -1,15 +1,20 @@
 """Where metrics go: TensorBoard event files, `metrics.jsonl`, and the console.
 
 Only process 0 writes. On resume, events past the restored step (written after the last
-checkpoint of the killed run) are dropped from both files, so each step appears once.
+checkpoint of the killed run) are dropped from both files, so each step appears once; a torn last
+line of `metrics.jsonl` (a crash or a full disk mid-write) is dropped with a warning, and the file is
+rewritten atomically. Non-finite numbers are written as JSON `null`, so strict readers accept them.
 """
 
 import json
+import math
 import os
 import sys
 
 import tensorboardX
 import tqdm
+
+from training.workdir import write_atomic
 
 
 class MetricWriter:
@@ -28,7 +33,7 @@ class MetricWriter:
   def write(self, step: int, scalars: dict[str, float]) -> None:
     if not self._enabled:
       return
-    self._jsonl.write(json.dumps({'step': step, **scalars}) + '\n')
+    self._jsonl.write(to_json({'step': step, **scalars}) + '\n')
     self._jsonl.flush()
     for name, value in scalars.items():
       self._tensorboard.add_scalar(name, value, step)
@@ -40,15 +45,30 @@ class MetricWriter:
       self._tensorboard.close()
 
 
+def to_json(record: dict) -> str:
+  """One strict-JSON line: NaN and infinities become null."""
+  return json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                     for k, v in record.items()}, allow_nan=False)
+
+
 def _truncate_jsonl(path: str, last_step: int) -> list[dict]:
-  """Drops records after `last_step` from `path`; returns the records kept."""
+  """Drops records after `last_step`, and lines that do not parse, from `path`; returns the rest."""
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    records = [json.loads(line) for line in f if line.strip()]
-  kept = [r for r in records if r['step'] <= last_step]
-  with open(path, 'w') as f:
-    f.writelines(json.dumps(r) + '\n' for r in kept)
+    lines = [line for line in f if line.strip()]
+  kept = []
+  for number, line in enumerate(lines, start=1):
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      print(f'warning: {path} line {number} is not valid JSON (torn by a crash or a full disk); '
+            'dropped', file=sys.stderr)
+      continue
+    if record['step'] <= last_step:
+      kept.append(record)
+  if len(kept) < len(lines):
+    write_atomic(path, ''.join(to_json(r) + '\n' for r in kept))
   return kept
 
 
