@@ -73,11 +73,10 @@ def bare_epoch_fn(config, source, steps_per_epoch):
 def main(argv):
   del argv
   config = FLAGS.config
-  with tempfile.TemporaryDirectory() as workdir:
-    config.unlock()
-    config.num_epochs = 2 * FLAGS.repeats + 2  # Enough epochs for the schedule; never all run.
-    config.checkpoint_every_steps = 10**9  # Only the final save, outside the timed epochs.
-    run = loop.Run(config, workdir)
+  config.unlock()
+  config.num_epochs = 2 * FLAGS.repeats + 2  # Enough epochs for the schedule; never all run.
+  config.checkpoint_every_steps = 10**9  # Nothing saved inside the timed epochs.
+  with tempfile.TemporaryDirectory() as workdir, loop.Run(config, workdir) as run:
     bare_epoch = bare_epoch_fn(config, run.source, run.steps_per_epoch)
 
     def framework_epoch(epoch):
@@ -92,7 +91,6 @@ def main(argv):
         start = time.perf_counter()
         fn(r)
         timings[name].append(time.perf_counter() - start)
-    run.progress.close()
 
   images = run.steps_per_epoch * config.batch_size
   print(f'\nLeNet-5 epoch ({config.dataset}, {run.steps_per_epoch} steps of {config.batch_size}, '

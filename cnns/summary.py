@@ -13,7 +13,6 @@ abstractly (`jax.eval_shape`), so no weights are allocated: VGG-19 summarises in
 
 import json
 import math
-import sys
 
 import jax
 from absl import app, flags
@@ -26,7 +25,7 @@ from cnns import layers
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file (configs/<model>.py).',
                                 lock_config=True)
-flags.DEFINE_integer('batch_size', 128, 'Images per batch for the memory estimate.')
+flags.DEFINE_integer('batch_size', 128, 'Images per batch for the memory estimate.', lower_bound=1)
 flags.DEFINE_bool('json', False, 'Print one JSON object instead of the table.')
 
 IMAGENET_CLASSES, RGB = 1000, 3
@@ -107,8 +106,7 @@ def main(argv):
         num_classes=config.num_classes if config.num_classes > 0 else IMAGENET_CLASSES,
         **config.model_kwargs)
   except (cnns.GeometryError, cnns.UnknownModelError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(e)
   if FLAGS.json:
     print(json.dumps(summary))
   else:
@@ -116,5 +114,8 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  # The command line's errors as train.py reports them: one line. (Only this entry point imports
+  # from training/; the library above does not.)
+  from training import cli  # pylint: disable=g-import-not-at-top
   flags.mark_flags_as_required(['config'])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

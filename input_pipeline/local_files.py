@@ -9,17 +9,37 @@ checksums differ from TFDS's registry and TFDS refuses them as manual downloads.
 download step: each URL is mapped to the file with the same base name in a local directory, which
 TFDS then extracts as usual. The examples, features, splits and on-disk format are the builder's
 own, so `tfds.builder(name, data_dir=...)` afterwards loads the result like a downloaded dataset.
+
+Files found on disk are not checksummed by TFDS, so the prepared splits are checked against the
+official label counts before they are kept: wrong files (valid IDX files of other data, labels all
+zero, ...) are refused rather than cached for every later run. Preparation, extraction included,
+happens in a staging directory that only a checked dataset leaves, so nothing extracted from bad
+files is reused after the user replaces them.
 """
 
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+
+from input_pipeline.base import DataError
 
 # Directories where system packages put the source files of a TFDS dataset, by TFDS name.
 SYSTEM_DIRS = {
     'fashion_mnist': ('/usr/share/datasets/fashion-mnist',),
+}
+
+
+# Examples per class in each split of the original files (MNIST: LeCun et al.'s distribution).
+LABEL_COUNTS = {
+    'fashion_mnist': {'train': [6000] * 10, 'test': [1000] * 10},
+    'mnist': {'train': [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+              'test': [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]},
+    'cifar10': {'train': [5000] * 10, 'test': [1000] * 10},
 }
 
 
@@ -65,6 +85,18 @@ class _LocalFilesDownloadManager:
     return getattr(self._dl_manager, attr)
 
 
+def check_label_counts(builder: tfds.core.DatasetBuilder, name: str, directory: str) -> None:
+  """Raises DataError unless each split holds the original files' examples per class."""
+  for split, expected in LABEL_COUNTS.get(name, {}).items():
+    labels = np.concatenate(list(tfds.as_numpy(
+        builder.as_dataset(split=split).map(lambda x: x['label']).batch(10_000))))
+    counts = np.bincount(labels, minlength=len(expected)).tolist()
+    if counts != expected:
+      raise DataError(f'the files in {directory} are not the original {name}: its {split} split '
+                      f'has {counts} examples per class, the original {expected}; replace them '
+                      'with the original files (nothing was prepared)')
+
+
 def prepare_from_local_files(name: str, data_dir: str, directory: str) -> None:
   """Builds TFDS dataset `name` into `data_dir` from the source files in `directory`."""
   registered_cls = tfds.builder_cls(name)
@@ -76,5 +108,15 @@ def prepare_from_local_files(name: str, data_dir: str, directory: str) -> None:
           _LocalFilesDownloadManager(dl_manager, directory), *args, **kwargs)
 
   LocalFilesBuilder.name = registered_cls.name
-  LocalFilesBuilder(data_dir=data_dir).download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  os.makedirs(data_dir, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=f'.{name}-preparing-', dir=data_dir)
+  try:
+    LocalFilesBuilder(data_dir=staging).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    prepared = tfds.builder(name, data_dir=staging)
+    check_label_counts(prepared, name, directory)
+    target = os.path.join(data_dir, os.path.relpath(prepared.data_dir, staging))
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.rename(prepared.data_dir, target)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)

@@ -46,6 +46,8 @@ def parallel_map(ds: tf.data.Dataset, fn) -> tf.data.Dataset:
 def prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """The TFDS builder of `name`, prepared from local files or downloaded if it is not yet."""
   data_dir = os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR)
+  if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+    raise base.DataError(f'data_dir {data_dir} is not a directory')
   builder = tfds.builder(name, data_dir=data_dir)
   if builder.is_prepared():
     return builder

@@ -103,3 +103,36 @@ def test_killed_job_resumes_to_the_same_metrics(tmp_path):
   assert f'resumed at step {max(steps)}' in open(tmp_path / 'process_0.log').read()
   final, expected = read_metrics(workdir), read_metrics(reference)
   assert_same_metrics(expected, final)  # Each step logged once, the same numbers.
+
+
+def test_sigterm_to_a_job_saves_one_step_in_every_process_and_resumes_identically(tmp_path):
+  # SIGTERM reaches JAX's preemption notifier in each process; Orbax's preemption sync point
+  # makes both save the same step, and both exit with 75.
+  args = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
+          '--config.synthetic_train_examples=2048', '--config.synthetic_eval_examples=200',
+          '--config.batch_size=64', '--config.log_every_steps=8', '--config.num_epochs=3',
+          '--config.checkpoint_every_steps=1000', '--config.data_shards=2')
+  reference = str(tmp_path / 'reference')
+  run_one_process((*args, f'--workdir={reference}'), devices=2)
+
+  workdir = str(tmp_path / 'job')
+  job = (*args, f'--workdir={workdir}')
+  metrics = os.path.join(workdir, 'metrics.jsonl')
+  with processes(2, job, str(tmp_path)) as running:
+    deadline = time.time() + 300
+    while not (os.path.exists(metrics) and '"step": 8,' in open(metrics).read()):
+      assert time.time() < deadline and all(p.poll() is None for p in running), 'ended early'
+      time.sleep(0.01)
+    for p in running:
+      p.send_signal(signal.SIGTERM)
+    for p in running:
+      p.wait(timeout=300)
+    logs = [open(tmp_path / f'process_{i}.log').read() for i in range(2)]
+    assert [p.returncode for p in running] == [75, 75], logs
+  steps = [int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit()]
+  assert len(steps) == 1 and 8 <= steps[0] < 96, steps  # Not on the cadence: at the signal.
+  assert f'stopped: stopped by a preemption notice at step {steps[0]},' in logs[0]
+
+  run_job(2, job, str(tmp_path))
+  assert f'resumed at step {steps[0]}' in open(tmp_path / 'process_0.log').read()
+  assert_same_metrics(read_metrics(reference), read_metrics(workdir))

@@ -38,40 +38,39 @@ def reference_eval(run):
 
 @pytest.mark.parametrize('eval_batch_size', [7, 64, 256, 1000])
 def test_eval_counts_every_example_once_at_any_batch_size(tmp_path, eval_batch_size):
-  run = loop.Run(synthetic_config(eval_batch_size=eval_batch_size), str(tmp_path))
-  run.train_epoch(0)
-  result = run.evaluate(1)
-  expected = reference_eval(run)
+  with loop.Run(synthetic_config(eval_batch_size=eval_batch_size), str(tmp_path)) as run:
+    run.train_epoch(0)
+    result = run.evaluate(1)
+    expected = reference_eval(run)
   assert result['num_examples'] == 250
   assert result['top1_acc'] == pytest.approx(expected['top1_acc'], abs=1e-9)
   assert result['top5_acc'] == pytest.approx(expected['top5_acc'], abs=1e-9)
   assert result['loss'] == pytest.approx(expected['loss'], rel=1e-5)
-  run.close()
 
 
 def test_checkpoint_round_trip_restores_state_and_step(tmp_path):
-  run = loop.Run(synthetic_config(), str(tmp_path))
-  run.train_epoch(0)
-  run.close()
+  with loop.Run(synthetic_config(), str(tmp_path)) as run:
+    run.train_epoch(0)
+    run.save()
   assert os.listdir(tmp_path / 'checkpoints') == ['8']
-  restored = loop.Run(synthetic_config(), str(tmp_path))
-  assert restored.step == 8
-  jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored.state),
-               jax.device_get(run.state))
-  # Optimizer state too: momentum buffers are not zero after 8 SGD steps.
-  assert any(np.abs(x).sum() > 0 for x in jax.tree.leaves(restored.state.opt_state)
-             if hasattr(x, 'dtype') and x.dtype == np.float32)
-  restored.close()
+  with loop.Run(synthetic_config(), str(tmp_path)) as restored:
+    assert restored.step == 8
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored.state),
+                 jax.device_get(run.state))
+    # Optimizer state too: momentum buffers are not zero after 8 SGD steps.
+    assert any(np.abs(x).sum() > 0 for x in jax.tree.leaves(restored.state.opt_state)
+               if hasattr(x, 'dtype') and x.dtype == np.float32)
 
 
 def test_resume_with_another_batch_size_is_refused_and_changes_nothing(tmp_path):
-  run = loop.Run(synthetic_config(), str(tmp_path))
-  run.train_epoch(0)
-  run.close()
-  before = {p: os.path.getmtime(p) for p in tmp_path.rglob('*')}
-  with pytest.raises(ConfigError, match='global_batch_size=32'):
+  with loop.Run(synthetic_config(), str(tmp_path)) as run:
+    run.train_epoch(0)
+    run.save()
+  mtimes = lambda: {p: os.path.getmtime(p) for p in tmp_path.rglob('*') if p.name != 'train.lock'}
+  before = mtimes()
+  with pytest.raises(ConfigError, match='written with batch_size=32; this run has batch_size=64'):
     loop.Run(synthetic_config(batch_size=64), str(tmp_path))
-  assert {p: os.path.getmtime(p) for p in tmp_path.rglob('*')} == before
+  assert mtimes() == before
 
 
 def test_train_and_evaluate_writes_metrics_and_improves(tmp_path):

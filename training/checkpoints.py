@@ -11,6 +11,7 @@ collide with it. Saving refuses non-finite states, so rotation (`keep`) only eve
 checkpoints older than a good one.
 """
 
+import logging
 import os
 import sys
 import zlib
@@ -18,8 +19,21 @@ import zlib
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 from training.errors import ConfigError, NonFiniteError
+
+
+class _RaisedInTheMainThread(logging.Filter):
+  """Drops Orbax's logs of a failed background save (error lines with tracebacks, from its
+  threads): the same exception is raised again by `wait_until_finished` or the next save, where
+  the loop reports it in one line (a full disk) or lets it through (anything else)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.exc_info and f'{os.sep}orbax{os.sep}' in record.pathname)
+
+
+absl_logging.get_absl_logger().addFilter(_RaisedInTheMainThread())
 
 
 def host_leaves(state) -> list[np.ndarray]:
@@ -46,6 +60,7 @@ class Checkpointer:
   def __init__(self, directory: str, *, every_steps: int, keep: int, create: bool = True):
     self._every_steps = every_steps
     self._create = create
+    self._requested: list[int] = []  # Steps asked to save; the newest may still be in flight.
     self._manager = ocp.CheckpointManager(
         directory, item_names=('state', 'data'),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create))
@@ -95,9 +110,16 @@ class Checkpointer:
     leaves = host_leaves(state)
     if not all_finite(leaves):
       raise NonFiniteError(step)
+    self._requested.append(step)
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=ocp.args.JsonSave({**record, 'state_crc32': checksum(leaves)})), force=True)
+
+  def oldest_unsaved_step(self) -> int | None:
+    """After a failed save: the first step asked for that is not on disk (saves are async, so the
+    error may surface at a later step's save)."""
+    latest = self._manager.latest_step() or -1
+    return min((s for s in self._requested if s > latest), default=None)
 
   def wait(self) -> None:
     """Blocks until pending saves are on disk (saving is asynchronous)."""

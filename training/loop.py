@@ -139,8 +139,10 @@ class Run:
     self._lr_schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
 
     # From here on the workdir is created and written, by this process only (the lock).
-    self._record = {'config': {**config.to_dict(), 'data_shards': input_pipeline.num_data_shards(
-        config, jax.process_count())}}
+    # As JSON gives it back from a checkpoint (tuples as lists), so that comparisons are fair.
+    self._record = json.loads(json.dumps({'config': {
+        **config.to_dict(), 'data_shards': input_pipeline.num_data_shards(
+            config, jax.process_count())}}))
     is_chief = jax.process_index() == 0
     self._lock = WorkdirLock(workdir)
     self._lock.acquire()
@@ -259,7 +261,8 @@ class Run:
     if errno.ENOSPC in (getattr(e, 'errno', None) for e in _chain(error)) or any(
         'No space left' in str(e) for e in _chain(error)):
       saved = self._checkpointer.latest_step()
-      raise ConfigError(f'disk full while saving step {self.step} in '
+      failed = self._checkpointer.oldest_unsaved_step() or self.step
+      raise ConfigError(f'disk full while saving step {failed} in '
                         f'{self._checkpointer.directory}; '
                         + (f'step {saved} is intact' if saved is not None else 'no step is saved')
                         + ': free space and rerun the same command') from error

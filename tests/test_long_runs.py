@@ -1,0 +1,358 @@
+"""What a days-long run relies on: stops that save, divergence that saves nothing, damaged
+checkpoints skipped, one run per workdir, logs that survive a crash, environment errors as one line.
+"""
+
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import lenet5
+from tests.conftest import (DEBIAN_FASHION_MNIST, ROOT, assert_one_line_error, read_metrics, run_train, subprocess_env,
+                            train_command)
+from training import loop, writers
+from training.errors import ConfigError
+
+# 32 steps per epoch; training records every 8 steps.
+ARGS = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
+        '--config.synthetic_train_examples=2048', '--config.synthetic_eval_examples=200',
+        '--config.batch_size=64', '--config.log_every_steps=8', '--config.num_epochs=3',
+        '--config.checkpoint_every_steps=1000')
+
+
+def synthetic_config(**overrides):
+  config = lenet5.get_config()
+  config.update({'dataset': 'synthetic', 'synthetic_train_examples': 256,
+                 'synthetic_eval_examples': 64, 'batch_size': 32, 'num_epochs': 3,
+                 'log_every_steps': 4, 'checkpoint_every_steps': 8, **overrides})
+  return config
+
+
+def checkpoint_steps(workdir) -> list[int]:
+  return sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
+
+
+def assert_same_records(got: list[dict], expected: list[dict]) -> None:
+  assert [r['step'] for r in got] == [r['step'] for r in expected]  # Each step logged once.
+  for a, b in zip(got, expected):
+    assert {k: v for k, v in a.items() if k != 'train/img_per_sec'} == {
+        k: v for k, v in b.items() if k != 'train/img_per_sec'}
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('uninterrupted'))
+  result = run_train(*ARGS, f'--workdir={workdir}')
+  assert result.returncode == 0, result.stderr
+  return read_metrics(workdir)
+
+
+def start_and_signal(workdir: str, signum: int, after_step: int) -> subprocess.CompletedProcess:
+  """Starts train.py, sends `signum` once it has logged `after_step`; returns how it ended."""
+  process = subprocess.Popen(train_command(*ARGS, f'--workdir={workdir}'), cwd=ROOT,
+                             env=subprocess_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  try:
+    metrics = os.path.join(workdir, 'metrics.jsonl')
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None and not (
+        os.path.exists(metrics) and f'"step": {after_step},' in open(metrics).read()):
+      time.sleep(0.01)
+    assert process.poll() is None, 'the run ended before the signal'
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=300)
+  finally:
+    process.kill()
+  return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_the_current_step_and_the_resumed_run_is_identical(
+    tmp_path, uninterrupted, signum):
+  workdir = str(tmp_path)
+  stopped = start_and_signal(workdir, signum, after_step=8)
+  assert stopped.returncode == 75, stopped.stderr
+  name = signal.Signals(signum).name
+  last = stopped.stderr.strip().splitlines()[-1]
+  assert last.startswith(f'stopped: stopped by {name} at step ') and 'rerun the same' in last
+  (step,) = checkpoint_steps(workdir)
+  assert f'at step {step},' in last and 8 <= step < 96  # Not on the saving cadence (1000).
+
+  resumed = run_train(*ARGS, f'--workdir={workdir}')
+  assert resumed.returncode == 0, resumed.stderr
+  assert f'resumed at step {step}' in resumed.stderr
+  # The sums since the last log travel in the checkpoint: even the training records are equal.
+  assert_same_records(read_metrics(workdir), uninterrupted)
+
+
+def test_divergence_saves_nothing_and_keeps_every_good_checkpoint(tmp_path):
+  workdir = str(tmp_path)
+  good = run_train(*ARGS, '--config.num_epochs=1', '--config.checkpoint_every_steps=8',
+                   f'--workdir={workdir}')
+  assert good.returncode == 0, good.stderr
+  assert checkpoint_steps(workdir) == [16, 24, 32]
+  before = {s: open(os.path.join(workdir, 'checkpoints', str(s), 'data', 'metadata')).read()
+            for s in (16, 24, 32)}
+
+  diverged = run_train(*ARGS, '--config.checkpoint_every_steps=8',
+                       '--config.learning_rate=10000', f'--workdir={workdir}')
+  assert diverged.returncode == 3, diverged.stderr
+  last = diverged.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: training diverged: non-finite loss or parameters between step ')
+  assert f'newest good checkpoint: step 32 in {workdir}/checkpoints' in last
+  assert checkpoint_steps(workdir) == [16, 24, 32]  # Nothing saved, nothing rotated out.
+  assert before == {s: open(os.path.join(workdir, 'checkpoints', str(s), 'data',
+                                         'metadata')).read() for s in (16, 24, 32)}
+  for line in open(os.path.join(workdir, 'metrics.jsonl')):
+    json.loads(line, parse_constant=lambda c: pytest.fail(f'{c} in metrics.jsonl'))
+
+
+def test_non_finite_numbers_are_written_as_null():
+  line = writers.to_json({'step': 3, 'train/loss': float('nan'), 'x': float('inf'), 'y': 1.5})
+  assert json.loads(line, parse_constant=pytest.fail) == {
+      'step': 3, 'train/loss': None, 'x': None, 'y': 1.5}
+
+
+@pytest.fixture(scope='module')
+def saved_workdir(tmp_path_factory):
+  """A finished in-process run with checkpoints at steps 8, 16 and 24."""
+  workdir = str(tmp_path_factory.mktemp('saved'))
+  loop.train_and_evaluate(synthetic_config(), workdir)
+  assert checkpoint_steps(workdir) == [8, 16, 24]
+  return workdir
+
+
+def _largest_array_file(step_dir: str) -> str:
+  files = [os.path.join(d, f) for d, _, names in os.walk(os.path.join(step_dir, 'state'))
+           for f in names if os.sep + 'd' + os.sep in os.path.join(d, f) + os.sep]
+  return max(files, key=os.path.getsize)
+
+
+def _set_crc(step_dir: str) -> None:
+  path = os.path.join(step_dir, 'data', 'metadata')
+  record = json.load(open(path))
+  record['state_crc32'] ^= 1
+  json.dump(record, open(path, 'w'))
+
+
+DAMAGES = {
+    'truncated array file': lambda d: open(_largest_array_file(d), 'r+b').truncate(100),
+    'garbage array file': lambda d: open(_largest_array_file(d), 'wb').write(os.urandom(4096)),
+    'deleted _METADATA': lambda d: os.remove(os.path.join(d, 'state', '_METADATA')),
+    'checksum mismatch': _set_crc,
+    'empty newer step': lambda d: os.makedirs(os.path.join(os.path.dirname(d), '9999')),
+}
+
+
+@pytest.mark.parametrize('damage', DAMAGES)
+def test_damaged_latest_checkpoint_falls_back_and_is_kept(tmp_path, saved_workdir, damage,
+                                                           capsys):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(saved_workdir, workdir)
+  latest = os.path.join(workdir, 'checkpoints', '24')
+  DAMAGES[damage](latest)
+  skipped = '9999' if damage == 'empty newer step' else '24'
+  with loop.Run(synthetic_config(), workdir) as run:
+    expected = 24 if damage == 'empty newer step' else 16
+    assert run.step == expected
+  err = capsys.readouterr().err
+  path = os.path.join(workdir, 'checkpoints', skipped)
+  warnings = [line for line in err.splitlines() if line.startswith('warning: checkpoint')]
+  assert len(warnings) == 1 and warnings[0].startswith(f'warning: checkpoint {path} ')
+  assert warnings[0].endswith(f'skipped, moved to {path}.damaged')
+  assert os.path.isdir(f'{path}.damaged')  # Kept for inspection, out of the way of a new save.
+
+
+def test_step_without_commit_markers_is_used_when_its_bytes_verify(tmp_path, saved_workdir,
+                                                                   capsys):
+  # On a local file system the atomic rename commits a step; the markers matter on object stores.
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(saved_workdir, workdir)
+  for root, _, names in os.walk(os.path.join(workdir, 'checkpoints', '24')):
+    for name in names:
+      if name == 'commit_success.txt':
+        os.remove(os.path.join(root, name))
+  with loop.Run(synthetic_config(), workdir) as run:
+    assert run.step == 24
+  assert 'warning' not in capsys.readouterr().err
+
+
+def test_non_finite_checkpoint_is_skipped(tmp_path, saved_workdir, capsys):
+  """Flipped bytes that still decode, as NaN: saved through Orbax so that only the values lie."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(saved_workdir, workdir)
+  with loop.Run(synthetic_config(), workdir) as run:
+    params = run.state.params
+    run.state = run.state.replace(params={**params, 'fc5': {**params['fc5'], 'linear': {
+        **params['fc5']['linear'], 'bias': params['fc5']['linear']['bias'] * np.nan}}})
+    record = {**run._record, 'train_metrics': {'count': 0.0, 'loss': 0.0, 'top1_acc': 0.0,
+                                               'nonfinite': 0.0}}
+    # What a NaN-writing bug or bit rot would leave: bypass the finite check on purpose.
+    run._checkpointer._manager.save(30, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(run.state), data=ocp.args.JsonSave(record)))
+  with loop.Run(synthetic_config(), workdir) as run:
+    assert run.step == 24
+  assert 'checkpoints/30 holds non-finite numbers; skipped' in capsys.readouterr().err
+
+
+def test_no_restorable_checkpoint_is_one_error_and_nothing_moves(tmp_path, saved_workdir):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(saved_workdir, workdir)
+  config = synthetic_config(model='alexnet', image_size=227)  # Another model's state.
+  with pytest.raises(ConfigError, match='no checkpoint in .* restores'):
+    loop.Run(config, workdir)
+
+
+def test_resume_refuses_meaning_changes_and_allows_the_others(tmp_path, saved_workdir, capsys):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(saved_workdir, workdir)
+  with pytest.raises(ConfigError, match=r'written with seed=0, synthetic_train_examples=256; '
+                                        r'this run has seed=1, synthetic_train_examples=512'):
+    loop.Run(synthetic_config(seed=1, synthetic_train_examples=512), workdir)
+  with loop.Run(synthetic_config(learning_rate=0.01, num_epochs=5), workdir) as run:
+    assert run.step == 24
+  assert 'resuming with changed learning_rate: 0.05 -> 0.01, num_epochs: 3 -> 5' in (
+      capsys.readouterr().err)
+  saved = json.load(open(os.path.join(workdir, 'config.json')))
+  assert saved['learning_rate'] == 0.01 and saved['data_shards'] == 1
+
+
+def test_second_run_on_a_workdir_in_use_is_refused(tmp_path, saved_workdir):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(saved_workdir, workdir)
+  with loop.Run(synthetic_config(), workdir):
+    with pytest.raises(ConfigError, match=rf'workdir {workdir} is in use by train.py \(process '
+                                          rf'{os.getpid()} on '):
+      loop.Run(synthetic_config(), workdir)
+  with loop.Run(synthetic_config(), workdir) as run:  # Released when the first run ended.
+    assert run.step == 24
+
+
+def test_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path, saved_workdir, capsys):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(saved_workdir, workdir)
+  path = os.path.join(workdir, 'metrics.jsonl')
+  whole = open(path).read()
+  with open(path, 'a') as f:
+    f.write('{"step": 24, "train/lo')
+  with loop.Run(synthetic_config(), workdir):
+    pass
+  assert 'is not valid JSON (torn by a crash or a full disk); dropped' in capsys.readouterr().err
+  assert open(path).read() == whole
+
+
+def test_restarting_a_finished_run_logs_its_last_evaluation_once(tmp_path, saved_workdir):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(saved_workdir, workdir)
+  before = read_metrics(workdir)
+  summary = loop.train_and_evaluate(synthetic_config(), workdir)
+  assert read_metrics(workdir) == before
+  assert summary.last_eval['top1_acc'] == before[-1]['eval/top1_acc']
+
+
+@pytest.fixture
+def read_only(tmp_path):
+  """A function making a directory read-only, for root too (a read-only bind mount)."""
+  mounted = []
+
+  def make(path: str) -> None:
+    if os.geteuid() != 0:
+      os.chmod(path, 0o555)
+      return
+    for command in (['mount', '--bind', path, path],
+                    ['mount', '-o', 'remount,ro,bind', path, path]):
+      done = subprocess.run(command, capture_output=True, text=True)
+      if done.returncode:
+        pytest.skip(f'root cannot make a read-only bind mount here: {done.stderr.strip()}')
+    mounted.append(path)
+
+  yield make
+  for path in mounted:
+    subprocess.run(['umount', path], check=True)
+
+
+def test_read_only_workdir_is_one_line_and_changes_nothing(tmp_path, saved_workdir, read_only):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(saved_workdir, workdir)
+  os.remove(os.path.join(workdir, 'train.lock'))
+  before = {p: os.path.getmtime(p) for p in (tmp_path / 'run').rglob('*')}
+  read_only(workdir)
+  result = run_train('--config=configs/lenet5.py', '--config.dataset=synthetic',
+                     '--config.synthetic_train_examples=256', '--config.batch_size=32',
+                     f'--workdir={workdir}')
+  assert_one_line_error(result, f'cannot write to workdir {workdir}: Read-only file system')
+  assert {p: os.path.getmtime(p) for p in (tmp_path / 'run').rglob('*')} == before
+
+
+def test_full_disk_while_saving_is_one_line_and_keeps_the_saved_step(tmp_path):
+  """On a 1.2 MB tmpfs: LeNet-5's checkpoints (state and momentum: 0.5 MB each) fill it."""
+  disk = tmp_path / 'disk'
+  disk.mkdir()
+  mount = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1200k', 'tmpfs', str(disk)],
+                         capture_output=True, text=True)
+  if mount.returncode:
+    pytest.skip(f'cannot mount a small tmpfs (needs root): {mount.stderr.strip()}')
+  try:
+    workdir = str(disk / 'run')
+    result = run_train(*ARGS, '--config.checkpoint_every_steps=8', '--config.keep_checkpoints=5',
+                       f'--workdir={workdir}')
+    assert_one_line_error(result, 'disk full while saving step ')
+    saved = checkpoint_steps(workdir)
+    assert saved and f'step {saved[-1]} is intact' in result.stderr
+    shutil.copytree(workdir, tmp_path / 'copy', ignore=shutil.ignore_patterns('*.orbax-*'))
+  finally:
+    subprocess.run(['umount', str(disk)], check=True)
+  resumed = run_train(*ARGS, '--config.num_epochs=1', f'--workdir={tmp_path / "copy"}')
+  assert resumed.returncode == 0 and f'resumed at step {saved[-1]}' in resumed.stderr
+
+
+def test_data_dir_that_is_a_file_is_one_line(tmp_path):
+  path = tmp_path / 'data'
+  path.write_text('not a directory')
+  result = run_train('--config=configs/lenet5.py', f'--config.data_dir={path}',
+                     f'--workdir={tmp_path / "run"}')
+  assert_one_line_error(result, f'data_dir {path} is not a directory')
+  assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('args,message', [
+    (('--config=configs/lenet7.py',), 'config file configs/lenet7.py does not exist'),
+    (('--config=configs/vgg16.py', '--batch_size=-5'), '--batch_size=-5: -5 is not a positive integer'),
+    (('--config=configs/vgg16.py', '--config.bach_size=3'), 'unknown config field'),
+])
+def test_summary_errors_are_one_line(args, message):
+  result = subprocess.run([os.sys.executable, '-m', 'cnns.summary', *args], cwd=ROOT,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert_one_line_error(result, message)
+
+
+def test_wrong_manual_files_are_refused_and_the_fixed_ones_are_prepared_afresh(tmp_path):
+  """Valid IDX files whose training labels are all 0 are refused, nothing is kept; once the user
+  puts the original files there, preparation starts again from them (no stale extraction)."""
+  data_dir = tmp_path / 'tfds'
+  manual = data_dir / 'downloads' / 'manual' / 'fashion_mnist'
+  manual.mkdir(parents=True)
+  for name in os.listdir(DEBIAN_FASHION_MNIST):
+    shutil.copy(os.path.join(DEBIAN_FASHION_MNIST, name), manual / name)
+  with gzip.open(manual / 'train-labels-idx1-ubyte.gz', 'rb') as f:
+    header = f.read(8)  # Magic 2049 and the count, then one byte per label.
+  with gzip.open(manual / 'train-labels-idx1-ubyte.gz', 'wb') as f:
+    f.write(header + bytes(60_000))
+
+  result = run_train('--config=configs/lenet5.py', f'--config.data_dir={data_dir}',
+                     f'--workdir={tmp_path / "run"}')
+  assert_one_line_error(result, f'the files in {manual} are not the original fashion_mnist: its '
+                                'train split has [60000, 0, 0, 0, 0, 0, 0, 0, 0, 0] examples')
+  assert sorted(os.listdir(data_dir)) == ['downloads'] and not (tmp_path / 'run').exists()
+
+  shutil.copy(os.path.join(DEBIAN_FASHION_MNIST, 'train-labels-idx1-ubyte.gz'), manual)
+  from input_pipeline import tfds_source
+  builder = tfds_source.prepared_builder('fashion_mnist', str(data_dir))
+  assert builder.info.splits['train'].num_examples == 60_000
