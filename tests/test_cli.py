@@ -39,6 +39,10 @@ BAD_INPUTS = {
     'batch not divisible': (['--config.batch_size=12'], 8, 'multiple of the device count (8)'),
     'misspelt field': (['--config.batchsize=12'], 1, 'unknown config field'),
     'non-positive epochs': (['--config.num_epochs=0'], 1, 'num_epochs=0 must be positive'),
+    'negative learning rate': (['--config.learning_rate=-0.1'], 1,
+                               'learning_rate=-0.1 must be positive'),
+    'label smoothing of 1.5': (['--config.label_smoothing=1.5'], 1,
+                               'label_smoothing=1.5 must be in [0, 1)'),
     'missing config file': (['--config=configs/lenet7.py'], 1, 'configs/lenet7.py does not exist'),
     'per-device BN without BN': (['--config.batchnorm=per_device'], 1,
                                  "batchnorm='per_device' but lenet5 has no BatchNorm layers"),
@@ -101,7 +105,7 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path):
   assert not os.path.isdir(os.path.join(workdir, 'checkpoints', '160'))
   killed_at = max(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
 
-  resumed = run_train(*args, f'--workdir={workdir}')
+  resumed = run_train(*args, f'--workdir={workdir}')  # The killed run's lock died with it.
   assert resumed.returncode == 0, resumed.stderr
   assert f'resumed at step {killed_at}' in resumed.stderr
   final, expected = read_metrics(workdir), read_metrics(reference)

@@ -67,6 +67,8 @@ def start_and_signal(workdir: str, signum: int, after_step: int) -> subprocess.C
       time.sleep(0.01)
     assert process.poll() is None, 'the run ended before the signal'
     process.send_signal(signum)
+    time.sleep(0.05)
+    process.send_signal(signum)  # Impatient: a second one while it saves changes nothing.
     stdout, stderr = process.communicate(timeout=300)
   finally:
     process.kill()
