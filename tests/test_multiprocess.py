@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 
 from tests.conftest import ROOT, read_metrics, subprocess_env, train_command
 
@@ -78,61 +79,49 @@ def test_two_processes_train_fashion_mnist_like_one(tmp_path, fashion_mnist_dir)
   assert 'done:' not in open(tmp_path / 'process_1.log').read()
 
 
-def test_killed_job_resumes_to_the_same_metrics(tmp_path):
-  args = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
-          '--config.synthetic_train_examples=2048', '--config.synthetic_eval_examples=200',
-          '--config.batch_size=64', '--config.log_every_steps=8', '--config.num_epochs=3',
-          '--config.checkpoint_every_steps=10', '--config.data_shards=2')
-  reference = str(tmp_path / 'reference')
-  run_one_process((*args, f'--workdir={reference}'), devices=2)
+JOB = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
+       '--config.synthetic_train_examples=2048', '--config.synthetic_eval_examples=200',
+       '--config.batch_size=64', '--config.log_every_steps=8', '--config.num_epochs=3',
+       '--config.data_shards=2')
 
+
+@pytest.fixture(scope='module')
+def job_reference(tmp_path_factory):
+  """The metrics of JOB on one process with two devices, never interrupted."""
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  run_one_process((*JOB, f'--workdir={workdir}'), devices=2)
+  return read_metrics(workdir)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGKILL, signal.SIGTERM])
+def test_interrupted_job_resumes_to_the_same_metrics(tmp_path, job_reference, signum):
+  """SIGKILL once step 40 is checkpointed (saved every 10 steps): the job resumes from the last
+  checkpoint. SIGTERM once step 8 is logged (saved only every 1000): JAX's preemption notifier and
+  Orbax's sync point make every process save the same step, at the signal, and exit with 75."""
   workdir = str(tmp_path / 'job')
-  job = (*args, f'--workdir={workdir}')
-  with processes(2, job, str(tmp_path)) as running:
-    checkpoint = os.path.join(workdir, 'checkpoints', '40')
-    deadline = time.time() + 300
-    while not os.path.isdir(checkpoint) and time.time() < deadline:
-      assert all(p.poll() is None for p in running), 'the job ended before it could be killed'
-      time.sleep(0.01)
-    for p in running:
-      p.send_signal(signal.SIGKILL)
-  steps = [int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit()]
-  assert 40 <= max(steps) < 96  # Killed mid-run (3 epochs of 32 steps).
-
-  run_job(2, job, str(tmp_path))
-  assert f'resumed at step {max(steps)}' in open(tmp_path / 'process_0.log').read()
-  final, expected = read_metrics(workdir), read_metrics(reference)
-  assert_same_metrics(expected, final)  # Each step logged once, the same numbers.
-
-
-def test_sigterm_to_a_job_saves_one_step_in_every_process_and_resumes_identically(tmp_path):
-  # SIGTERM reaches JAX's preemption notifier in each process; Orbax's preemption sync point
-  # makes both save the same step, and both exit with 75.
-  args = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
-          '--config.synthetic_train_examples=2048', '--config.synthetic_eval_examples=200',
-          '--config.batch_size=64', '--config.log_every_steps=8', '--config.num_epochs=3',
-          '--config.checkpoint_every_steps=1000', '--config.data_shards=2')
-  reference = str(tmp_path / 'reference')
-  run_one_process((*args, f'--workdir={reference}'), devices=2)
-
-  workdir = str(tmp_path / 'job')
-  job = (*args, f'--workdir={workdir}')
+  every = 10 if signum == signal.SIGKILL else 1000
+  job = (*JOB, f'--config.checkpoint_every_steps={every}', f'--workdir={workdir}')
+  ready = ((lambda: os.path.isdir(os.path.join(workdir, 'checkpoints', '40')))
+           if signum == signal.SIGKILL else (lambda: os.path.exists(metrics) and
+                                             '"step": 8,' in open(metrics).read()))
   metrics = os.path.join(workdir, 'metrics.jsonl')
   with processes(2, job, str(tmp_path)) as running:
     deadline = time.time() + 300
-    while not (os.path.exists(metrics) and '"step": 8,' in open(metrics).read()):
+    while not ready():
       assert time.time() < deadline and all(p.poll() is None for p in running), 'ended early'
       time.sleep(0.01)
     for p in running:
-      p.send_signal(signal.SIGTERM)
+      p.send_signal(signum)
     for p in running:
       p.wait(timeout=300)
     logs = [open(tmp_path / f'process_{i}.log').read() for i in range(2)]
+  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
+  assert 8 <= steps[-1] < 96, steps  # Interrupted mid-run (3 epochs of 32 steps).
+  if signum == signal.SIGTERM:
     assert [p.returncode for p in running] == [75, 75], logs
-  steps = [int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit()]
-  assert len(steps) == 1 and 8 <= steps[0] < 96, steps  # Not on the cadence: at the signal.
-  assert f'stopped: stopped by a preemption notice at step {steps[0]},' in logs[0]
+    assert len(steps) == 1, steps  # Not on the cadence: saved at the signal.
+    assert f'stopped: stopped by a preemption notice at step {steps[-1]},' in logs[0]
 
   run_job(2, job, str(tmp_path))
-  assert f'resumed at step {steps[0]}' in open(tmp_path / 'process_0.log').read()
-  assert_same_metrics(read_metrics(reference), read_metrics(workdir))
+  assert f'resumed at step {steps[-1]}' in open(tmp_path / 'process_0.log').read()
+  assert_same_metrics(job_reference, read_metrics(workdir))  # Each step logged once, the same.
