@@ -78,7 +78,7 @@ def main(argv):
   cli.run_reporting_errors(cli.join_cluster)
   result = cli.run_reporting_errors(evaluation.evaluate_checkpoints, config, workdirs, crops)
   if jax.process_index() == 0:
-    write_results(workdir, report(config, workdirs, crops, result))
+    cli.run_reporting_errors(write_results, workdir, report(config, workdirs, crops, result))
 
 
 if __name__ == '__main__':

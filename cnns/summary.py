@@ -13,6 +13,7 @@ abstractly (`jax.eval_shape`), so no weights are allocated: VGG-19 summarises in
 
 import json
 import math
+import sys
 
 import jax
 from absl import app, flags
@@ -106,7 +107,8 @@ def main(argv):
         num_classes=config.num_classes if config.num_classes > 0 else IMAGENET_CLASSES,
         **config.model_kwargs)
   except (cnns.GeometryError, cnns.UnknownModelError) as e:
-    cli.fail(e)
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
   if FLAGS.json:
     print(json.dumps(summary))
   else:
@@ -114,8 +116,8 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  # The command line's errors as train.py reports them: one line. (Only this entry point imports
-  # from training/; the library above does not.)
-  from training import cli  # pylint: disable=g-import-not-at-top
+  # Config-file and flag mistakes reported as train.py reports them, in one line. (Only this entry
+  # point imports from training/; the library above does not.)
+  from training.cli import parse_flags  # pylint: disable=g-import-not-at-top
   flags.mark_flags_as_required(['config'])
-  app.run(main, flags_parser=cli.parse_flags)
+  app.run(main, flags_parser=parse_flags)

@@ -117,6 +117,10 @@ def prepare_from_local_files(name: str, data_dir: str, directory: str) -> None:
     check_label_counts(prepared, name, directory)
     target = os.path.join(data_dir, os.path.relpath(prepared.data_dir, staging))
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    os.rename(prepared.data_dir, target)
+    try:
+      os.rename(prepared.data_dir, target)
+    except OSError:
+      if not os.path.isdir(target):  # Else another process prepared it meanwhile: keep theirs.
+        raise
   finally:
     shutil.rmtree(staging, ignore_errors=True)

@@ -18,7 +18,7 @@ from configs import lenet5
 from tests.conftest import (DEBIAN_FASHION_MNIST, ROOT, assert_one_line_error, read_metrics, run_train, subprocess_env,
                             train_command)
 from training import loop, writers
-from training.errors import ConfigError
+from training.errors import ConfigError, Stopped
 
 # 32 steps per epoch; training records every 8 steps.
 ARGS = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
@@ -168,8 +168,8 @@ def test_damaged_latest_checkpoint_falls_back_and_is_kept(tmp_path, saved_workdi
   path = os.path.join(workdir, 'checkpoints', skipped)
   warnings = [line for line in err.splitlines() if line.startswith('warning: checkpoint')]
   assert len(warnings) == 1 and warnings[0].startswith(f'warning: checkpoint {path} ')
-  assert warnings[0].endswith(f'skipped, moved to {path}.damaged')
-  assert os.path.isdir(f'{path}.damaged')  # Kept for inspection, out of the way of a new save.
+  aside = warnings[0].split(', moved to ')[1]
+  assert aside.startswith(f'{path}.damaged-') and os.path.isdir(aside)  # Kept, out of the way.
 
 
 def test_step_without_commit_markers_is_used_when_its_bytes_verify(tmp_path, saved_workdir,
@@ -207,9 +207,13 @@ def test_non_finite_checkpoint_is_skipped(tmp_path, saved_workdir, capsys):
 def test_no_restorable_checkpoint_is_one_error_and_nothing_moves(tmp_path, saved_workdir):
   workdir = str(tmp_path / 'run')
   shutil.copytree(saved_workdir, workdir)
-  config = synthetic_config(model='alexnet', image_size=227)  # Another model's state.
+  for step in ('16', '24'):
+    DAMAGES['garbage array file'](os.path.join(workdir, 'checkpoints', step))
+  shutil.rmtree(os.path.join(workdir, 'checkpoints', '8', 'state'))
+  before = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
   with pytest.raises(ConfigError, match='no checkpoint in .* restores'):
-    loop.Run(config, workdir)
+    loop.Run(synthetic_config(), workdir)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == before == ['16', '24', '8']
 
 
 def test_resume_refuses_meaning_changes_and_allows_the_others(tmp_path, saved_workdir, capsys):
@@ -218,6 +222,14 @@ def test_resume_refuses_meaning_changes_and_allows_the_others(tmp_path, saved_wo
   with pytest.raises(ConfigError, match=r'written with seed=0, synthetic_train_examples=256; '
                                         r'this run has seed=1, synthetic_train_examples=512'):
     loop.Run(synthetic_config(seed=1, synthetic_train_examples=512), workdir)
+  # Another optimizer's state would not even restore: refused all the same, and nothing moves.
+  with pytest.raises(ConfigError, match=r'written with optimizer=sgd; this run has optimizer=adam'):
+    loop.Run(synthetic_config(optimizer='adam'), workdir)
+  assert checkpoint_steps(workdir) == [8, 16, 24]
+  assert not [d for d in os.listdir(os.path.join(workdir, 'checkpoints')) if 'damaged' in d]
+  # -1 and the value it stands for are the same config.
+  with loop.Run(synthetic_config(num_classes=-1), workdir) as run:
+    assert run.step == 24
   with loop.Run(synthetic_config(learning_rate=0.01, num_epochs=5), workdir) as run:
     assert run.step == 24
   assert 'resuming with changed learning_rate: 0.05 -> 0.01, num_epochs: 3 -> 5' in (
@@ -248,6 +260,27 @@ def test_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path, saved_workdi
     pass
   assert 'is not valid JSON (torn by a crash or a full disk); dropped' in capsys.readouterr().err
   assert open(path).read() == whole
+
+
+def test_last_line_without_its_newline_is_completed(tmp_path):
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('{"step": 1, "x": 1}\n{"step": 2, "x": 2}')
+  assert writers._truncate_jsonl(str(path), 5) == [{'step': 1, 'x': 1}, {'step': 2, 'x': 2}]
+  assert path.read_text() == '{"step": 1, "x": 1}\n{"step": 2, "x": 2}\n'
+
+
+def test_stop_during_evaluation_saves_and_the_evaluation_is_redone(tmp_path):
+  workdir = str(tmp_path)
+  config = synthetic_config(checkpoint_every_steps=1000)
+  with loop.Run(config, workdir) as run:
+    run.train_epoch(0)
+    run._request_stop(signal.SIGTERM, None)  # As the signal would, while evaluating.
+    with pytest.raises(Stopped, match='stopped by SIGTERM at step 8, saved'):
+      run.evaluate(1)
+  assert checkpoint_steps(workdir) == [8]
+  assert not [r for r in read_metrics(workdir) if 'eval/loss' in r]
+  loop.train_and_evaluate(config, workdir)
+  assert [r['step'] for r in read_metrics(workdir) if 'eval/loss' in r] == [8, 16, 24]
 
 
 def test_restarting_a_finished_run_logs_its_last_evaluation_once(tmp_path, saved_workdir):

@@ -6,14 +6,16 @@ fixes the position in it), the config that trained it, and a CRC-32 of the state
 
 Restoring walks from the newest step down and takes the first that restores, holds only finite
 numbers and matches its checksum; each one skipped is named in one warning line and, when training
-is to go on, moved aside to `<step>.damaged` (never deleted) so that a new save of that step cannot
-collide with it. Saving refuses non-finite states, so rotation (`keep`) only ever removes good
+is to go on, moved aside to `<step>.damaged-<time>` (never deleted) so that a new save of that step
+cannot collide with it. Nothing is moved unless an older step restores. Saving refuses non-finite states, so rotation (`keep`) only ever removes good
 checkpoints older than a good one.
 """
 
 import logging
 import os
 import sys
+import threading
+import time
 import zlib
 
 import jax
@@ -34,6 +36,23 @@ class _RaisedInTheMainThread(logging.Filter):
 
 
 absl_logging.get_absl_logger().addFilter(_RaisedInTheMainThread())
+
+
+def _late_write_callback(error: BaseException | None) -> bool:
+  """After a failed save Orbax closes that save's event loop while tensorstore still completes
+  other writes, whose callbacks then fail with "Event loop is closed" and are printed, one
+  traceback each, from tensorstore's threads (seen under load on a full disk). The save's own
+  error reaches the main thread; these say nothing more."""
+  return isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'
+
+
+def _quiet(hook, error_of):
+  return lambda *args: None if _late_write_callback(error_of(*args)) else hook(*args)
+
+
+sys.excepthook = _quiet(sys.excepthook, lambda type_, value, tb: value)
+sys.unraisablehook = _quiet(sys.unraisablehook, lambda unraisable: unraisable.exc_value)
+threading.excepthook = _quiet(threading.excepthook, lambda args: args.exc_value)
 
 
 def host_leaves(state) -> list[np.ndarray]:
@@ -63,7 +82,8 @@ class Checkpointer:
     self._requested: list[int] = []  # Steps asked to save; the newest may still be in flight.
     self._manager = ocp.CheckpointManager(
         directory, item_names=('state', 'data'),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create))
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create,
+                                             cleanup_tmp_directories=create))
 
   @property
   def directory(self) -> str:
@@ -81,28 +101,42 @@ class Checkpointer:
     multi-process job); always False in a single process."""
     return jax.process_count() > 1 and self._manager.reached_preemption(step)
 
-  def restore_latest(self, state) -> tuple[object, dict, int] | None:
+  def restore_latest(self, state, check_record=None) -> tuple[object, dict, int] | None:
     """(state, record, step) of the newest good checkpoint, or None when there is none at all.
 
-    `state` (arrays or ShapeDtypeStructs) gives the tree, shapes, dtypes and shardings. Raises
-    ConfigError when checkpoints exist but none of them restores.
+    `state` (arrays or ShapeDtypeStructs) gives the tree, shapes, dtypes and shardings.
+    `check_record(record, step)` may refuse the newest readable record (a resume with another
+    config) by raising, before any state is read and before anything is moved. Raises ConfigError
+    when checkpoints exist but none of them restores; then nothing is moved either.
     """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     steps = sorted(self._steps_on_disk(), reverse=True)
+    skipped, checked = [], check_record is None
     for step in steps:
       try:
+        record = self._manager.restore(step, args=ocp.args.Composite(
+            data=ocp.args.JsonRestore()))['data']
+      except Exception as e:  # Orbax raises many types for a damaged checkpoint.
+        skipped.append((step, f'does not restore ({type(e).__name__})'))
+        continue
+      if not checked:
+        check_record(record, step)
+        checked = True
+      try:
         restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
-        problem = self._problem(restored)
-      except Exception as e:  # Orbax raises many types for a foreign or damaged checkpoint.
+            state=ocp.args.StandardRestore(abstract)))['state']
+        problem = self._problem(restored, record)
+      except Exception as e:
         problem = f'does not restore ({type(e).__name__})'
       if problem is None:
-        return restored['state'], restored['data'], step
-      self._skip(step, problem)
+        for skipped_step, why in skipped:
+          self._skip(skipped_step, why)
+        return restored, record, step
+      skipped.append((step, problem))
     if steps:
       raise ConfigError(f'no checkpoint in {self.directory} restores (steps '
-                        f'{", ".join(map(str, steps))}: written by another model or config, or '
-                        'damaged); nothing was changed: use another --workdir')
+                        + ', '.join(f'{s} {why}' for s, why in skipped)
+                        + '); nothing was changed: use another --workdir')
     return None
 
   def save(self, step: int, state, record: dict) -> None:
@@ -115,11 +149,12 @@ class Checkpointer:
         state=ocp.args.StandardSave(state),
         data=ocp.args.JsonSave({**record, 'state_crc32': checksum(leaves)})), force=True)
 
-  def oldest_unsaved_step(self) -> int | None:
-    """After a failed save: the first step asked for that is not on disk (saves are async, so the
-    error may surface at a later step's save)."""
-    latest = self._manager.latest_step() or -1
-    return min((s for s in self._requested if s > latest), default=None)
+  def failed_save(self) -> tuple[int | None, int | None]:
+    """After a failed save: (the first step asked for that is not on disk, as saves are async and
+    the error may surface at a later save; the newest step on disk)."""
+    newest = max(self._steps_on_disk(), default=-1)
+    return (min((s for s in self._requested if s > newest), default=None),
+            None if newest < 0 else newest)
 
   def wait(self) -> None:
     """Blocks until pending saves are on disk (saving is asynchronous)."""
@@ -135,11 +170,11 @@ class Checkpointer:
     return [int(n) for n in names if n.isdigit()]
 
   @staticmethod
-  def _problem(restored) -> str | None:
-    leaves = host_leaves(restored['state'])
+  def _problem(state, record: dict) -> str | None:
+    leaves = host_leaves(state)
     if not all_finite(leaves):
       return 'holds non-finite numbers'
-    saved = restored['data'].get('state_crc32')
+    saved = record.get('state_crc32')
     if saved is not None and saved != checksum(leaves):
       return 'does not match its checksum (damaged bytes)'
     return None
@@ -148,7 +183,7 @@ class Checkpointer:
     path = os.path.join(self.directory, str(step))
     moved = ''
     if self._create:  # Training goes on and may save this step again: keep the old one aside.
-      aside = f'{path}.damaged'
+      aside = f'{path}.damaged-{time.strftime("%Y%m%d-%H%M%S")}'
       if jax.process_index() == 0 and os.path.isdir(path):
         os.rename(path, aside)
       moved = f', moved to {aside}'

@@ -11,6 +11,7 @@ non-finite loss or state raises `Diverged` and is never saved; a resume that wou
 state or the data order means is refused.
 """
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -38,7 +39,8 @@ BATCHNORM = ('global', 'per_device')
 # Fields that fix what a checkpoint's state and position in the data order mean: a resume must
 # keep them. Any other change (learning rate, epochs, cadence, ...) is allowed and printed.
 MEANING_FIELDS = ('model', 'model_kwargs', 'dataset', 'image_size', 'num_classes', 'in_channels',
-                  'optimizer', 'batch_size', 'seed', 'data_shards', 'synthetic_train_examples')
+                  'optimizer', 'batch_size', 'seed', 'data_shards', 'shuffle_buffer_size',
+                  'synthetic_train_examples')
 
 
 @dataclasses.dataclass
@@ -77,10 +79,14 @@ def validate(config, workdir: str) -> None:
 
 
 def evaluate_split(eval_step, states: tuple[TrainState, ...], source: input_pipeline.Source, *,
-                   local_batch: int, num_steps: int, data_sharding, replicated) -> dict:
-  """Loss, top-1 and top-5 accuracy over `source`'s eval split, each example counted once."""
+                   local_batch: int, num_steps: int, data_sharding, replicated,
+                   interrupted=lambda: False) -> dict | None:
+  """Loss, top-1 and top-5 accuracy over `source`'s eval split, each example counted once; None
+  as soon as `interrupted()` (a stop requested in a single process)."""
   metrics = jax.device_put(steps.zero_metrics(*steps.EVAL_METRICS), replicated)
   for batch in source.eval_batches(local_batch, num_steps):
+    if interrupted():
+      return None
     metrics = eval_step(states, metrics, mesh_lib.to_global(batch, data_sharding))
   return steps.summarize(metrics)
 
@@ -98,9 +104,28 @@ def model_architecture(config, source: input_pipeline.Source) -> dict:
 
 
 class Run:
-  """One training run: data, jitted steps, state (restored if the workdir has a checkpoint)."""
+  """One training run: data, jitted steps, state (restored if the workdir has a checkpoint).
+
+  Single process: from construction on, SIGTERM and SIGINT stop the run: during set-up at once
+  (nothing new to save), during training after the current step, saved, and during an evaluation
+  at its next batch, after saving (the evaluation is redone on resume). With several processes
+  JAX's own SIGTERM handler feeds `reached_preemption` instead, checked at every step.
+  """
 
   def __init__(self, config, workdir: str):
+    self._stop_signal = None
+    self._training = False
+    self._previous_handlers = {}
+    if jax.process_count() == 1:
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._previous_handlers[signum] = signal.signal(signum, self._request_stop)
+    try:
+      self._set_up(config, workdir)
+    except BaseException:
+      self._restore_signal_handlers()
+      raise
+
+  def _set_up(self, config, workdir: str) -> None:
     validate(config, workdir)
     self.config = config
     eval_batch_size = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
@@ -137,27 +162,24 @@ class Run:
         bn_groups=jax.device_count() if config.batchnorm == 'per_device' else 1, **norm)
     self._eval_step = steps.make_eval_step(self.graphdef, out_sharding=self._replicated, **norm)
     self._lr_schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
+    self._record = {'config': resolved_config(config, architecture)}
 
     # From here on the workdir is created and written, by this process only (the lock).
-    # As JSON gives it back from a checkpoint (tuples as lists), so that comparisons are fair.
-    self._record = json.loads(json.dumps({'config': {
-        **config.to_dict(), 'data_shards': input_pipeline.num_data_shards(
-            config, jax.process_count())}}))
     is_chief = jax.process_index() == 0
     self._lock = WorkdirLock(workdir)
     self._lock.acquire()
-    self._stop_signal = None
-    self._previous_handlers = {}
+    self._checkpointer = None
     try:
       self._checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'),
                                         every_steps=config.checkpoint_every_steps,
                                         keep=config.keep_checkpoints)
       state = jax.device_put(state, self._replicated)
-      restored = self._checkpointer.restore_latest(state)
+      changes = []
+      check = lambda saved, step: changes.append(check_resume(saved, self._record, step))
+      restored = self._checkpointer.restore_latest(state, check_record=check)
       train_sums = None
       if restored is not None:
-        state, saved, step = restored
-        changes = check_resume(saved, self._record, step)
+        state, saved, _ = restored
         train_sums = saved.get('train_metrics')
       self.state = state
       self.step = int(self.state.step)
@@ -165,32 +187,30 @@ class Run:
         write_atomic(os.path.join(workdir, 'config.json'),
                      json.dumps(self._record['config'], indent=2, sort_keys=True) + '\n')
       self.writer = MetricWriter(workdir, resume_step=self.step, enabled=is_chief)
+      self.progress = Progress(total_steps=config.num_epochs * self.steps_per_epoch,
+                               initial_step=self.step, enabled=is_chief)
+      self.progress.print(
+          f'{config.model} on {config.dataset}: {count_params(self.state.params):,} parameters, '
+          f'{jax.device_count()} device(s), {self.steps_per_epoch} steps/epoch, '
+          + (f'resumed at step {self.step}' if self.step else 'starting'))
+      if changes and changes[0]:
+        self.progress.print(f'resuming with changed {changes[0]}')
+      # The sums since the last log travel in the checkpoint: a resumed run logs the same numbers.
+      self._train_metrics = jax.device_put(
+          {k: np.float32(v) for k, v in train_sums.items()} if train_sums
+          else steps.zero_metrics(*steps.TRAIN_METRICS), self._replicated)
     except BaseException:
-      if hasattr(self, '_checkpointer'):
+      if self._checkpointer is not None:
         self._checkpointer.close()
       self._lock.release()
       raise
-    self.progress = Progress(total_steps=config.num_epochs * self.steps_per_epoch,
-                             initial_step=self.step, enabled=is_chief)
-    self.progress.print(
-        f'{config.model} on {config.dataset}: {count_params(self.state.params):,} parameters, '
-        f'{jax.device_count()} device(s), {self.steps_per_epoch} steps/epoch, '
-        + (f'resumed at step {self.step}' if self.step else 'starting'))
-    if restored is not None and changes:
-      self.progress.print(f'resuming with changed {changes}')
-    # The sums since the last log travel in the checkpoint, so a resumed run logs the same numbers.
-    self._train_metrics = jax.device_put(
-        {k: np.float32(v) for k, v in train_sums.items()} if train_sums
-        else steps.zero_metrics(*steps.TRAIN_METRICS), self._replicated)
     self._checked_step = self.step  # Steps up to here are known to be finite.
     self._last_log = (time.time(), self.step)
 
   def __enter__(self) -> 'Run':
-    """Single process: SIGTERM and SIGINT now stop training after the current step, saved. (With
-    several processes JAX's own SIGTERM handler feeds `reached_preemption` instead.)"""
-    if jax.process_count() == 1:
-      for signum in (signal.SIGTERM, signal.SIGINT):
-        self._previous_handlers[signum] = signal.signal(signum, self._request_stop)
+    self._training = True
+    if self._stop_signal:  # Arrived at the very end of set-up.
+      self._stop()
     return self
 
   def __exit__(self, *exc_info) -> None:
@@ -198,7 +218,17 @@ class Run:
 
   def _request_stop(self, signum, frame) -> None:
     del frame
-    self._stop_signal = self._stop_signal or signal.Signals(signum).name
+    if self._stop_signal:
+      return  # A second signal while saving changes nothing.
+    self._stop_signal = signal.Signals(signum).name
+    if not self._training:  # Set-up has nothing to save: stop it where it is.
+      raise Stopped(f'stopped by {self._stop_signal} before training started; rerun the same '
+                    'command to start')
+
+  def _restore_signal_handlers(self) -> None:
+    for signum, handler in self._previous_handlers.items():
+      signal.signal(signum, handler)
+    self._previous_handlers = {}
 
   def _zero_metrics(self, names):
     return jax.device_put(steps.zero_metrics(*names), self._replicated)
@@ -220,18 +250,20 @@ class Run:
         self._log_train()
       else:
         self.progress.advance(1)
-      stop = self._stop_signal or (
-          self._checkpointer.reached_preemption(self.step) and 'a preemption notice')
-      if stop or self._checkpointer.due(self.step):
+      if self._checkpointer.reached_preemption(self.step):
+        self._stop_signal = 'a preemption notice'
+      if self._stop_signal:
+        self._stop()
+      if self._checkpointer.due(self.step):
         self.save()
-      if stop:
-        try:
-          self._checkpointer.wait()
-        except Exception as e:
-          self._raise_if_disk_full(e)
-          raise
-        raise Stopped(f'stopped by {stop} at step {self.step}, saved in '
-                      f'{self._checkpointer.directory}; rerun the same command to resume')
+
+  def _stop(self) -> None:
+    """Saves the current step, waits until it is on disk, and raises `Stopped`."""
+    self.save()
+    with self._disk_full_as_one_line():
+      self._checkpointer.wait()
+    raise Stopped(f'stopped by {self._stop_signal} at step {self.step}, saved in '
+                  f'{self._checkpointer.directory}; rerun the same command to resume')
 
   def save(self) -> None:
     """Saves the current step unless it is saved already; never a non-finite state."""
@@ -239,13 +271,11 @@ class Run:
       return
     sums = {k: float(v) for k, v in jax.device_get(self._train_metrics).items()}
     self._check_finite(sums['nonfinite'])
-    try:
-      self._checkpointer.save(self.step, self.state, {**self._record, 'train_metrics': sums})
-    except NonFiniteError:
-      self._check_finite(1.0)
-    except Exception as e:
-      self._raise_if_disk_full(e)
-      raise
+    with self._disk_full_as_one_line():
+      try:
+        self._checkpointer.save(self.step, self.state, {**self._record, 'train_metrics': sums})
+      except NonFiniteError:  # Only BatchNorm statistics can get here: the flag covers the rest.
+        self._check_finite(1.0)
 
   def _check_finite(self, nonfinite: float) -> None:
     if nonfinite > 0:
@@ -257,14 +287,20 @@ class Run:
           + ' (lower the learning rate, or check the data)')
     self._checked_step = self.step
 
-  def _raise_if_disk_full(self, error: BaseException) -> None:
-    if errno.ENOSPC in (getattr(e, 'errno', None) for e in _chain(error)) or any(
-        'No space left' in str(e) for e in _chain(error)):
-      saved = self._checkpointer.latest_step()
-      failed = self._checkpointer.oldest_unsaved_step() or self.step
-      raise ConfigError(f'disk full while saving step {failed} in '
+  @contextlib.contextmanager
+  def _disk_full_as_one_line(self):
+    """A full disk or quota while saving becomes one ConfigError naming what is intact."""
+    try:
+      yield
+    except Exception as error:
+      chain = list(_chain(error))
+      if not any(getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or any(
+          text in str(e) for text in ('No space left', 'quota exceeded')) for e in chain):
+        raise
+      failed, intact = self._checkpointer.failed_save()
+      raise ConfigError(f'disk full while saving step {failed or self.step} in '
                         f'{self._checkpointer.directory}; '
-                        + (f'step {saved} is intact' if saved is not None else 'no step is saved')
+                        + (f'step {intact} is intact' if intact is not None else 'no step is saved')
                         + ': free space and rerun the same command') from error
 
   def _log_train(self) -> None:
@@ -282,10 +318,17 @@ class Run:
     self.progress.advance(1, loss=f'{result["loss"]:.4f}', img_per_sec=f'{img_per_sec:,.0f}')
 
   def evaluate(self, epoch: int, *, write: bool = True) -> dict[str, float]:
-    """Loss, top-1 and top-5 over the whole eval split, each example counted exactly once."""
+    """Loss, top-1 and top-5 over the whole eval split, each example counted exactly once.
+
+    A diverged state is not evaluated (`Diverged`); a stop requested meanwhile saves and raises
+    `Stopped` at the next batch."""
+    self._check_finite(float(jax.device_get(self._train_metrics['nonfinite'])))
     result = evaluate_split(self._eval_step, (self.state,), self.source,
                             local_batch=self._local_eval_batch, num_steps=self._num_eval_steps,
-                            data_sharding=self._data_sharding, replicated=self._replicated)
+                            data_sharding=self._data_sharding, replicated=self._replicated,
+                            interrupted=lambda: self._stop_signal is not None)
+    if result is None:
+      self._stop()
     if write:
       self.writer.write(self.step, {'epoch': epoch,
                                     **{f'eval/{k}': v for k, v in result.items()}})
@@ -302,13 +345,10 @@ class Run:
   def close(self) -> None:
     """Waits for pending saves, closes the writers, releases the workdir and the signals."""
     try:
-      self._checkpointer.close()
-    except Exception as e:
-      self._raise_if_disk_full(e)
-      raise
+      with self._disk_full_as_one_line():
+        self._checkpointer.close()
     finally:
-      for signum, handler in self._previous_handlers.items():
-        signal.signal(signum, handler)
+      self._restore_signal_handlers()
       self.progress.close()
       self.writer.close()
       self._lock.release()
@@ -319,6 +359,18 @@ def _chain(error: BaseException):
   while error is not None:
     yield error
     error = error.__cause__ or error.__context__
+
+
+def resolved_config(config, architecture: dict) -> dict:
+  """The config as a checkpoint records it: JSON types (tuples as lists, so that a comparison
+  after the round trip is fair), the values that -1 stands for (classes, channels, data shards),
+  and the synthetic source's fields only where that source is used."""
+  resolved = {**config.to_dict(), 'num_classes': architecture['num_classes'],
+              'in_channels': architecture['in_channels'],
+              'data_shards': input_pipeline.num_data_shards(config, jax.process_count())}
+  if config.dataset != 'synthetic':
+    resolved = {k: v for k, v in resolved.items() if not k.startswith('synthetic_')}
+  return json.loads(json.dumps(resolved))
 
 
 def check_resume(saved: dict, record: dict, step: int) -> str:
@@ -346,16 +398,20 @@ def train_and_evaluate(config, workdir: str) -> Summary:
   with Run(config, workdir) as run:
     best_top1 = max([r['eval/top1_acc'] or 0.0 for r in run.writer.previous
                      if 'eval/top1_acc' in r], default=0.0)
-    last_eval = {}
-    for epoch in range(run.step // run.steps_per_epoch, config.num_epochs):
+    due = lambda epoch: epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs
+    evaluations = []
+    first_epoch, into_epoch = divmod(run.step, run.steps_per_epoch)
+    if (first_epoch and not into_epoch and due(first_epoch)) or first_epoch >= config.num_epochs:
+      # Resumed at the end of an epoch (or of training): its evaluation may have been stopped.
+      # Every process evaluates; it is logged only if it was not before.
+      evaluations.append(run.evaluate(first_epoch, write=not run.logged_eval()))
+    for epoch in range(first_epoch, config.num_epochs):
       run.train_epoch(epoch)
-      if (epoch + 1) % config.eval_every_epochs == 0 or epoch + 1 == config.num_epochs:
-        last_eval = run.evaluate(epoch + 1)
-        best_top1 = max(best_top1, last_eval['top1_acc'])
-    if not last_eval:  # Restarted after the last step: evaluate again, logged only once.
-      last_eval = run.evaluate(config.num_epochs, write=not run.logged_eval())
-      best_top1 = max(best_top1, last_eval['top1_acc'])
+      if due(epoch + 1):
+        evaluations.append(run.evaluate(epoch + 1))
     run.save()
+  last_eval = evaluations[-1]
+  best_top1 = max([best_top1] + [e['top1_acc'] for e in evaluations])
   summary = Summary(steps=run.step, best_top1_acc=best_top1, last_eval=last_eval,
                     wall_seconds=time.time() - start_time)
   if jax.process_index() == 0:

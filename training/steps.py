@@ -2,8 +2,9 @@
 
 Steps return running sums (loss, correct, examples) added into a metrics pytree passed in and
 donated, so the host fetches nothing until it wants to log: no per-step synchronisation. The train
-step also counts steps whose loss or new state holds a NaN or an infinity ('nonfinite'), which the
-loop checks whenever it fetches the sums anyway: divergence is caught at no per-step host cost.
+step also counts the examples of steps whose loss or new state holds a NaN or an infinity
+('nonfinite'), which the loop checks whenever it fetches the sums anyway: divergence is caught at no
+per-step host cost.
 """
 
 from collections.abc import Callable

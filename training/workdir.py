@@ -39,31 +39,29 @@ class WorkdirLock:
 
   def acquire(self) -> None:
     """Takes the lock, or raises ConfigError naming the process that holds it (every process)."""
-    holder = None
-    if jax.process_index() == 0:
-      holder = self._try_lock()
-    if jax.process_count() > 1:
-      refused = multihost_utils.broadcast_one_to_all(np.int32(holder is not None))
-      if refused and holder is None:
-        holder = 'another job (see process 0)'
-    if holder is not None:
-      raise ConfigError(f'workdir {os.path.dirname(self._path)} is in use by {holder}; wait for '
-                        'it to end or stop it, or use another --workdir')
+    problem = self._try_lock() if jax.process_index() == 0 else None
+    if jax.process_count() > 1:  # Every process learns the outcome, so none waits for the others.
+      refused = multihost_utils.broadcast_one_to_all(np.int32(problem is not None))
+      if refused and problem is None:
+        problem = f'workdir {os.path.dirname(self._path)} cannot be locked (see process 0)'
+    if problem is not None:
+      raise ConfigError(problem)
 
   def _try_lock(self) -> str | None:
-    """None when locked; else who holds the lock."""
+    """None when locked; else what stops it, as the error message."""
+    workdir = os.path.dirname(self._path)
     try:
-      os.makedirs(os.path.dirname(self._path), exist_ok=True)
+      os.makedirs(workdir, exist_ok=True)
       fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-      raise ConfigError(f'cannot write to workdir {os.path.dirname(self._path)}: '
-                        f'{e.strerror}') from e
+      return f'cannot write to workdir {workdir}: {e.strerror}'
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       holder = os.read(fd, 1000).decode(errors='replace').strip() or 'another process'
       os.close(fd)
-      return holder
+      return (f'workdir {workdir} is in use by {holder}; wait for it to end or stop it, or use '
+              'another --workdir')
     started = datetime.datetime.now().isoformat(timespec='seconds')
     os.ftruncate(fd, 0)
     os.write(fd, f'train.py (process {os.getpid()} on {socket.gethostname()}, started '

@@ -56,7 +56,8 @@ def _truncate_jsonl(path: str, last_step: int) -> list[dict]:
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    lines = [line for line in f if line.strip()]
+    text = f.read()
+  lines = [line for line in text.splitlines() if line.strip()]
   kept = []
   for number, line in enumerate(lines, start=1):
     try:
@@ -67,7 +68,7 @@ def _truncate_jsonl(path: str, last_step: int) -> list[dict]:
       continue
     if record['step'] <= last_step:
       kept.append(record)
-  if len(kept) < len(lines):
+  if len(kept) < len(lines) or not text.endswith('\n'):  # Appends must start on a new line.
     write_atomic(path, ''.join(to_json(r) + '\n' for r in kept))
   return kept
 
