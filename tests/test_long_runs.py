@@ -15,8 +15,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import lenet5
-from tests.conftest import (DEBIAN_FASHION_MNIST, ROOT, assert_one_line_error, read_metrics, run_train, subprocess_env,
-                            train_command)
+from tests.conftest import (DEBIAN_FASHION_MNIST, ROOT, assert_one_line_error, read_metrics,
+                            run_train, subprocess_env, train_command)
 from training import loop, writers
 from training.errors import ConfigError, Stopped
 
@@ -359,7 +359,8 @@ def test_data_dir_that_is_a_file_is_one_line(tmp_path):
 
 @pytest.mark.parametrize('args,message', [
     (('--config=configs/lenet7.py',), 'config file configs/lenet7.py does not exist'),
-    (('--config=configs/vgg16.py', '--batch_size=-5'), '--batch_size=-5: -5 is not a positive integer'),
+    (('--config=configs/vgg16.py', '--batch_size=-5'),
+     '--batch_size=-5: -5 is not a positive integer'),
     (('--config=configs/vgg16.py', '--config.bach_size=3'), 'unknown config field'),
 ])
 def test_summary_errors_are_one_line(args, message):

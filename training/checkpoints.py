@@ -1,14 +1,15 @@
 """Orbax checkpoints of the train state, plus what the state means, checked on the way back in.
 
-Beside the state each checkpoint holds a small JSON record: the position in the data order (seed,
-global batch size, data shards: the data order is a pure function of these, so the restored step
-fixes the position in it), the config that trained it, and a CRC-32 of the state's bytes.
+Beside the state each checkpoint holds a small JSON record written by the loop: the config that
+trained it (seed, global batch size and data shards among it: the data order is a pure function of
+these, so the restored step fixes the position in it), the training metric sums since the last log,
+and here a CRC-32 of the state's bytes.
 
 Restoring walks from the newest step down and takes the first that restores, holds only finite
 numbers and matches its checksum; each one skipped is named in one warning line and, when training
 is to go on, moved aside to `<step>.damaged-<time>` (never deleted) so that a new save of that step
-cannot collide with it. Nothing is moved unless an older step restores. Saving refuses non-finite states, so rotation (`keep`) only ever removes good
-checkpoints older than a good one.
+cannot collide with it. Nothing is moved unless an older step restores. Saving refuses non-finite
+states, so rotation (`keep`) only ever removes good checkpoints older than a good one.
 """
 
 import logging

@@ -2,8 +2,9 @@
 
 Only process 0 writes. On resume, events past the restored step (written after the last
 checkpoint of the killed run) are dropped from both files, so each step appears once; a torn last
-line of `metrics.jsonl` (a crash or a full disk mid-write) is dropped with a warning, and the file is
-rewritten atomically. Non-finite numbers are written as JSON `null`, so strict readers accept them.
+line of `metrics.jsonl` (a crash or a full disk mid-write) is dropped with a warning, and the file
+is rewritten atomically. Non-finite numbers are written as JSON `null`, so strict readers accept
+them.
 """
 
 import json
