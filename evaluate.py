@@ -75,7 +75,7 @@ def main(argv):
   if crops is None:
     crops = config.paper.crops if config.paper.crops in (1, 10) else 1
   workdirs = [workdir, *cli.FLAGS.ensemble]
-  cli.run_reporting_errors(cli.join_cluster)
+  cli.run_reporting_errors(cli.set_up_jax)
   result = cli.run_reporting_errors(evaluation.evaluate_checkpoints, config, workdirs, crops)
   if jax.process_index() == 0:
     cli.run_reporting_errors(write_results, workdir, report(config, workdirs, crops, result))

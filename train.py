@@ -23,7 +23,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.WARNING)
-  cli.run_reporting_errors(cli.join_cluster)
+  cli.run_reporting_errors(cli.set_up_jax)
   cli.run_reporting_errors(loop.train_and_evaluate, cli.FLAGS.config, cli.FLAGS.workdir)
 
 

@@ -24,10 +24,6 @@ import cnns
 from cnns import layers
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Config file (configs/<model>.py).',
-                                lock_config=True)
-flags.DEFINE_integer('batch_size', 128, 'Images per batch for the memory estimate.', lower_bound=1)
-flags.DEFINE_bool('json', False, 'Print one JSON object instead of the table.')
 
 IMAGENET_CLASSES, RGB = 1000, 3
 BYTES = 4  # float32.
@@ -119,5 +115,11 @@ if __name__ == '__main__':
   # Config-file and flag mistakes reported as train.py reports them, in one line. (Only this entry
   # point imports from training/; the library above does not.)
   from training.cli import parse_flags  # pylint: disable=g-import-not-at-top
+  # Defined here, not on import, so that benchmarks can import `summarize` with flags of their own.
+  config_flags.DEFINE_config_file('config', None, 'Config file (configs/<model>.py).',
+                                  lock_config=True)
+  flags.DEFINE_integer('batch_size', 128, 'Images per batch for the memory estimate.',
+                       lower_bound=1)
+  flags.DEFINE_bool('json', False, 'Print one JSON object instead of the table.')
   flags.mark_flags_as_required(['config'])
   app.run(main, flags_parser=parse_flags)

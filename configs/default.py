@@ -66,6 +66,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000  # Also saved at the end of training.
   config.keep_checkpoints = 3
 
+  # Speed (README, "Speed"): batches placed on the devices this many steps ahead by a background
+  # thread (0: when needed), and (start, stop) steps to trace with jax.profiler into
+  # <workdir>/profile (TensorBoard's profile plugin or Perfetto); () traces nothing.
+  config.prefetch_to_device = 2
+  config.profile_steps = ()
+
   # The paper's reported ImageNet validation error (%), for comparison; None where not applicable.
   config.paper = ml_collections.ConfigDict({
       'top1_error': ml_collections.config_dict.placeholder(float),

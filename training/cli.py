@@ -6,6 +6,7 @@ else is a bug: a traceback."""
 import os
 import sys
 
+import jax
 from absl import flags
 from ml_collections import config_flags
 
@@ -15,6 +16,7 @@ from training import distributed
 from training.errors import ConfigError, RunEnded
 
 FLAGS = flags.FLAGS
+DEFAULT_CACHE_DIR = os.path.join(os.environ.get('XDG_CACHE_HOME', '~/.cache'), 'cnns', 'jax')
 USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError, cnns.GeometryError)
 
 
@@ -35,6 +37,10 @@ def define_flags() -> None:
   config_flags.DEFINE_config_file('config', None, 'Config file (configs/<model>.py).',
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'Directory for checkpoints and metrics.')
+  flags.DEFINE_string(
+      'compilation_cache_dir', os.environ.get('JAX_COMPILATION_CACHE_DIR', DEFAULT_CACHE_DIR),
+      'JAX\'s persistent compilation cache: a restarted run loads what it compiled before '
+      'instead of compiling it again. Empty: off. Default: $JAX_COMPILATION_CACHE_DIR if set.')
   flags.DEFINE_string('coordinator_address', None,
                       'HOST:PORT of process 0, where JAX\'s coordinator service listens.')
   flags.DEFINE_integer('num_processes', None, 'Processes in the job (with --coordinator_address).')
@@ -70,6 +76,21 @@ def parse_flags(argv: list[str]) -> list[str]:
   return remaining
 
 
-def join_cluster() -> None:
-  """Joins the job's other processes, if any (training/distributed.py)."""
+def enable_compilation_cache(directory: str | None) -> None:
+  """Turns JAX's persistent compilation cache on in `directory` (off when empty), for every
+  program however quickly it compiles, so that a restart compiles nothing it compiled before.
+
+  An unreadable entry (a run killed while writing it, another JAX version) is only a miss.
+  """
+  if not directory:
+    jax.config.update('jax_compilation_cache_dir', None)
+    return
+  jax.config.update('jax_compilation_cache_dir', os.path.expanduser(directory))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+
+
+def set_up_jax() -> None:
+  """What train.py and evaluate.py do before anything compiles: the compilation cache, then
+  joining the job's other processes, if any (training/distributed.py)."""
+  enable_compilation_cache(FLAGS.compilation_cache_dir)
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)

@@ -73,9 +73,13 @@ def validate(config, workdir: str) -> None:
                            ('rmsprop_decay', 0, 1)):
     if not low <= config[field] < high:
       raise ConfigError(f'{field}={config[field]} must be in [{low}, {high})')
-  for field in ('weight_decay', 'warmup_epochs', 'aux_loss_weight'):
+  for field in ('weight_decay', 'warmup_epochs', 'aux_loss_weight', 'prefetch_to_device'):
     if not config[field] >= 0:
       raise ConfigError(f'{field}={config[field]} must not be negative')
+  if config.profile_steps and not (len(config.profile_steps) == 2
+                                   and 0 <= config.profile_steps[0] < config.profile_steps[1]):
+    raise ConfigError(f'profile_steps={tuple(config.profile_steps)} must be (start, stop) with '
+                      '0 <= start < stop, or () for none')
 
 
 def evaluate_split(eval_step, states: tuple[TrainState, ...], source: input_pipeline.Source, *,
@@ -113,6 +117,9 @@ class Run:
   """
 
   def __init__(self, config, workdir: str):
+    self._created = time.perf_counter()
+    self.startup_seconds = None  # Construction to the end of the first step: see train_epoch.
+    self._profiling = False
     self._stop_signal = None
     self._training = False
     self._previous_handlers = {}
@@ -206,6 +213,7 @@ class Run:
       raise
     self._checked_step = self.step  # Steps up to here are known to be finite.
     self._last_log = (time.time(), self.step)
+    self._profile_dir = os.path.join(workdir, 'profile')
 
   def __enter__(self) -> 'Run':
     self._training = True
@@ -241,11 +249,15 @@ class Run:
     """
     config = self.config
     first_step = self.step - epoch * self.steps_per_epoch
-    for batch in self.source.train_batches(epoch, first_step, self._local_batch,
-                                           self.steps_per_epoch):
-      self.state, self._train_metrics = self._train_step(
-          self.state, self._train_metrics, mesh_lib.to_global(batch, self._data_sharding))
+    batches = mesh_lib.prefetch_to_device(
+        self.source.train_batches(epoch, first_step, self._local_batch, self.steps_per_epoch),
+        self._data_sharding, config.prefetch_to_device)
+    for batch in batches:
+      self._profile(self.step)
+      self.state, self._train_metrics = self._train_step(self.state, self._train_metrics, batch)
       self.step += 1
+      if self.startup_seconds is None:
+        self._first_step_done()
       if self.step % config.log_every_steps == 0:
         self._log_train()
       else:
@@ -256,6 +268,32 @@ class Run:
         self._stop()
       if self._checkpointer.due(self.step):
         self.save()
+
+  def _first_step_done(self) -> None:
+    """Waits for the first step (once per run: the loop never waits otherwise) and prints the
+    time since construction: imports aside, what a user waits before training starts."""
+    jax.block_until_ready(self._train_metrics)
+    self.startup_seconds = time.perf_counter() - self._created
+    self.progress.print(f'first step after {self.startup_seconds:.1f} s')
+    self._last_log = (time.time(), self.step)  # Compilation is not training throughput.
+
+  def _profile(self, step: int) -> None:
+    """Starts or stops the `profile_steps` = (start, stop) trace: steps start .. stop - 1."""
+    if not self.config.profile_steps:
+      return
+    start, stop = self.config.profile_steps
+    if step == start and not self._profiling:
+      jax.profiler.start_trace(self._profile_dir)
+      self._profiling = True
+    elif step == stop and self._profiling:
+      self._stop_profile()
+
+  def _stop_profile(self) -> None:
+    jax.block_until_ready(self.state)
+    jax.profiler.stop_trace()
+    self._profiling = False
+    self.progress.print(f'profile of steps {self.config.profile_steps[0]} to '
+                        f'{self.step - 1} written to {self._profile_dir}')
 
   def _stop(self) -> None:
     """Saves the current step, waits until it is on disk, and raises `Stopped`."""
@@ -345,6 +383,8 @@ class Run:
   def close(self) -> None:
     """Waits for pending saves, closes the writers, releases the workdir and the signals."""
     try:
+      if self._profiling:  # Training ended inside the profiled steps.
+        self._stop_profile()
       with self._disk_full_as_one_line():
         self._checkpointer.close()
     finally:
