@@ -17,6 +17,7 @@ OUT=${OUT:-/tmp/speed}
 mkdir -p "$OUT"
 export PYTHONPATH=.device-overlay${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 cache=$(mktemp -d)
+SMOKE=${SMOKE:-}  # Flags appended to every run: a CPU dry run of this script, e.g. tiny images.
 
 # Runs "$@" under a limit of $1 seconds, cut to what is left before the deadline.
 bounded() {
@@ -25,11 +26,11 @@ bounded() {
   if ((left < 20)); then echo "skipped (deadline): $*" | tee -a "$OUT/log"; return; fi
   timeout $((limit < left ? limit : left)) "$@" 2>>"$OUT/stderr" | tee -a "$OUT/log"
 }
-ours() {  # name, limit, benchmark flags
+ours() {  # name, limit, benchmark flags (--config=... first)
   local name=$1 limit=$2
   shift 2
-  bounded "$limit" python -m benchmarks.train_throughput --config.dtype=bfloat16 \
-    --json="$OUT/$name.json" "$@"
+  bounded "$limit" python -m benchmarks.train_throughput "$@" --config.dtype=bfloat16 \
+    --json="$OUT/$name.json" $SMOKE
 }
 peer() {  # part, batch, limit
   BATCH=$2 PEERS_OUT=$OUT/peers.jsonl bounded "$3" python .device-overlay/peers_gpu.py "$1"
@@ -44,20 +45,25 @@ ours resnet50_b256 150 "${r50[@]}" --config.batch_size=256 --compilation_cache_d
 peer nnx 256 90
 ours resnet50_b256_restart 60 "${r50[@]}" --config.batch_size=256 --compilation_cache_dir="$cache" \
   --steps=5 --rounds=1 --nocompare
-bounded 90 python train.py "${r50[@]}" --config.dataset=synthetic --config.dtype=bfloat16 \
-  --config.batch_size=256 --config.synthetic_train_examples=4096 --config.num_epochs=1 \
-  --config.profile_steps='(10,13)' --workdir="$OUT/profiled" --compilation_cache_dir="$cache"
-bounded 30 python -m benchmarks.top_ops "$OUT/profiled" --top=25
-cp "$(ls -t "$OUT"/profiled/profile/plugins/profile/*/*.trace.json.gz | head -1)" "$OUT/" 2>/dev/null
-rm -rf "$OUT/profiled"
-peer roof 256 45
 ours resnet50_b512 150 "${r50[@]}" --config.batch_size=512 --steps=10
 peer nnx 512 90
-peer compile 256 200
-for model in vgg16 googlenet inception_resnet_v2; do
+peer roof 256 45
+for model in vgg16 googlenet; do
   ours "${model}_b256" 120 --config="configs/$model.py" --config.batch_size=256 --steps=8 \
     --rounds=2 --nocompare
 done
+# The step's top operations; XLA's command buffers (CUDA graphs) are off here, else the trace names
+# only whole graphs.
+XLA_FLAGS=--xla_gpu_enable_command_buffer= bounded 90 python train.py "${r50[@]}" \
+  --config.dataset=synthetic --config.dtype=bfloat16 --config.batch_size=256 \
+  --config.synthetic_train_examples=4096 --config.num_epochs=1 --config.profile_steps='(10,13)' \
+  --workdir="$OUT/profiled" --compilation_cache_dir="$cache" $SMOKE
+bounded 30 python -m benchmarks.top_ops "$OUT/profiled" --top=25
+cp "$(ls -t "$OUT"/profiled/profile/plugins/profile/*/*.trace.json.gz | head -1)" "$OUT/" 2>/dev/null
+rm -rf "$OUT/profiled"
+ours inception_resnet_v2_b256 150 --config=configs/inception_resnet_v2.py --config.batch_size=256 \
+  --steps=8 --rounds=2 --nocompare
+peer compile 256 200
 
 python - "$OUT" <<'EOF'
 import glob, json, os, sys

@@ -223,7 +223,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   cli.enable_compilation_cache(FLAGS.compilation_cache_dir)
-  result = measure(benchmark_config(FLAGS.config))
+  result = cli.run_reporting_errors(measure, benchmark_config(FLAGS.config))
   print(report(result))
   if FLAGS.json:
     with open(FLAGS.json, 'w', encoding='utf-8') as f:
