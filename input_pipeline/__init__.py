@@ -3,6 +3,9 @@
 TensorFlow is imported only when a TFDS dataset is asked for, so `synthetic` runs where it is absent.
 """
 
+import os
+import sys
+
 from input_pipeline.base import Batch, DataError, DatasetSpec, Source, num_eval_steps
 
 TFDS_DATASETS = ('cifar10', 'fashion_mnist', 'mnist')
@@ -16,6 +19,25 @@ def available_datasets() -> list[str]:
 def num_data_shards(config, process_count: int) -> int:
   """`config.data_shards`, or one shard per process when it is -1."""
   return config.data_shards if config.data_shards > 0 else process_count
+
+
+def import_tensorflow_quietly() -> None:
+  """Imports TensorFlow with its C++ start-up notices kept off the console.
+
+  TensorFlow 2.21 logs them through absl before logging is set up ("All log messages before
+  absl::InitializeLog() ...", oneDNN's "custom operations are on"), past TF_CPP_MIN_LOG_LEVEL, so
+  the process's stderr is closed for the import alone. A failed import still raises.
+  """
+  if 'tensorflow' in sys.modules:
+    return
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  try:
+    os.dup2(devnull, 2)
+    import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
 
 
 def create_source(config, *, process_index: int, process_count: int,
@@ -39,6 +61,8 @@ def create_source(config, *, process_index: int, process_count: int,
         image_size=config.image_size, channels=channels,
         num_classes=num_classes, num_train=config.synthetic_train_examples,
         num_eval=config.synthetic_eval_examples, seed=config.seed, **shard)
+  if config.dataset in (*TFDS_DATASETS, IMAGENET):
+    import_tensorflow_quietly()
   if config.dataset in TFDS_DATASETS:
     from input_pipeline import tfds_source
     return tfds_source.SmallImageSource(

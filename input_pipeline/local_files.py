@@ -17,6 +17,8 @@ happens in a staging directory that only a checked dataset leaves, so nothing ex
 files is reused after the user replaces them.
 """
 
+import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -110,9 +112,12 @@ def prepare_from_local_files(name: str, data_dir: str, directory: str) -> None:
   LocalFilesBuilder.name = registered_cls.name
   os.makedirs(data_dir, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=f'.{name}-preparing-', dir=data_dir)
+  print(f'preparing {name} from {directory} in {data_dir} (once)')
   try:
-    LocalFilesBuilder(data_dir=staging).download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    # TFDS's own lines would name the staging directory and call this a download.
+    with contextlib.redirect_stdout(io.StringIO()):
+      LocalFilesBuilder(data_dir=staging).download_and_prepare(
+          download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     prepared = tfds.builder(name, data_dir=staging)
     check_label_counts(prepared, name, directory)
     target = os.path.join(data_dir, os.path.relpath(prepared.data_dir, staging))

@@ -7,6 +7,7 @@ rebuild it and skip the batches it already trained on.
 """
 
 import abc
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -18,6 +19,11 @@ from input_pipeline import base, local_files
 
 tf.config.set_visible_devices([], 'GPU')
 tf.config.set_visible_devices([], 'TPU')
+# Preparing a dataset once is not worth a screen of progress bars (a failure still raises), nor
+# is TFDS's warning that a folder being prepared has no dataset_info.json yet.
+tfds.disable_progress_bar()
+logging.getLogger('absl').addFilter(lambda record: 'has no dataset_info.json' not in
+                                    record.getMessage())
 
 SPECS = {
     'mnist': base.DatasetSpec(10, (28, 28, 1), 'train', 'test', (33.32,), (78.57,)),

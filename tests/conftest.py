@@ -32,7 +32,10 @@ def train_command(*args: str) -> list[str]:
 
 def subprocess_env(num_devices: int = 1) -> dict[str, str]:
   """Environment for a child JAX process on `num_devices` fake CPU devices."""
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3')
+  # No compilation cache unless a test asks for one (--compilation_cache_dir): tests neither read
+  # nor fill the user's ~/.cache, and concurrent tests never share entries.
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3',
+             JAX_COMPILATION_CACHE_DIR='')
   # XLA's CPU collectives abort the process when a fake device's thread reaches an all-reduce
   # more than 40 s after the others, which happens when the 2 cores are oversubscribed. The timeout
   # is this flag (a device delayed 6 s by a host callback aborts at =2, finishes at =600).

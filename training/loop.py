@@ -275,7 +275,8 @@ class Run:
     jax.block_until_ready(self._train_metrics)
     self.startup_seconds = time.perf_counter() - self._created
     self.progress.print(f'first step after {self.startup_seconds:.1f} s')
-    self._last_log = (time.time(), self.step)  # Compilation is not training throughput.
+    if self.step % self.config.log_every_steps:  # Else this step's log spans the compilation.
+      self._last_log = (time.time(), self.step)  # Compilation is not training throughput.
 
   def _profile(self, step: int) -> None:
     """Starts or stops the `profile_steps` = (start, stop) trace: steps start .. stop - 1."""
