@@ -50,8 +50,12 @@ def main(argv):
   if len(argv) != 2:
     raise app.UsageError('usage: python -m benchmarks.top_ops WORKDIR_OR_TRACE_FILE')
   path = newest_trace(argv[1])
-  with gzip.open(path, 'rt', encoding='utf-8') as f:
-    times, lanes = op_times(json.load(f), FLAGS.module)
+  try:
+    with gzip.open(path, 'rt', encoding='utf-8') as f:
+      trace = json.load(f)
+  except (OSError, EOFError, ValueError) as e:
+    raise SystemExit(f'error: cannot read {path}: {e}') from None
+  times, lanes = op_times(trace, FLAGS.module)
   if not times:
     raise SystemExit(f'error: no operations of {FLAGS.module} in {path}')
   total = sum(times.values())

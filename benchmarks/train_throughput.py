@@ -213,7 +213,7 @@ def report(result: dict) -> str:
     lines.append(f'{name:<36}{rate:>12,.1f}{result["train_tflop_per_s"][name]:>10.2f}')
   lines += [f'time to first step {result["time_to_first_step_s"]:.1f} s (imports '
             f'{result["imports_s"]:.1f}, set-up {result["set_up_s"]:.1f}, first step '
-            f'{result["first_step_s"]:.1f}; XLA compiling in these {result["compile_s"]:.1f})']
+            f'{result["first_step_s"]:.1f}; XLA compiling or loading cached programs {result["compile_s"]:.1f})']
   if result['ratio'] is not None:
     lines.append(f'ratio framework / bare (time per step): {result["ratio"]:.3f}')
   return '\n'.join(lines)
@@ -226,8 +226,11 @@ def main(argv):
   result = cli.run_reporting_errors(measure, benchmark_config(FLAGS.config))
   print(report(result))
   if FLAGS.json:
-    with open(FLAGS.json, 'w', encoding='utf-8') as f:
-      json.dump(result, f, indent=2)
+    try:
+      with open(FLAGS.json, 'w', encoding='utf-8') as f:
+        json.dump(result, f, indent=2)
+    except OSError as e:
+      cli.fail(f'cannot write --json: {e}')
 
 
 if __name__ == '__main__':

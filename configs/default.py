@@ -66,9 +66,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000  # Also saved at the end of training.
   config.keep_checkpoints = 3
 
-  # Speed (README, "Speed"): batches placed on the devices this many steps ahead by a background
-  # thread (0: when needed), and (start, stop) steps to trace with jax.profiler into
-  # <workdir>/profile (TensorBoard's profile plugin or Perfetto); () traces nothing.
+  # Speed (README, "Speed"): batches placed on the devices this many steps ahead (0: when
+  # needed), and (start, stop) steps to trace with jax.profiler into <workdir>/profile
+  # (TensorBoard's profile plugin or Perfetto); () traces nothing.
   config.prefetch_to_device = 2
   config.profile_steps = ()
 

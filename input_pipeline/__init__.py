@@ -5,6 +5,7 @@ TensorFlow is imported only when a TFDS dataset is asked for, so `synthetic` run
 
 import os
 import sys
+import tempfile
 
 from input_pipeline.base import Batch, DataError, DatasetSpec, Source, num_eval_steps
 
@@ -26,18 +27,30 @@ def import_tensorflow_quietly() -> None:
 
   TensorFlow 2.21 logs them through absl before logging is set up ("All log messages before
   absl::InitializeLog() ...", oneDNN's "custom operations are on"), past TF_CPP_MIN_LOG_LEVEL, so
-  the process's stderr is closed for the import alone. A failed import still raises.
+  the process's stderr goes to a temporary file for the import alone; if the import fails, what
+  TensorFlow wrote is replayed before the error. Without a usable stderr, nothing is redirected.
   """
   if 'tensorflow' in sys.modules:
     return
-  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
   try:
-    os.dup2(devnull, 2)
-    import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
-    os.close(devnull)
+    saved = os.dup(2)
+  except OSError:
+    saved = None
+  with tempfile.TemporaryFile() as captured:
+    if saved is not None:
+      os.dup2(captured.fileno(), 2)
+    try:
+      import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    except BaseException:
+      if saved is not None:
+        os.dup2(saved, 2)
+        captured.seek(0)
+        os.write(2, captured.read())
+      raise
+    finally:
+      if saved is not None:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def create_source(config, *, process_index: int, process_count: int,

@@ -114,10 +114,15 @@ def prepare_from_local_files(name: str, data_dir: str, directory: str) -> None:
   staging = tempfile.mkdtemp(prefix=f'.{name}-preparing-', dir=data_dir)
   print(f'preparing {name} from {directory} in {data_dir} (once)')
   try:
-    # TFDS's own lines would name the staging directory and call this a download.
-    with contextlib.redirect_stdout(io.StringIO()):
-      LocalFilesBuilder(data_dir=staging).download_and_prepare(
-          download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    # TFDS's own lines would name the staging directory and call this a download, and its
+    # progress bars fill a screen for the seconds these small datasets take.
+    tfds.display_progress_bar(False)
+    try:
+      with contextlib.redirect_stdout(io.StringIO()):
+        LocalFilesBuilder(data_dir=staging).download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    finally:
+      tfds.display_progress_bar(True)
     prepared = tfds.builder(name, data_dir=staging)
     check_label_counts(prepared, name, directory)
     target = os.path.join(data_dir, os.path.relpath(prepared.data_dir, staging))

@@ -19,9 +19,7 @@ from input_pipeline import base, local_files
 
 tf.config.set_visible_devices([], 'GPU')
 tf.config.set_visible_devices([], 'TPU')
-# Preparing a dataset once is not worth a screen of progress bars (a failure still raises), nor
-# is TFDS's warning that a folder being prepared has no dataset_info.json yet.
-tfds.disable_progress_bar()
+# TFDS warns that a folder being prepared has no dataset_info.json yet: expected, not for users.
 logging.getLogger('absl').addFilter(lambda record: 'has no dataset_info.json' not in
                                     record.getMessage())
 

@@ -5,6 +5,7 @@ else is a bug: a traceback."""
 
 import os
 import sys
+import warnings
 
 import jax
 from absl import flags
@@ -16,7 +17,7 @@ from training import distributed
 from training.errors import ConfigError, RunEnded
 
 FLAGS = flags.FLAGS
-DEFAULT_CACHE_DIR = os.path.join(os.environ.get('XDG_CACHE_HOME', '~/.cache'), 'cnns', 'jax')
+DEFAULT_CACHE_DIR = os.path.join(os.environ.get('XDG_CACHE_HOME') or '~/.cache', 'cnns', 'jax')
 USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError, cnns.GeometryError)
 
 
@@ -80,13 +81,27 @@ def enable_compilation_cache(directory: str | None) -> None:
   """Turns JAX's persistent compilation cache on in `directory` (off when empty), for every
   program however quickly it compiles, so that a restart compiles nothing it compiled before.
 
-  An unreadable entry (a run killed while writing it, another JAX version) is only a miss.
+  The cache only saves time, so it never stops a run: a directory that cannot be created or
+  written turns it off with one note, and an unreadable entry (a run killed while JAX wrote it:
+  JAX writes entries in place) is a miss, compiled again, without JAX's warning each time.
   """
+  jax.config.update('jax_compilation_cache_dir', None)
   if not directory:
-    jax.config.update('jax_compilation_cache_dir', None)
     return
-  jax.config.update('jax_compilation_cache_dir', os.path.expanduser(directory))
+  directory = os.path.expanduser(directory)
+  try:
+    if directory.startswith('~'):
+      raise OSError(f'no home directory to expand {directory}')
+    os.makedirs(directory, exist_ok=True)
+    if not os.access(directory, os.W_OK | os.X_OK):
+      raise PermissionError(f'cannot write in {directory}')
+  except OSError as e:
+    print(f'note: compilation cache off ({e}); set --compilation_cache_dir to a writable '
+          'directory, or to nothing', file=sys.stderr)
+    return
+  jax.config.update('jax_compilation_cache_dir', directory)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  warnings.filterwarnings('ignore', message='Error reading persistent compilation cache entry')
 
 
 def set_up_jax() -> None:

@@ -76,9 +76,10 @@ def validate(config, workdir: str) -> None:
   for field in ('weight_decay', 'warmup_epochs', 'aux_loss_weight', 'prefetch_to_device'):
     if not config[field] >= 0:
       raise ConfigError(f'{field}={config[field]} must not be negative')
-  if config.profile_steps and not (len(config.profile_steps) == 2
-                                   and 0 <= config.profile_steps[0] < config.profile_steps[1]):
-    raise ConfigError(f'profile_steps={tuple(config.profile_steps)} must be (start, stop) with '
+  profile = tuple(config.profile_steps)
+  if profile and not (len(profile) == 2 and all(isinstance(s, int) for s in profile)
+                      and 0 <= profile[0] < profile[1]):
+    raise ConfigError(f'profile_steps={profile} must be (start, stop), whole steps with '
                       '0 <= start < stop, or () for none')
 
 
@@ -279,22 +280,35 @@ class Run:
       self._last_log = (time.time(), self.step)  # Compilation is not training throughput.
 
   def _profile(self, step: int) -> None:
-    """Starts or stops the `profile_steps` = (start, stop) trace: steps start .. stop - 1."""
-    if not self.config.profile_steps:
+    """Starts or stops the `profile_steps` = (start, stop) trace of steps start .. stop - 1
+    (process 0 only: one trace per job). A trace that cannot be written costs the run nothing
+    but a note."""
+    if not self.config.profile_steps or jax.process_index() != 0:
       return
     start, stop = self.config.profile_steps
     if step == start and not self._profiling:
-      jax.profiler.start_trace(self._profile_dir)
-      self._profiling = True
+      try:
+        jax.profiler.start_trace(self._profile_dir)
+        self._profiling = True
+      except Exception as error:  # pylint: disable=broad-except
+        self._profile_failed(error)
     elif step == stop and self._profiling:
       self._stop_profile()
 
   def _stop_profile(self) -> None:
-    jax.block_until_ready(self.state)
-    jax.profiler.stop_trace()
     self._profiling = False
+    try:
+      jax.block_until_ready(self.state)
+      jax.profiler.stop_trace()
+    except Exception as error:  # pylint: disable=broad-except
+      self._profile_failed(error)
+      return
     self.progress.print(f'profile of steps {self.config.profile_steps[0]} to '
                         f'{self.step - 1} written to {self._profile_dir}')
+
+  def _profile_failed(self, error: Exception) -> None:
+    self.progress.print(f'note: no profile written to {self._profile_dir}: '
+                        + ' '.join(str(error).split()))
 
   def _stop(self) -> None:
     """Saves the current step, waits until it is on disk, and raises `Stopped`."""
@@ -384,11 +398,11 @@ class Run:
   def close(self) -> None:
     """Waits for pending saves, closes the writers, releases the workdir and the signals."""
     try:
-      if self._profiling:  # Training ended inside the profiled steps.
-        self._stop_profile()
       with self._disk_full_as_one_line():
         self._checkpointer.close()
     finally:
+      if self._profiling:  # Training ended inside the profiled steps.
+        self._stop_profile()
       self._restore_signal_handlers()
       self.progress.close()
       self.writer.close()
