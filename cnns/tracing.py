@@ -19,8 +19,10 @@ _flax_setitem = nnx.Variable.__setitem__
 
 def _setitem(self, key, value):
   if key is Ellipsis and isinstance(value, jax.core.Tracer):
-    current = self.get_raw_value()
-    if (isinstance(current, jax.Array) and 'on_set_value' not in self._var_metadata
+    # Read defensively: a Flax without these internals simply keeps its own path.
+    current = getattr(self, 'get_raw_value', lambda: None)()
+    hooks = getattr(self, '_var_metadata', {'on_set_value': None})
+    if (isinstance(current, jax.Array) and 'on_set_value' not in hooks
         and value.shape == current.shape and value.dtype == current.dtype):
       self.set_value(value)  # No index: replaces the value, no `.sharding` probe.
       return
