@@ -2,7 +2,9 @@
 
 Every convolution and pooling layer checks the seed's rule, output = (N - F + 2P) / stride + 1: a
 window that does not tile its input ("2.33: nao cabe!") is an error naming the layer and the
-numbers, not a silent floor. 'SAME' padding fits by construction (output = ceil(N / stride)).
+numbers, not a silent floor. 'SAME' padding fits by construction (output = ceil(N / stride)), and
+`Floor(P)`, the flooring padding of Caffe and PyTorch, exists for the published models trained
+with it (cnns/published/), whose exact function needs it.
 
 While `recording()` is active (under `jax.eval_shape`, so no weights are built), convolutions and
 dense layers add their parameters and multiply-accumulates to the current row, and `record(name, x)`
@@ -88,30 +90,63 @@ def check_fit(name: str, size: int, window: int, stride: int, padding: int) -> i
   return int(out)
 
 
+class Floor(NamedTuple):
+  """Caffe's and PyTorch's padding: P on every side, output floor((N - F + 2P) / stride) + 1.
+
+  Where the window does not tile the padded input, the rows and columns it cannot reach are left
+  out, so the first window starts P pixels before the image. 'SAME' pads a stride-2 layer on an
+  even input the other way round (one pixel less before than after): same output size, windows
+  shifted by one pixel, which a network trained one way notices when run the other.
+  """
+  pad: int
+
+  def pairs(self, name: str, x: jax.Array, window, stride) -> list[tuple[int, int]]:
+    """(before, after) padding per spatial axis; `after` is negative where unreachable input
+    pixels are cut."""
+    pairs = []
+    for size, w, s in zip(x.shape[1:3], _pair(window), _pair(stride)):
+      if size + 2 * self.pad < w:
+        raise GeometryError(f'{name}: a {w}-pixel window does not fit {size} pixels padded by '
+                            f'{self.pad}')
+      pairs.append((self.pad, self.pad - (size + 2 * self.pad - w) % s))
+    return pairs
+
+  def apply(self, name: str, x: jax.Array, window, stride, value: float = 0.0) -> jax.Array:
+    """`x` padded with `value` (Caffe pads max pools with -inf), ready for a 'VALID' window."""
+    pairs = self.pairs(name, x, window, stride)
+    return jax.lax.pad(x, jnp.asarray(value, x.dtype),
+                       [(0, 0, 0), *((lo, hi, 0) for lo, hi in pairs), (0, 0, 0)])
+
+
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
   return (size, size) if isinstance(size, int) else tuple(size)
 
 
 def _check_window(name: str, x: jax.Array, window, stride, padding) -> None:
-  """The integer rule on both spatial axes; 'SAME' fits by construction."""
-  if not isinstance(padding, str):
+  """The integer rule on both spatial axes; 'SAME' and `Floor` fit by construction."""
+  if isinstance(padding, int):
     for size, w, s in zip(x.shape[1:3], _pair(window), _pair(stride)):
       check_fit(name, size, w, s, padding)
 
 
-def _padding(padding: int | str):
+def _padding(padding: int | str | Floor):
+  """nnx's padding argument; a `Floor` layer pads its input itself and then runs 'VALID'."""
+  if isinstance(padding, Floor):
+    return 'VALID'
   return padding if isinstance(padding, str) else [(padding, padding)] * 2
 
 
 class Conv(nnx.Module):
-  """Convolution with the paper's name, explicit symmetric padding (or 'SAME'), and bias.
+  """Convolution with the paper's name, explicit symmetric padding (or 'SAME', or `Floor`), and
+  bias.
 
   `kernel_size` is an int (square) or (height, width), as Inception's 1x7 and 7x1 factorisations.
   """
 
   def __init__(self, name: str, in_features: int, out_features: int,
-               kernel_size: int | tuple[int, int], stride: int = 1, padding: int | str = 0, *,
-               use_bias: bool = True, dtype=jnp.float32, rngs: nnx.Rngs, **kwargs):
+               kernel_size: int | tuple[int, int], stride: int = 1,
+               padding: int | str | Floor = 0, *, use_bias: bool = True, dtype=jnp.float32,
+               rngs: nnx.Rngs, **kwargs):
     self.name, self.kernel_size, self.stride, self.padding = name, kernel_size, stride, padding
     self.num_params = math.prod(_pair(kernel_size)) * in_features * out_features + (
         out_features if use_bias else 0)
@@ -121,6 +156,8 @@ class Conv(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     _check_window(self.name, x, self.kernel_size, self.stride, self.padding)
+    if isinstance(self.padding, Floor):
+      x = self.padding.apply(self.name, x, self.kernel_size, self.stride)
     y = self.conv(x)
     _count(self.num_params,
            math.prod(y.shape[1:]) * math.prod(_pair(self.kernel_size)) * x.shape[-1])
@@ -177,9 +214,9 @@ class ConvBN(nnx.Module):
   """
 
   def __init__(self, name: str, in_features: int, out_features: int,
-               kernel_size: int | tuple[int, int], stride: int = 1, padding: int | str = 'SAME',
-               *, momentum: float, epsilon: float, zero_scale: bool = False, dtype=jnp.float32,
-               rngs: nnx.Rngs, **kwargs):
+               kernel_size: int | tuple[int, int], stride: int = 1,
+               padding: int | str | Floor = 'SAME', *, momentum: float, epsilon: float,
+               zero_scale: bool = False, dtype=jnp.float32, rngs: nnx.Rngs, **kwargs):
     self.conv = Conv(name, in_features, out_features, kernel_size, stride, padding,
                      use_bias=False, dtype=dtype, rngs=rngs, **kwargs)
     self.bn = BatchNorm(out_features, momentum=momentum, epsilon=epsilon, dtype=dtype,
@@ -206,8 +243,10 @@ class Linear(nnx.Module):
 
 
 def max_pool(name: str, x: jax.Array, window: int, stride: int,
-             padding: int | str = 0) -> jax.Array:
+             padding: int | str | Floor = 0) -> jax.Array:
   _check_window(name, x, window, stride, padding)
+  if isinstance(padding, Floor):
+    x = padding.apply(name, x, window, stride, value=-jnp.inf)
   return nnx.max_pool(x, _pair(window), _pair(stride), _padding(padding))
 
 

@@ -12,8 +12,12 @@ Choices the paper leaves open, after torchvision's reference and the Flax ImageN
 - `stride_on_3x3`: False puts a bottleneck's stride on its first 1x1 convolution (the paper, "v1");
   True moves it to the 3x3 ("v1.5", torchvision and MLPerf: about 0.5% better top-1, 4.1 G MACs).
 - `zero_init_residual`: start each block's last BatchNorm scale at 0 (Goyal et al., 2017).
-- 'SAME' padding, so every stride-2 layer gives ceil(N/2), the table's sizes for any input; the
-  paper's Caffe model pads conv1 by 3 and floors (same sizes, one-pixel different alignment).
+- `padding`: 'same' (the default for training) pads so that every stride-2 layer gives ceil(N/2),
+  the table's sizes for any input; 'symmetric' pads each KxK layer by K // 2 on every side and
+  floors, as the paper's Caffe model, torchvision and Keras do: the same sizes at 224, windows one
+  pixel apart at stride 2. The authors' and torchvision's published weights need 'symmetric' to
+  compute their function (cnns/published/); training defaults to 'same', the Flax and TensorFlow
+  ImageNet examples' choice, which leaves no unreachable padding on any input size.
 - BatchNorm momentum 0.9 and epsilon 1e-5 (PyTorch's), He-normal (fan-out) convolution kernels.
 """
 
@@ -31,6 +35,7 @@ from cnns.registry import register
 _DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
            152: (3, 8, 36, 3)}
 _WIDTHS = (64, 128, 256, 512)
+PADDINGS = ('same', 'symmetric')
 _he_normal = nnx.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
@@ -73,10 +78,19 @@ class ResNet(nnx.Module):
 
   def __init__(self, depth: int, *, num_classes: int = 1000, in_channels: int = 3,
                image_size: int = 224, stride_on_3x3: bool = False,
-               zero_init_residual: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
-    del image_size  # 'SAME' padding and the global average pool fit any size.
-    conv_bn = functools.partial(layers.ConvBN, momentum=0.9, epsilon=1e-5,
-                                kernel_init=_he_normal, dtype=dtype, rngs=rngs)
+               zero_init_residual: bool = False, padding: str = 'same', dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    del image_size  # Both paddings and the global average pool fit any size.
+    if padding not in PADDINGS:
+      raise ValueError(f'unknown padding {padding!r}; known: {", ".join(PADDINGS)}')
+    self.pool_padding = 'SAME' if padding == 'same' else layers.Floor(1)
+
+    def conv_bn(name, in_features, out_features, kernel_size, stride=1, **kwargs):
+      return layers.ConvBN(name, in_features, out_features, kernel_size, stride,
+                           'SAME' if padding == 'same' else layers.Floor(kernel_size // 2),
+                           momentum=0.9, epsilon=1e-5, kernel_init=_he_normal, dtype=dtype,
+                           rngs=rngs, **kwargs)
+
     block = BasicBlock if depth < 50 else Bottleneck
     self.conv1 = conv_bn('conv1', in_channels, 64, 7, 2)
     self.names, blocks = [], []
@@ -95,7 +109,7 @@ class ResNet(nnx.Module):
   def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
     del rngs  # No dropout in ResNet.
     x = record('conv1', nnx.relu(self.conv1(x)))
-    x = record('maxpool', layers.max_pool('maxpool', x, 3, 2, 'SAME'))
+    x = record('maxpool', layers.max_pool('maxpool', x, 3, 2, self.pool_padding))
     for name, block in zip(self.names, self.blocks):
       x = record(name, block(x))
     x = record('avgpool', layers.global_avg_pool(x))

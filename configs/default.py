@@ -38,6 +38,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train_scale_range = (256, 256)  # 'scaled': [min, max] of S; VGG's scale jitter (256, 512).
   config.pca_lighting = 0.0  # Standard deviation of AlexNet's colour noise (the paper's 0.1).
   config.eval_resize = -1  # Shorter side before the evaluation crop(s); -1: image_size / 0.875.
+  config.eval_antialias = False  # Antialiased evaluation resize (PIL's and torchvision's).
+  # Pixel standardisation: 'dataset' (its mean and std) or a published model's convention,
+  # 'caffe', 'tf' or 'torch' (input_pipeline.INPUT_CONVENTIONS); import_weights.py sets it.
+  config.input_convention = 'dataset'
   config.synthetic_train_examples = 1024  # Only for dataset='synthetic'.
   config.synthetic_eval_examples = 256
 
@@ -59,6 +63,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.warmup_epochs = 0.0  # Linear warm-up from 0, for any schedule.
   config.weight_decay = 0.0  # L2 on kernels only (papers' convention); decoupled for 'adamw'.
   config.label_smoothing = 0.0
+  # Fine-tuning: a workdir (a run, or import_weights.py's) whose latest weights start this run;
+  # every layer whose name and shape match is copied, the others start fresh. '' for none.
+  config.init_from = ''
 
   # Cadence, in training steps (epochs for evaluation).
   config.log_every_steps = 100

@@ -12,6 +12,17 @@ from input_pipeline.base import Batch, DataError, DatasetSpec, Source, num_eval_
 TFDS_DATASETS = ('cifar10', 'fashion_mnist', 'mnist')
 IMAGENET = 'imagenet2012'
 
+# `config.input_convention`: how RGB pixels (0-255) are standardised on the device, as per-channel
+# (mean, std). 'dataset' uses the dataset's own statistics; the others are the conventions of
+# published models (cnns/published/): Keras' "caffe" mode (VGG, ResNet: mean subtraction, no
+# scaling; their BGR channel order is folded into the first convolution at import), Keras' "tf"
+# mode (Inception-ResNet-v2: [-1, 1]) and torchvision's ImageNet mean and standard deviation.
+INPUT_CONVENTIONS = {
+    'caffe': ((123.68, 116.779, 103.939), (1.0, 1.0, 1.0)),
+    'tf': ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
+    'torch': ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+}
+
 
 def available_datasets() -> list[str]:
   return sorted([*TFDS_DATASETS, IMAGENET, 'synthetic'])
@@ -20,6 +31,16 @@ def available_datasets() -> list[str]:
 def num_data_shards(config, process_count: int) -> int:
   """`config.data_shards`, or one shard per process when it is -1."""
   return config.data_shards if config.data_shards > 0 else process_count
+
+
+def normalization(config, spec: DatasetSpec) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """(mean, std) per channel that `config.input_convention` gives images of `spec`."""
+  if config.input_convention == 'dataset':
+    return spec.mean, spec.std
+  if spec.image_shape[-1] != 3:
+    raise DataError(f'input_convention={config.input_convention!r} is for RGB images; '
+                    f'{config.dataset} has {spec.image_shape[-1]} channel(s)')
+  return INPUT_CONVENTIONS[config.input_convention]
 
 
 def import_tensorflow_quietly() -> None:
@@ -87,11 +108,11 @@ def create_source(config, *, process_index: int, process_count: int,
         data_dir=config.data_dir, image_size=config.image_size,
         shuffle_buffer_size=config.shuffle_buffer_size, train_crop=config.train_crop,
         crop_area_range=config.crop_area_range, train_scale_range=config.train_scale_range,
-        pca_lighting=config.pca_lighting, eval_resize=config.eval_resize, eval_crops=eval_crops,
-        seed=config.seed, **shard)
+        pca_lighting=config.pca_lighting, eval_resize=config.eval_resize,
+        eval_antialias=config.eval_antialias, eval_crops=eval_crops, seed=config.seed, **shard)
   raise DataError(f'unknown dataset {config.dataset!r}; known datasets: '
                   f'{", ".join(available_datasets())}')
 
 
-__all__ = ['Batch', 'DataError', 'DatasetSpec', 'Source', 'available_datasets', 'create_source',
-           'num_data_shards', 'num_eval_steps']
+__all__ = ['Batch', 'DataError', 'DatasetSpec', 'INPUT_CONVENTIONS', 'Source', 'available_datasets',
+           'create_source', 'normalization', 'num_data_shards', 'num_eval_steps']

@@ -69,7 +69,8 @@ class ImageNetSource(TFDSSource):
 
   def __init__(self, *, data_dir: str | None, image_size: int, shuffle_buffer_size: int,
                train_crop: str, crop_area_range, train_scale_range, pca_lighting: float,
-               eval_resize: int, eval_crops: int, process_count: int, **kwargs):
+               eval_resize: int, eval_antialias: bool, eval_crops: int, process_count: int,
+               **kwargs):
     if train_crop not in TRAIN_CROPS:
       raise base.DataError(f'unknown train_crop {train_crop!r}; known: {", ".join(TRAIN_CROPS)}')
     if eval_crops not in EVAL_CROPS:
@@ -91,6 +92,7 @@ class ImageNetSource(TFDSSource):
     self._shuffle_buffer_size = shuffle_buffer_size
     self._image_size = image_size
     self._eval_crops = eval_crops
+    self._eval_antialias = eval_antialias
     self._augment = dict(crop=train_crop, size=image_size, area_range=tuple(crop_area_range),
                          scale_range=tuple(train_scale_range), lighting=pca_lighting)
 
@@ -116,7 +118,8 @@ class ImageNetSource(TFDSSource):
   def _eval_examples(self, records):
     crop = preprocessing.ten_crops if self._eval_crops == 10 else preprocessing.center_crop
     return parallel_map(records, lambda record: {
-        'image': crop(record['image'], self._image_size, self._eval_resize),
+        'image': crop(record['image'], self._image_size, self._eval_resize,
+                      self._eval_antialias),
         'label': record['label']})
 
 

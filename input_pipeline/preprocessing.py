@@ -64,9 +64,10 @@ def scaled_crop_window(shape: tf.Tensor, seed: tf.Tensor, size: int, scale_range
   return tf.stack([offset_y, offset_x, side, side])
 
 
-def decode_window(jpeg: tf.Tensor, window: tf.Tensor, size: int) -> tf.Tensor:
+def decode_window(jpeg: tf.Tensor, window: tf.Tensor, size: int,
+                  antialias: bool = False) -> tf.Tensor:
   """Decodes only `window` of a JPEG, as RGB (grayscale too), and resizes it to size x size."""
-  return resize(tf.image.decode_and_crop_jpeg(jpeg, window, channels=3), size, size)
+  return resize(tf.image.decode_and_crop_jpeg(jpeg, window, channels=3), size, size, antialias)
 
 
 def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -90,19 +91,30 @@ def central_window(shape: tf.Tensor, fraction: float) -> tf.Tensor:
   return tf.stack([(shape[0] - side) // 2, (shape[1] - side) // 2, side, side])
 
 
-def center_crop(jpeg: tf.Tensor, size: int, resize_size: int) -> tf.Tensor:
+def center_crop(jpeg: tf.Tensor, size: int, resize_size: int,
+                antialias: bool = False) -> tf.Tensor:
   """Single-crop evaluation: the centre size x size of the image rescaled to shorter side
-  `resize_size` (224 of 256: the common protocol), decoded from that window only."""
+  `resize_size` (224 of 256: the common protocol), decoded from that window only. The window is
+  cut first and then resized, which is the rescale-then-crop of the protocol up to the resize
+  filter's reach across the crop's border (with `antialias`, PIL's and torchvision's filter)."""
   window = central_window(tf.image.extract_jpeg_shape(jpeg), size / resize_size)
-  return decode_window(jpeg, window, size)
+  return decode_window(jpeg, window, size, antialias)
 
 
-def ten_crops(jpeg: tf.Tensor, size: int, resize_size: int) -> tf.Tensor:
+def center_crop_image(image: tf.Tensor, size: int, resize_size: int,
+                      antialias: bool = False) -> tf.Tensor:
+  """`center_crop` of an image already decoded (any format: predict.py's files), [H, W, C]."""
+  y, x, height, width = tf.unstack(central_window(tf.shape(image), size / resize_size))
+  return resize(image[y:y + height, x:x + width], size, size, antialias)
+
+
+def ten_crops(jpeg: tf.Tensor, size: int, resize_size: int,
+              antialias: bool = False) -> tf.Tensor:
   """AlexNet's test-time crops (section 4.1): the four corner and the centre size x size patches
   of the central resize_size x resize_size square of the image rescaled to shorter side
   `resize_size`, and their mirror images. Returns [10, size, size, 3]: the five, then mirrors."""
   square = decode_window(jpeg, central_window(tf.image.extract_jpeg_shape(jpeg), 1.0),
-                         resize_size)
+                         resize_size, antialias)
   far, middle = resize_size - size, (resize_size - size) // 2
   corners = [(0, 0), (0, far), (far, 0), (far, far), (middle, middle)]
   five = tf.stack([square[y:y + size, x:x + size] for y, x in corners])

@@ -129,8 +129,8 @@ def test_impossible_preprocessing_is_a_clear_error(bad, tmp_path):
   from input_pipeline import DataError, imagenet
   arguments = dict(data_dir=str(tmp_path), image_size=224, shuffle_buffer_size=10,
                    train_crop='scaled', crop_area_range=(0.08, 1.0), train_scale_range=(256, 512),
-                   pca_lighting=0.1, eval_resize=256, eval_crops=1, process_count=1, seed=0,
-                   process_index=0, num_shards=1)
+                   pca_lighting=0.1, eval_resize=256, eval_antialias=False, eval_crops=1,
+                   process_count=1, seed=0, process_index=0, num_shards=1)
   with pytest.raises(DataError, match=next(iter(bad))):  # Before looking for the data.
     imagenet.ImageNetSource(**{**arguments, **bad})
 

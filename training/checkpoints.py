@@ -115,8 +115,7 @@ class Checkpointer:
     skipped, checked = [], check_record is None
     for step in steps:
       try:
-        record = self._manager.restore(step, args=ocp.args.Composite(
-            data=ocp.args.JsonRestore()))['data']
+        record = self._read_record(step)
       except Exception as e:  # Orbax raises many types for a damaged checkpoint.
         skipped.append((step, f'does not restore ({type(e).__name__})'))
         continue
@@ -139,6 +138,20 @@ class Checkpointer:
                         + ', '.join(f'{s} {why}' for s, why in skipped)
                         + '); nothing was changed: use another --workdir')
     return None
+
+  def latest_record(self) -> tuple[dict, int] | None:
+    """(record, step) of the newest checkpoint whose record reads: what its state means (the
+    config that trained it), without reading the state."""
+    for step in sorted(self._steps_on_disk(), reverse=True):
+      try:
+        return self._read_record(step), step
+      except Exception:  # pylint: disable=broad-except  (as in restore_latest)
+        continue
+    return None
+
+  def _read_record(self, step: int) -> dict:
+    return self._manager.restore(step, args=ocp.args.Composite(
+        data=ocp.args.JsonRestore()))['data']
 
   def save(self, step: int, state, record: dict) -> None:
     """Saves `state` at `step` with `record` and the state's checksum; never a non-finite one."""

@@ -13,12 +13,14 @@ from ml_collections import config_flags
 
 import cnns
 import input_pipeline
+from cnns import published
 from training import distributed
 from training.errors import ConfigError, RunEnded
 
 FLAGS = flags.FLAGS
 DEFAULT_CACHE_DIR = os.path.join(os.environ.get('XDG_CACHE_HOME') or '~/.cache', 'cnns', 'jax')
-USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError, cnns.GeometryError)
+USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError, cnns.GeometryError,
+               published.WeightsError)
 
 
 def run_reporting_errors(fn, *args):

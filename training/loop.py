@@ -27,7 +27,7 @@ from flax import nnx
 import cnns
 import input_pipeline
 from training import mesh as mesh_lib
-from training import optim, steps
+from training import optim, steps, weights
 from training.checkpoints import Checkpointer
 from training.errors import ConfigError, Diverged, NonFiniteError, Stopped
 from training.state import TrainState, count_params, create_train_state
@@ -39,8 +39,8 @@ BATCHNORM = ('global', 'per_device')
 # Fields that fix what a checkpoint's state and position in the data order mean: a resume must
 # keep them. Any other change (learning rate, epochs, cadence, ...) is allowed and printed.
 MEANING_FIELDS = ('model', 'model_kwargs', 'dataset', 'image_size', 'num_classes', 'in_channels',
-                  'optimizer', 'batch_size', 'seed', 'data_shards', 'shuffle_buffer_size',
-                  'synthetic_train_examples')
+                  'input_convention', 'optimizer', 'batch_size', 'seed', 'data_shards',
+                  'shuffle_buffer_size', 'synthetic_train_examples')
 
 
 @dataclasses.dataclass
@@ -62,6 +62,9 @@ def validate(config, workdir: str) -> None:
     raise ConfigError(f'unknown batchnorm {config.batchnorm!r}; known: {", ".join(BATCHNORM)}')
   if config.dtype not in DTYPES:
     raise ConfigError(f'unknown dtype {config.dtype!r}; known: {", ".join(DTYPES)}')
+  if config.input_convention not in ('dataset', *input_pipeline.INPUT_CONVENTIONS):
+    raise ConfigError(f'unknown input_convention {config.input_convention!r}; known: dataset, '
+                      + ', '.join(input_pipeline.INPUT_CONVENTIONS))
   if config.model not in cnns.available_models():
     raise ConfigError(f'unknown model {config.model!r}; known models: '
                       f'{", ".join(cnns.available_models())}')
@@ -156,6 +159,7 @@ class Run:
     num_classes = architecture['num_classes']
     # A window that does not tile its input (GeometryError) surfaces here, before any weights.
     abstract, _ = cnns.trace(config.model, **architecture)
+    init_source = weights.check_init_from(config) if config.init_from else None
     if config.batchnorm == 'per_device' and not any(
         isinstance(m, nnx.BatchNorm) for _, m in nnx.iter_modules(abstract)):
       raise ConfigError(f"batchnorm='per_device' but {config.model} has no BatchNorm layers")
@@ -163,7 +167,8 @@ class Run:
                               **architecture)
     tx = optim.create_optimizer(config, self.steps_per_epoch)
     self.graphdef, state = create_train_state(model, tx)
-    norm = dict(mean=self.source.spec.mean, std=self.source.spec.std, dtype=dtype)
+    mean, std = input_pipeline.normalization(config, self.source.spec)
+    norm = dict(mean=mean, std=std, dtype=dtype)
     self._train_step = steps.make_train_step(
         self.graphdef, tx, num_classes=num_classes, label_smoothing=config.label_smoothing,
         seed=config.seed, out_sharding=self._replicated, aux_loss_weight=config.aux_loss_weight,
@@ -185,10 +190,13 @@ class Run:
       changes = []
       check = lambda saved, step: changes.append(check_resume(saved, self._record, step))
       restored = self._checkpointer.restore_latest(state, check_record=check)
-      train_sums = None
+      train_sums, notes = None, []
       if restored is not None:
         state, saved, _ = restored
         train_sums = saved.get('train_metrics')
+      elif init_source is not None:
+        state = weights.init_from(config, init_source, abstract, state, self._replicated,
+                                  note=notes.append)
       self.state = state
       self.step = int(self.state.step)
       if is_chief:
@@ -203,6 +211,8 @@ class Run:
           + (f'resumed at step {self.step}' if self.step else 'starting'))
       if changes and changes[0]:
         self.progress.print(f'resuming with changed {changes[0]}')
+      for line in notes:
+        self.progress.print(line)
       # The sums since the last log travel in the checkpoint: a resumed run logs the same numbers.
       self._train_metrics = jax.device_put(
           {k: np.float32(v) for k, v in train_sums.items()} if train_sums

@@ -1,0 +1,108 @@
+r"""Imports published weights (Keras Applications, torchvision) as a checkpoint of this project.
+
+  python import_weights.py --config=configs/resnet50.py --weights=resnet50-0676ba61.pth \
+      --workdir=runs/resnet50_torchvision
+  python evaluate.py --config=configs/resnet50.py --workdir=runs/resnet50_torchvision
+  python predict.py --config=configs/resnet50.py --workdir=runs/resnet50_torchvision cat.jpg
+
+Reads the source's own file (Keras `.h5` as published or `.weights.h5` as Keras 3 saves it,
+torchvision `.pth`; README, "Published weights"), maps every tensor onto the config's model with
+the options that make it compute the source's function (ResNet: the source's stride placement and
+padding) and writes step 0 of a run in --workdir, recording those options and the source's input
+convention so that evaluate.py, predict.py and `--config.init_from` apply them. A file that does
+not fit the config is one line naming the first tensor that does not; nothing is written then.
+
+Exit status: 0 imported; 2 a user or environment error (one line).
+"""
+
+import json
+import os
+
+import jax
+import ml_collections
+from absl import app, flags, logging
+
+import cnns
+import input_pipeline
+from cnns import published
+from training import cli, loop, optim
+from training import mesh as mesh_lib
+from training.checkpoints import Checkpointer
+from training.errors import ConfigError
+from training.state import TrainState, count_params
+from training.workdir import WorkdirLock, write_atomic
+
+cli.define_flags()
+flags.DEFINE_string('weights', None, 'The published weights file: Keras .h5 / .weights.h5, or '
+                    'torchvision .pth.')
+
+
+def variant_config(config, chosen: published.Variant):
+  """`config` with the model options and input convention of the source's model."""
+  adapted = ml_collections.ConfigDict(config.to_dict())
+  adapted.model_kwargs.update(chosen.model_kwargs)
+  adapted.input_convention = chosen.input_convention
+  adapted.lock()
+  return adapted
+
+
+def import_weights(config, weights: str, workdir: str) -> None:
+  if not os.path.isfile(weights):
+    raise ConfigError(f'--weights={weights}: no such file')
+  chosen = published.variant(weights, config.model)
+  config = variant_config(config, chosen)
+  loop.validate(config, workdir)
+  if config.num_classes <= 0 or config.in_channels <= 0:
+    raise ConfigError(f'{config.model}\'s config must set num_classes and in_channels (an '
+                      'ImageNet config does)')
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if os.path.isdir(directory) and os.listdir(directory):
+    raise ConfigError(f'{directory} is not empty: import into a new --workdir')
+  architecture = dict(num_classes=config.num_classes, in_channels=config.in_channels,
+                      image_size=config.image_size, **config.model_kwargs)
+  abstract, _ = cnns.trace(config.model, **architecture)
+  if chosen.source == 'keras':
+    input_pipeline.import_tensorflow_quietly()  # Keras runs on TensorFlow: its notices, quiet.
+  params, batch_stats = published.load(weights, chosen, abstract)
+
+  replicated = mesh_lib.replicated_sharding(mesh_lib.create_mesh())
+  tx = optim.create_optimizer(config, steps_per_epoch=1)
+  state = jax.device_put(TrainState(step=jax.numpy.zeros((), 'int32'), params=params,
+                                    batch_stats=batch_stats, opt_state=tx.init(params)),
+                         replicated)
+  record = {'config': loop.resolved_config(config, architecture),
+            'imported_from': {'file': os.path.abspath(weights), 'source': chosen.source,
+                              'model': chosen.name}}
+  lock = WorkdirLock(workdir)
+  lock.acquire()
+  try:
+    checkpointer = Checkpointer(directory, every_steps=1, keep=config.keep_checkpoints)
+    try:
+      checkpointer.save(0, state, record)
+    finally:
+      checkpointer.close()
+    if jax.process_index() == 0:
+      write_atomic(os.path.join(workdir, 'config.json'),
+                   json.dumps(record['config'], indent=2, sort_keys=True) + '\n')
+  finally:
+    lock.release()
+  if jax.process_index() == 0:
+    options = ', '.join(f'{k}={v}' for k, v in chosen.model_kwargs.items())
+    print(f'imported {chosen.source} {chosen.name} from {weights}: {count_params(params):,} '
+          f'parameters as {config.model}' + (f' ({options})' if options else '')
+          + f', input convention {chosen.input_convention!r}; saved in {directory}')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if not cli.FLAGS.weights:
+    cli.fail('--weights=FILE is required')
+  logging.set_verbosity(logging.WARNING)
+  cli.run_reporting_errors(cli.set_up_jax)
+  cli.run_reporting_errors(import_weights, cli.FLAGS.config, cli.FLAGS.weights,
+                           cli.FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,229 @@
+"""The torch-free checkpoint reader against files written by real PyTorch, in both formats.
+
+PyTorch is not in the venv: Debian's system python (python3-torch, python3-torchvision) writes the
+checkpoints and the arrays they must read back as, in a child process. Refusing foreign globals and
+reporting damaged files need no torch: those pickles are crafted here.
+"""
+
+import json
+import os
+import pickle
+import re
+import subprocess
+import zipfile
+
+import numpy as np
+import pytest
+
+from cnns.published import torch_file
+from cnns.published.torch_file import load_state_dict
+
+SYSTEM_PYTHON = '/usr/bin/python3'
+
+
+def _system_torchvision() -> bool:
+  try:
+    return subprocess.run([SYSTEM_PYTHON, '-c', 'import torchvision'], capture_output=True,
+                          timeout=120).returncode == 0
+  except (OSError, subprocess.TimeoutExpired):
+    return False
+
+
+needs_torch = pytest.mark.skipif(
+    not _system_torchvision(),
+    reason=f'{SYSTEM_PYTHON} cannot import torchvision, which writes the reference checkpoints: '
+    'apt-get install python3-torchvision (setup.sh installs it)')
+
+# Runs under the system python, in the output folder: each checkpoint `<name>.pth` (zip format)
+# and `<name>-legacy.pth` (torch.save's legacy format), with the state dict it must read back as
+# `<name>.npz` and `<name>.json` (keys in order, dtypes). bfloat16 goes to numpy as its int16 bits.
+WRITER = r'''
+import collections, json, sys
+import numpy as np, torch, torchvision
+
+torch.manual_seed(0)
+resnet = torchvision.models.resnet18(weights=None)
+for m in resnet.modules():
+  if isinstance(m, torch.nn.BatchNorm2d):  # Not the trivial 1, 0, 0, 1 of a fresh model.
+    m.weight.data.normal_()
+    m.bias.data.normal_()
+    m.running_mean.uniform_(-1, 1)
+    m.running_var.uniform_(0.5, 2)
+    m.num_batches_tracked.fill_(7)
+
+base = torch.randn(5, 6)
+odd = collections.OrderedDict([
+    ('transposed', base.t()),              # Non-contiguous: strides (1, 6).
+    ('sliced', base[1:4, 2:5]),            # Storage offset 8, shares base's storage.
+    ('base', base),
+    ('strided', base[::2, ::3]),
+    ('half', torch.randn(3, 2).half().t()),
+    ('bfloat16', torch.randn(4).bfloat16()),
+    ('double', torch.randn(2, 2, dtype=torch.float64)),
+    ('long', torch.arange(-3, 9).reshape(3, 4)[:, 1:]),
+    ('int', torch.tensor([1, -2, 2**31 - 1], dtype=torch.int32)),
+    ('uint8', torch.tensor([0, 7, 255], dtype=torch.uint8)),
+    ('int8', torch.tensor([-128, 0, 127], dtype=torch.int8)),
+    ('bool', torch.tensor([[True, False], [False, True]])),
+    ('scalar', torch.tensor(3.5)),
+    ('empty', torch.zeros(0, 3)),
+    ('expanded', torch.randn(3, 1).expand(3, 4)),  # Stride 0.
+])
+params = collections.OrderedDict(
+    (k, torch.nn.Parameter(v)) for k, v in [('w', torch.randn(2, 3)), ('b', torch.randn(2))])
+training = {'model': params, 'epoch': 3, 'optimizer': {'state': {0: {'momentum': torch.ones(2)}},
+                                                     'param_groups': [{'lr': 0.1}]}}
+
+def save(name, obj, state_dict):
+  torch.save(obj, f'{name}.pth')
+  torch.save(obj, f'{name}-legacy.pth', _use_new_zipfile_serialization=False)
+  arrays = {k: (v.detach().view(torch.int16) if v.dtype == torch.bfloat16 else v.detach()).numpy()
+            for k, v in state_dict.items()}
+  np.savez(f'{name}.npz', **arrays)
+  with open(f'{name}.json', 'w') as f:
+    json.dump([[k, str(v.dtype).replace('torch.', '')] for k, v in state_dict.items()], f)
+
+save('resnet18', resnet.state_dict(), resnet.state_dict())
+save('odd', odd, odd)
+save('training', training, params)
+'''
+
+
+@pytest.fixture(scope='module')
+def checkpoints(tmp_path_factory):
+  folder = tmp_path_factory.mktemp('torch_files')
+  result = subprocess.run([SYSTEM_PYTHON, '-c', WRITER], cwd=folder, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr
+  return folder
+
+
+def assert_reads_as_saved(path, folder, name):
+  state_dict = load_state_dict(str(path))
+  with open(folder / f'{name}.json') as f:
+    expected = json.load(f)
+  assert [(k, str(v.dtype)) for k, v in state_dict.items()] == [tuple(e) for e in expected]
+  with np.load(folder / f'{name}.npz') as arrays:
+    for key, array in state_dict.items():
+      assert array.flags.c_contiguous and array.flags.owndata, key
+      if array.dtype.name == 'bfloat16':
+        array = array.view(np.int16)
+      assert array.shape == arrays[key].shape, key
+      np.testing.assert_array_equal(array, arrays[key], err_msg=key)
+
+
+@needs_torch
+@pytest.mark.parametrize('suffix', ['', '-legacy'])
+@pytest.mark.parametrize('name', ['resnet18', 'odd', 'training'])
+def test_reads_what_torch_saves(checkpoints, name, suffix):
+  assert_reads_as_saved(checkpoints / f'{name}{suffix}.pth', checkpoints, name)
+
+
+@needs_torch
+def test_torch_writes_the_zip_layout_read(checkpoints):
+  with zipfile.ZipFile(checkpoints / 'odd.pth') as archive:
+    names = archive.namelist()
+  assert 'odd/data.pkl' in names and 'odd/data/0' in names
+
+
+@needs_torch
+@pytest.mark.parametrize('suffix', ['', '-legacy'])
+def test_truncated_file(checkpoints, tmp_path, suffix):
+  data = (checkpoints / f'odd{suffix}.pth').read_bytes()
+  for size in (len(data) // 2, len(data) - 3):
+    path = tmp_path / f'cut-{size}.pth'
+    path.write_bytes(data[:size])
+    with pytest.raises(ValueError, match=re.escape(str(path))) as error:
+      load_state_dict(str(path))
+    assert '\n' not in str(error.value)
+
+
+def test_not_a_checkpoint(tmp_path):
+  for name, data in [('text.pth', b'hello, this is not a checkpoint\n'), ('empty.pth', b''),
+                     ('plain.pkl', pickle.dumps({'a': 1}))]:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=re.escape(f'{path}: ') + '.*not a PyTorch checkpoint'):
+      load_state_dict(str(path))
+
+
+class _Exploit:
+  """Pickles as a call of os.system, the attack a restricted unpickler exists to stop."""
+
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return os.system, (f'touch {self.marker}',)
+
+
+def _legacy_header() -> bytes:
+  sys_info = {'protocol_version': 1001, 'little_endian': True,
+              'type_sizes': {'short': 2, 'int': 4, 'long': 8}}
+  return b''.join(pickle.dumps(x, protocol=2) for x in (0x1950a86a20f9469cfc6c, 1001, sys_info))
+
+
+@pytest.mark.parametrize('layout', ['zip', 'legacy'])
+def test_refuses_foreign_globals_without_running_them(tmp_path, layout):
+  marker = tmp_path / 'exploited'
+  payload = pickle.dumps({'weight': _Exploit(marker)}, protocol=2)
+  path = tmp_path / f'evil-{layout}.pth'
+  if layout == 'zip':
+    with zipfile.ZipFile(path, 'w') as archive:
+      archive.writestr('evil/data.pkl', payload)
+      archive.writestr('evil/version', '3\n')
+  else:
+    path.write_bytes(_legacy_header() + payload + pickle.dumps([], protocol=2))
+  global_name = f'{os.system.__module__}.system'  # posix.system on Linux.
+  message = f'{path}: refused to unpickle the global {global_name}'
+  with pytest.raises(ValueError, match=re.escape(message)):
+    load_state_dict(str(path))
+  assert not marker.exists()
+
+
+def _text(s: str) -> bytes:
+  return b'X' + len(s).to_bytes(4, 'little') + s.encode()  # BINUNICODE.
+
+
+def _global(module: str, name: str) -> bytes:
+  return f'c{module}\n{name}\n'.encode()  # GLOBAL.
+
+
+def _crafted_tensor_pickle(offset: int, size: int) -> bytes:
+  """data.pkl of {'w': a float tensor of `size` elements from `offset`} on storage '0', by hand:
+  pickle would look torch's globals up to write them."""
+  text, global_ = _text, _global
+  storage = (b'(' + text('storage') + global_('torch', 'FloatStorage') + text('0') + text('cpu')
+             + b'K\x04' + b't' + b'Q')  # MARK ... TUPLE, BINPERSID.
+  args = (b'(' + storage + b'K' + bytes([offset]) + b'K' + bytes([size]) + b'\x85'
+          + b'K\x01\x85' + b'\x89' + b'N' + b't')  # (storage, offset, (size,), (1,), False, None)
+  return (b'\x80\x02}' + text('w') + global_('torch._utils', '_rebuild_tensor_v2') + args
+          + b'Rs.')  # REDUCE, SETITEM, STOP.
+
+
+@pytest.mark.parametrize('offset,size', [(1, 3), (2, 3), (0, 5)])
+def test_tensor_views_stay_in_their_storage(tmp_path, offset, size):
+  """A crafted view must not make as_strided read memory outside the storage (4 floats)."""
+  path = tmp_path / 'crafted.pth'
+  with zipfile.ZipFile(path, 'w') as archive:
+    archive.writestr('crafted/data.pkl', _crafted_tensor_pickle(offset, size))
+    archive.writestr('crafted/data/0', np.arange(4, dtype=np.float32).tobytes())
+  if offset + size <= 4:
+    np.testing.assert_array_equal(load_state_dict(str(path))['w'], np.arange(offset, offset + size))
+  else:
+    message = re.escape(f'{path}: w: ') + '.* reaches past its storage of 4 elements'
+    with pytest.raises(ValueError, match=message):
+      load_state_dict(str(path))
+
+
+def test_pickle_cannot_rewrite_the_reader(tmp_path):
+  """BUILD sets attributes of whatever is on the stack: here the `__defaults__` of a rebuilder,
+  then the pickle would go on to an empty (valid) state dict."""
+  payload = (b'\x80\x02' + _global('torch._utils', '_rebuild_tensor_v2') + b'N}'
+             + _text('__defaults__') + b'N' + b's\x86b0}.')  # (None, {..}), BUILD, POP, {}, STOP.
+  path = tmp_path / 'rewrite.pth'
+  with zipfile.ZipFile(path, 'w') as archive:
+    archive.writestr('rewrite/data.pkl', payload)
+  with pytest.raises(ValueError, match=re.escape(f'{path}: ')):
+    load_state_dict(str(path))
+  assert torch_file._rebuild_tensor_v2.__defaults__ == (False, None, None)

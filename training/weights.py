@@ -1,0 +1,195 @@
+"""Weights a command reads from another workdir: restoring, what they need, and fine-tuning.
+
+A checkpoint's record holds the config that made it, so the options that say what its weights
+compute travel with it: ResNet's stride placement and padding (`model_kwargs`) and the pixel
+standardisation (`input_convention`), both set by import_weights.py for published weights.
+`checkpoint_config` gives evaluate.py and predict.py the user's config with those taken from the
+checkpoint; `init_from` starts a new run from another run's (or an import's) layers, copied where
+the paper's layer name and every shape match.
+"""
+
+import json
+import os
+
+import jax
+import ml_collections
+from flax import nnx
+
+import cnns
+from cnns import layers
+from training import optim
+from training.checkpoints import Checkpointer
+from training.errors import ConfigError
+from training.state import TrainState, split_model
+
+ADOPTED_FIELDS = ('model_kwargs', 'input_convention')  # What the weights compute with.
+INITIALISATION_OPTIONS = ('zero_init_residual',)  # model_kwargs that only choose initial values.
+
+
+def _checkpointer(workdir: str) -> Checkpointer | None:
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  return Checkpointer(directory, every_steps=1, keep=1, create=False) if os.path.isdir(
+      directory) else None
+
+
+def _no_checkpoint(workdir: str) -> ConfigError:
+  return ConfigError(f'no checkpoint in {os.path.join(workdir, "checkpoints")}: train a config '
+                     f'there first (python train.py --config=... --workdir={workdir}) or import '
+                     'published weights (python import_weights.py ...)')
+
+
+def recorded_config(workdir: str) -> dict:
+  """The config recorded with the newest readable checkpoint of `workdir`."""
+  checkpointer = _checkpointer(workdir)
+  found = checkpointer.latest_record() if checkpointer else None
+  if checkpointer:
+    checkpointer.close()
+  if found is None:
+    raise _no_checkpoint(workdir)
+  record, _ = found
+  if 'config' not in record:
+    raise ConfigError(f'the checkpoints in {workdir} predate recorded configs; evaluate them with '
+                      'the config that trained them')
+  return record['config']
+
+
+def architecture(recorded: dict) -> dict:
+  """Constructor arguments of the recorded model (num_classes etc. resolved by the run)."""
+  return dict(num_classes=recorded['num_classes'], in_channels=recorded['in_channels'],
+              image_size=recorded['image_size'], **recorded['model_kwargs'])
+
+
+def abstract_train_state(config, abstract_model: nnx.Module, replicated):
+  """(graphdef, shapes and shardings of the TrainState that train.py saves for `config`)."""
+  graphdef, params, batch_stats = split_model(abstract_model)
+  tx = optim.create_optimizer(config, steps_per_epoch=1)  # The schedule does not shape the state.
+  state = TrainState(step=jax.ShapeDtypeStruct((), 'int32'), params=params,
+                     batch_stats=batch_stats, opt_state=jax.eval_shape(tx.init, params))
+  return graphdef, jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state)
+
+
+def restore(workdir: str, abstract_state) -> tuple[TrainState, int]:
+  """The latest checkpoint of `workdir` and its step; nothing in the workdir is created."""
+  checkpointer = _checkpointer(workdir)
+  if checkpointer is None or checkpointer.latest_step() is None:
+    raise _no_checkpoint(workdir)
+  try:
+    state, _, step = checkpointer.restore_latest(abstract_state)
+  finally:
+    checkpointer.close()
+  return state, step
+
+
+def _json(value):
+  return json.loads(json.dumps(value.to_dict() if hasattr(value, 'to_dict') else value))
+
+
+def checkpoint_config(config, workdirs: list[str], note=print):
+  """`config` with ADOPTED_FIELDS from the checkpoints of `workdirs` (which must agree), and
+  a note for each that differs from what `config` says; a checkpoint of another model or number
+  of classes is refused."""
+  recorded = [recorded_config(w) for w in workdirs]
+  for workdir, saved in zip(workdirs, recorded):
+    if saved['model'] != config.model:
+      raise ConfigError(f'{workdir} holds a {saved["model"]} checkpoint, not {config.model}: '
+                        f'pass that model\'s config')
+    if 0 < config.num_classes != saved['num_classes']:
+      raise ConfigError(f'{workdir} holds a {saved["num_classes"]}-class model; the config has '
+                        f'num_classes={config.num_classes}')
+    for field in ADOPTED_FIELDS:
+      if saved.get(field, 'dataset') != recorded[0].get(field, 'dataset'):
+        raise ConfigError(f'{workdirs[0]} and {workdir} differ in {field}: an ensemble needs '
+                          'models that compute the same kind of function')
+  adopted = ml_collections.ConfigDict(config.to_dict())
+  for field in ADOPTED_FIELDS:
+    value = recorded[0].get(field, 'dataset')
+    if value != _json(config[field]):
+      note(f'note: using the checkpoint\'s {field}={value} (the config says {_json(config[field])})')
+      adopted[field] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
+  adopted.lock()
+  return adopted
+
+
+def check_init_from(config) -> dict:
+  """The recorded config of `config.init_from`, refused (one line, before any workdir is touched)
+  where the new run would feed its layers other pixels or compute them otherwise."""
+  source = recorded_config(config.init_from)
+  if source.get('input_convention', 'dataset') != config.input_convention:
+    raise ConfigError(f'init_from={config.init_from} expects input_convention='
+                      f'{source.get("input_convention", "dataset")}: add --config.input_convention='
+                      f'{source.get("input_convention", "dataset")}')
+  ours = _json(config.model_kwargs)
+  for key, value in source['model_kwargs'].items():
+    if key in ours and ours[key] != value and key not in INITIALISATION_OPTIONS:
+      raise ConfigError(f'init_from={config.init_from} was made with model_kwargs.{key}={value}: '
+                        f'add --config.model_kwargs.{key}={value}')
+  return source
+
+
+def layer_names(model: nnx.Module) -> dict[tuple, str]:
+  """State path of each layer -> its paper name (conv1_1, conv2_1a, fc6, Block35_1/...)."""
+  names = {}
+  for path, module in nnx.iter_modules(model):
+    if isinstance(module, layers.ConvBN):
+      names[path] = module.conv.name
+    elif isinstance(module, layers.Conv):
+      names[path] = module.name
+    elif isinstance(module, layers.Linear):
+      names[path] = str(path[-1])
+  return names
+
+
+def _by_layer(model: nnx.Module, state: TrainState) -> dict[str, dict]:
+  """{layer name: {(part, path within the layer): array}} of `state`'s params and statistics."""
+  names = layer_names(model)
+  grouped = {}
+  for part in ('params', 'batch_stats'):
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(getattr(state, part))[0]:
+      path = tuple(k.key for k in key_path)
+      cut = next((i for i in range(len(path)) if path[:i] in names), len(path) - 1)
+      name = names.get(path[:cut], '/'.join(map(str, path[:cut])))
+      grouped.setdefault(name, {})[(part, path, path[cut:])] = leaf
+  return grouped
+
+
+def init_from(config, source: dict, model: nnx.Module, state: TrainState, replicated, note=print):
+  """`state` with every layer of `model` whose name and shapes match the latest checkpoint of
+  `config.init_from` (recorded config `source`) copied from it; the others keep their values."""
+  source_config = ml_collections.ConfigDict(source)
+  source_model, _ = cnns.trace(source['model'], **architecture(source))
+  _, abstract = abstract_train_state(source_config, source_model, replicated)
+  restored, step = restore(config.init_from, abstract)
+  theirs = {name: {within: leaf for (_, _, within), leaf in parts.items()}
+            for name, parts in _by_layer(source_model, restored).items()}
+  ours = _by_layer(model, state)
+  copied, fresh = [], []
+  tree = {'params': state.params, 'batch_stats': state.batch_stats}
+  for name, parts in ours.items():
+    match = theirs.get(name, {})
+    if len(match) == len(parts) and all(
+        within in match and match[within].shape == leaf.shape
+        for (_, _, within), leaf in parts.items()):
+      copied.append(name)
+      for (part, path, within), _ in parts.items():
+        tree[part] = _replace(tree[part], path, match[within])
+    else:
+      fresh.append(name)
+  if not copied:
+    raise ConfigError(f'init_from={config.init_from}: no layer of {config.model} matches a layer '
+                      f'of its {source["model"]} by name and shape')
+  if not fresh:
+    listed = f'all {len(copied)} layers'
+  elif len(fresh) <= len(copied):
+    listed = f'{len(copied)} of {len(ours)} layers, all but {", ".join(fresh)}'
+  else:
+    listed = f'{len(copied)} of {len(ours)} layers: {", ".join(copied)}'
+  note(f'init_from {config.init_from} (step {step}, {source["model"]}): copied {listed}')
+  return state.replace(params=tree['params'], batch_stats=tree['batch_stats'])
+
+
+def _replace(tree: dict, path: tuple, value) -> dict:
+  """A copy of nested dict `tree` with the leaf at `path` replaced."""
+  if len(path) == 1:
+    return {**tree, path[0]: value}
+  return {**tree, path[0]: _replace(tree[path[0]], path[1:], value)}
