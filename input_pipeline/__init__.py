@@ -43,6 +43,56 @@ def normalization(config, spec: DatasetSpec) -> tuple[tuple[float, ...], tuple[f
   return INPUT_CONVENTIONS[config.input_convention]
 
 
+def dataset_spec(config) -> DatasetSpec:
+  """The facts of `config.dataset` that need no data (predict.py's normalisation)."""
+  if config.dataset == 'synthetic':
+    from input_pipeline import synthetic  # pylint: disable=import-outside-toplevel
+    return synthetic.spec(config.image_size, config.in_channels, config.num_classes)
+  import_tensorflow_quietly()
+  if config.dataset == IMAGENET:
+    from input_pipeline import imagenet  # pylint: disable=import-outside-toplevel
+    return imagenet.SPEC
+  if config.dataset in TFDS_DATASETS:
+    from input_pipeline import tfds_source  # pylint: disable=import-outside-toplevel
+    return tfds_source.SPECS[config.dataset]
+  raise DataError(f'unknown dataset {config.dataset!r}; known datasets: '
+                  f'{", ".join(available_datasets())}')
+
+
+def class_names(config) -> list[str]:
+  """Human-readable class names of `config.dataset`, by label index (ImageNet: the synset words
+  in input_pipeline/imagenet_classes.txt, as torchvision and Keras' `decode_predictions` name
+  them)."""
+  if config.dataset == IMAGENET:
+    path = os.path.join(os.path.dirname(__file__), 'imagenet_classes.txt')
+    with open(path, encoding='utf-8') as f:
+      return [line.rstrip('\n').split('\t')[1] for line in f]
+  if config.dataset in TFDS_DATASETS:
+    import_tensorflow_quietly()
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    return tfds.builder_cls(config.dataset)().info.features['label'].names
+  return [f'class {i}' for i in range(max(config.num_classes, 0))]
+
+
+def prediction_image(config, image):
+  """A decoded image (uint8 [H, W, C], any size) as the model's input, prepared as the evaluation
+  split is: ImageNet's centre crop (`eval_resize`, `eval_antialias`); for the other datasets,
+  centred padding up to `image_size` (a larger image is first resized to shorter side
+  `image_size` and centre-cropped, as MNIST-sized images need no resizing)."""
+  import_tensorflow_quietly()
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from input_pipeline import preprocessing  # pylint: disable=import-outside-toplevel
+  size = config.image_size
+  image = tf.constant(image, tf.uint8)
+  if config.dataset == IMAGENET:
+    from input_pipeline import imagenet  # pylint: disable=import-outside-toplevel
+    resize = imagenet.eval_resize_size(size, config.eval_resize)
+    return preprocessing.center_crop_image(image, size, resize, config.eval_antialias).numpy()
+  if min(image.shape[:2]) > size:
+    image = preprocessing.center_crop_image(image, size, size)
+  return tf.image.resize_with_crop_or_pad(image, size, size).numpy()
+
+
 def import_tensorflow_quietly() -> None:
   """Imports TensorFlow with its C++ start-up notices kept off the console.
 
@@ -115,4 +165,5 @@ def create_source(config, *, process_index: int, process_count: int,
 
 
 __all__ = ['Batch', 'DataError', 'DatasetSpec', 'INPUT_CONVENTIONS', 'Source', 'available_datasets',
-           'create_source', 'normalization', 'num_data_shards', 'num_eval_steps']
+           'class_names', 'create_source', 'dataset_spec', 'normalization', 'num_data_shards', 'num_eval_steps',
+           'prediction_image']

@@ -14,13 +14,17 @@ SPEC = base.DatasetSpec(num_classes=10, image_shape=(32, 32, 3), train_split='tr
                         eval_split='test', mean=(127.5,) * 3, std=(64.0,) * 3)
 
 
+def spec(image_size: int, channels: int, num_classes: int) -> base.DatasetSpec:
+  return base.DatasetSpec(num_classes, (image_size, image_size, channels), 'train', 'test',
+                          SPEC.mean[:1] * channels, SPEC.std[:1] * channels)
+
+
 class SyntheticSource(base.Source):
 
   def __init__(self, *, image_size: int, channels: int, num_classes: int, num_train: int,
                num_eval: int, seed: int, process_index: int, process_count: int,
                num_shards: int):
-    self.spec = base.DatasetSpec(num_classes, (image_size, image_size, channels), 'train', 'test',
-                                 SPEC.mean[:1] * channels, SPEC.std[:1] * channels)
+    self.spec = spec(image_size, channels, num_classes)
     self.image_shape = self.spec.image_shape
     self.num_train_examples, self.num_eval_examples = num_train, num_eval
     self._seed = seed
