@@ -20,7 +20,6 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 from flax import nnx
-from PIL import Image
 
 import cnns
 import input_pipeline
@@ -57,24 +56,17 @@ def load_model(config, workdir: str):
       probabilities(state.params, state.batch_stats, images)), step
 
 
-def read_image(path: str, channels: int) -> np.ndarray:
-  """The pixels of any image file Pillow reads (JPEG, PNG, GIF, BMP, WebP, TIFF, ...), uint8
-  [H, W, channels]; a file that is not a whole image raises OSError."""
-  with Image.open(path) as image:
-    pixels = np.asarray(image.convert('RGB' if channels == 3 else 'L'))
-  return pixels if pixels.ndim == 3 else pixels[..., None]
-
-
 def predict(config, workdir: str, images: list[str], as_json: bool) -> int:
   config, probabilities, step = load_model(config, workdir)
   names = input_pipeline.class_names(config)
   inputs, failed = {}, 0
   for path in images:
     try:
-      inputs[path] = input_pipeline.prediction_image(config, read_image(path, config.in_channels))
-    except (OSError, Image.DecompressionBombError) as e:
+      inputs[path] = input_pipeline.prediction_image(
+          config, input_pipeline.read_image(path, config.in_channels))
+    except OSError as e:
       failed += 1
-      print(f'error: {path}: {e.strerror or e if isinstance(e, OSError) else e}', file=sys.stderr)
+      print(f'error: {path}: {e.strerror or e}', file=sys.stderr)
   results = []
   if inputs:
     for path, row in zip(inputs, probabilities(np.stack(list(inputs.values())))):

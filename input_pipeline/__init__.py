@@ -7,6 +7,8 @@ import os
 import sys
 import tempfile
 
+import numpy as np
+
 from input_pipeline.base import Batch, DataError, DatasetSpec, Source, num_eval_steps
 
 TFDS_DATASETS = ('cifar10', 'fashion_mnist', 'mnist')
@@ -72,6 +74,18 @@ def class_names(config) -> list[str]:
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
     return tfds.builder_cls(config.dataset)().info.features['label'].names
   return [f'class {i}' for i in range(max(config.num_classes, 0))]
+
+
+def read_image(path: str, channels: int):
+  """The pixels of any image file Pillow reads (JPEG, PNG, GIF, BMP, WebP, TIFF, ...), uint8
+  [H, W, channels]. A file that is not a whole image raises OSError, a decompression bomb too."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  try:
+    with Image.open(path) as image:
+      pixels = np.asarray(image.convert('RGB' if channels == 3 else 'L'))
+  except Image.DecompressionBombError as e:
+    raise OSError(str(e)) from e
+  return pixels if pixels.ndim == 3 else pixels[..., None]
 
 
 def prediction_image(config, image):
@@ -166,4 +180,4 @@ def create_source(config, *, process_index: int, process_count: int,
 
 __all__ = ['Batch', 'DataError', 'DatasetSpec', 'INPUT_CONVENTIONS', 'Source', 'available_datasets',
            'class_names', 'create_source', 'dataset_spec', 'normalization', 'num_data_shards', 'num_eval_steps',
-           'prediction_image']
+           'prediction_image', 'read_image']

@@ -17,7 +17,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-Entries = dict[tuple, tuple[np.ndarray, str]]  # Our state path -> (array, the file's name for it).
+# Our state path -> (array, the file's name of the layer it comes from).
+Entries = dict[tuple, tuple[np.ndarray, str]]
 
 _RESNET_V1 = {'stride_on_3x3': False, 'padding': 'symmetric'}  # The authors' Caffe models.
 _RESNET_V1_5 = {'stride_on_3x3': True, 'padding': 'symmetric'}  # torchvision's.
@@ -115,8 +116,8 @@ def fill(path: str, model: nnx.Module, entries: Entries) -> tuple[dict, dict]:
       raise WeightsError(f'{path} has no tensor for {where} of the config\'s model')
     array, name = unused.pop(key)
     if array.shape != leaf.shape:
-      raise WeightsError(f'{path}: {name} has shape {tuple(array.shape)} where the config\'s '
-                         f'model has {tuple(leaf.shape)} ({where})')
+      raise WeightsError(f'{path}: {name}\'s {key[-1]} has shape {tuple(array.shape)} where the '
+                         f'config\'s model has {tuple(leaf.shape)} ({where})')
     return np.ascontiguousarray(array, np.float32)
 
   params, batch_stats = (jax.tree_util.tree_map_with_path(take, tree)

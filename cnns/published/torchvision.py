@@ -50,7 +50,7 @@ def _kernel(weight: np.ndarray) -> np.ndarray:
 
 
 def _conv_bn(mapped, model, path, state, conv: str, bn: str) -> None:
-  add_conv_bn(mapped, model, path, f'{conv}.weight', _kernel(state[f'{conv}.weight']),
+  add_conv_bn(mapped, model, path, conv, _kernel(state[f'{conv}.weight']),
               gamma=state[f'{bn}.weight'], beta=state[f'{bn}.bias'],
               mean=state[f'{bn}.running_mean'], var=state[f'{bn}.running_var'], epsilon=1e-5)
 
@@ -69,14 +69,14 @@ def _resnet(state: StateDict, model: nnx.Module, mapped) -> None:
       prefix = f'layer{layer}.{index}'
       _conv_bn(mapped, model, ('blocks', model.names.index(name), unit), state,
                f'{prefix}.{conv}', f'{prefix}.{bn}')
-  add_dense(mapped, ('fc', 'linear'), 'fc.weight', state['fc.weight'].T, state['fc.bias'])
+  add_dense(mapped, ('fc', 'linear'), 'fc', state['fc.weight'].T, state['fc.bias'])
 
 
 def _vgg(state: StateDict, model: nnx.Module, mapped) -> None:
   convs = sorted(int(m.group(1)) for key, value in state.items()
                  if (m := re.fullmatch(r'features\.(\d+)\.weight', key)) and value.ndim == 4)
   for i, index in enumerate(convs):
-    add_dense(mapped, ('convs', i, 'conv'), f'features.{index}.weight',
+    add_dense(mapped, ('convs', i, 'conv'), f'features.{index}',
               _kernel(state[f'features.{index}.weight']), state[f'features.{index}.bias'])
   # fc6's inputs: PyTorch's [C, H, W] order -> NHWC's [H, W, C].
   fc6 = state['classifier.0.weight']
@@ -84,7 +84,7 @@ def _vgg(state: StateDict, model: nnx.Module, mapped) -> None:
   side = math.isqrt(fc6.shape[1] // channels)
   if side * side * channels == fc6.shape[1]:
     fc6 = fc6.reshape(-1, channels, side, side).transpose(0, 2, 3, 1).reshape(fc6.shape[0], -1)
-  add_dense(mapped, ('fc6', 'linear'), 'classifier.0.weight', fc6.T, state['classifier.0.bias'])
+  add_dense(mapped, ('fc6', 'linear'), 'classifier.0', fc6.T, state['classifier.0.bias'])
   for torch_index, ours in ((3, 'fc7'), (6, 'fc8')):
-    add_dense(mapped, (ours, 'linear'), f'classifier.{torch_index}.weight',
+    add_dense(mapped, (ours, 'linear'), f'classifier.{torch_index}',
               state[f'classifier.{torch_index}.weight'].T, state[f'classifier.{torch_index}.bias'])
