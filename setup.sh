@@ -7,9 +7,14 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -r requirements.txt
-if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+# Debian's packages: Fashion-MNIST's files, and torchvision for the system Python (reference
+# models that the published-weights tests compare against; the virtual environment needs no torch).
+PACKAGES=()
+[ -d /usr/share/datasets/fashion-mnist ] || PACKAGES+=(dataset-fashion-mnist)
+/usr/bin/python3 -c 'import torchvision' 2>/dev/null || PACKAGES+=(python3-torchvision)
+if [ ${#PACKAGES[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
-  $SUDO apt-get install -y --no-install-recommends dataset-fashion-mnist \
-    || { $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends dataset-fashion-mnist; }
+  $SUDO apt-get install -y --no-install-recommends "${PACKAGES[@]}" \
+    || { $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends "${PACKAGES[@]}"; }
 fi
 echo "set-up done: source .venv/bin/activate"

@@ -133,7 +133,9 @@ def get_vgg_config(model: str, *, top1_error: float,
   crops of images rescaled to a shorter side S = 256 (or jittered in [256, 512]: add
   `--config.train_scale_range=(256,512)`), flips and AlexNet's RGB colour shift. The paper gives
   no decay epochs; these follow the common reimplementation schedule (30, 60). The errors are the
-  paper's Table 3: single net, single test scale Q = S = 256, dense evaluation.
+  paper's Table 3: single net, single test scale Q = S = 256, dense evaluation. The paper started
+  nets B-E from a trained net A: `--config.init_from=runs/vgg11` copies net A's layers into the
+  layers of the same names (README, "Published weights").
   """
   return get_imagenet_config(
       model, image_size=224, batch_size=256, learning_rate=0.01, lr_decay_epochs=(30, 60),

@@ -13,6 +13,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 DEBIAN_FASHION_MNIST = '/usr/share/datasets/fashion-mnist'
+SYSTEM_PYTHON = '/usr/bin/python3'  # Debian's, with python3-torchvision: PyTorch references.
+
+
+def pytest_configure(config):
+  # Keras 3.15's TensorFlow backend converts variables with NumPy 1's __array__ protocol: one
+  # DeprecationWarning per weight read in the published-weights tests, about Keras, not this code.
+  config.addinivalue_line('filterwarnings', "ignore:__array__ implementation doesn't accept a "
+                          'copy keyword:DeprecationWarning')
 
 
 @pytest.fixture(scope='session')
@@ -24,6 +32,17 @@ def fashion_mnist_dir(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp('tfds'))
   tfds_source.prepared_builder('fashion_mnist', data_dir)
   return data_dir
+
+
+@pytest.fixture(scope='session')
+def system_torchvision():
+  """Debian's system Python with torchvision, which writes the reference models and files that
+  the published-weights tests read (the virtual environment has no PyTorch)."""
+  found = os.path.exists(SYSTEM_PYTHON) and subprocess.run(
+      [SYSTEM_PYTHON, '-c', 'import torchvision'], capture_output=True).returncode == 0
+  if not found:
+    pytest.fail(f'{SYSTEM_PYTHON} cannot import torchvision: apt-get install python3-torchvision '
+                '(setup.sh installs it)')
 
 
 def train_command(*args: str) -> list[str]:

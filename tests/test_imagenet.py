@@ -141,6 +141,37 @@ def test_resnet50_trains_and_evaluate_reports_ten_crops_beside_the_paper(data_di
   assert np.isclose(results['top1_error'], 100 * (1 - results['top1_acc']))
 
 
+@pytest.mark.usefixtures('system_torchvision')
+def test_evaluate_applies_an_imported_models_variant_and_input_convention(data_dir, tmp_path):
+  """torchvision's ResNet-18 (random weights), imported: evaluate.py, given the plain ResNet-18
+  config, takes v1.5, symmetric padding and torchvision's normalisation from the checkpoint and
+  reports exactly the torchvision model's own top-1 and top-5 on the evaluation pixels."""
+  from tests.test_published import torchvision_reference
+  config = small_config(data_dir, image_size=224, eval_antialias=True)
+  batch = next(source(config).eval_batches(16, 1))
+  real = batch['mask']
+  labels = batch['label'][real]
+  path, logits = torchvision_reference('resnet18', tmp_path, batch['image'][real], soft=True,
+                                       favoured=sorted(set(labels)))
+  ranked = np.argsort(-logits, axis=1)
+  expected = [np.mean(ranked[:, 0] == labels), np.mean((ranked[:, :5] == labels[:, None]).any(1))]
+
+  workdir = str(tmp_path / 'imported')
+  flags = ('--config=configs/resnet18.py', f'--config.data_dir={data_dir}')
+  result = run_train(*flags, f'--weights={path}', f'--workdir={workdir}',
+                     script='import_weights.py')
+  assert result.returncode == 0, result.stderr
+  evaluate = run_evaluate(*flags, '--config.eval_antialias=true', '--crops=1',
+                          f'--workdir={workdir}')
+  assert evaluate.returncode == 0, evaluate.stderr
+  assert "note: using the checkpoint's input_convention=torch" in evaluate.stdout
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    results = json.load(f)
+  assert results['num_examples'] == 13
+  assert [results['top1_acc'], results['top5_acc']] == pytest.approx(expected, abs=1e-6)
+  assert 0 < expected[0] < 1  # Not vacuous: some images are right, some wrong.
+
+
 def test_decoding_only_the_crop_matches_decoding_the_whole_image(data_dir):
   """On the fixture's real (quality 90, subsampled) JPEGs: same pixels, up to libjpeg rounding."""
   builder = tfds.builder('imagenet2012', data_dir=data_dir)

@@ -21,15 +21,10 @@ import cnns
 import input_pipeline
 from cnns import published
 from tests import ilsvrc_fixture
-from tests.conftest import ROOT, assert_one_line_error, read_metrics, run_train, subprocess_env
+from tests.conftest import SYSTEM_PYTHON, assert_one_line_error, read_metrics, run_train
 from training import steps
 
-SYSTEM_PYTHON = '/usr/bin/python3'
-HAS_TORCHVISION = os.path.exists(SYSTEM_PYTHON) and subprocess.run(
-    [SYSTEM_PYTHON, '-c', 'import torchvision'], capture_output=True).returncode == 0
-needs_torchvision = pytest.mark.skipif(
-    not HAS_TORCHVISION, reason='reference models need torchvision in the system Python: '
-    'apt-get install python3-torchvision (setup.sh installs it)')
+pytestmark = pytest.mark.usefixtures('system_torchvision')
 
 # Builds torchvision.models.<name> with random weights and statistics, saves its state dict, and
 # its logits for images.npy after torchvision's own ImageNet normalisation.
@@ -37,6 +32,7 @@ TORCH_REFERENCE = r'''
 import sys, numpy as np, torch, torchvision
 from torchvision.transforms._presets import ImageClassification
 name, directory, soft = sys.argv[1], sys.argv[2], sys.argv[3] == 'soft'
+favoured = [int(i) for i in sys.argv[4].split(',') if i]
 torch.manual_seed(0)
 model = getattr(torchvision.models, name)(weights=None).eval()
 with torch.no_grad():
@@ -52,6 +48,7 @@ with torch.no_grad():
     classifier = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
     scale = 2 / model(x).std()
     classifier.weight.mul_(scale); classifier.bias.mul_(scale)
+    classifier.bias[favoured] += 6  # Classes that then compete for the top ranks.
   np.save(f'{directory}/logits.npy', model(x).numpy())
 torch.save(model.state_dict(), f'{directory}/{name}.pth')
 '''
@@ -62,12 +59,14 @@ def photographs(size: int, count: int = 2) -> np.ndarray:
   return np.stack([ilsvrc_fixture.photo_like(rng, size, size) for _ in range(count)])
 
 
-def torchvision_reference(name: str, directory, images: np.ndarray,
-                          soft: bool = False) -> tuple[str, np.ndarray]:
-  """(path of the saved .pth, the reference logits); `soft`: logits scaled to std 2."""
+def torchvision_reference(name: str, directory, images: np.ndarray, soft: bool = False,
+                          favoured=()) -> tuple[str, np.ndarray]:
+  """(path of the saved .pth, the reference logits). `soft`: logits scaled to standard
+  deviation 2, and the `favoured` classes' raised by 6 (3 standard deviations)."""
   np.save(directory / 'images.npy', images)
   subprocess.run([SYSTEM_PYTHON, '-c', TORCH_REFERENCE, name, str(directory),
-                  'soft' if soft else 'raw'], check=True, timeout=600)
+                  'soft' if soft else 'raw', ','.join(map(str, favoured))], check=True,
+                 timeout=600)
   return str(directory / f'{name}.pth'), np.load(directory / 'logits.npy')
 
 
@@ -122,7 +121,6 @@ def assert_same_function(ours: np.ndarray, reference: np.ndarray) -> None:
   np.testing.assert_array_equal(np.argsort(-ours)[:, :5], np.argsort(-reference)[:, :5])
 
 
-@needs_torchvision
 @pytest.mark.parametrize('name', ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152',
                                   'vgg11', 'vgg13', 'vgg16', 'vgg19'])
 def test_torchvision_models_compute_the_source_function(name, tmp_path):
@@ -153,7 +151,6 @@ def run_script(script: str, *args: str, timeout: float = 600):
   return run_train(*args, script=script, timeout=timeout)
 
 
-@needs_torchvision
 def test_import_then_predict_gives_the_sources_top5(tmp_path):
   """import_weights.py writes a checkpoint; predict.py on a photograph names the torchvision
   model's own top-5 classes for the pixels predict.py prepared, with its probabilities."""
@@ -192,7 +189,6 @@ def test_import_then_predict_gives_the_sources_top5(tmp_path):
   assert names[0] == 'tench' and names[999] == 'toilet tissue'
 
 
-@needs_torchvision
 def test_a_file_that_does_not_fit_is_one_line_and_writes_nothing(tmp_path):
   path, _ = torchvision_reference('resnet18', tmp_path, photographs(32, 1))
   for config, message in (

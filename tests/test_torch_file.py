@@ -17,22 +17,7 @@ import pytest
 
 from cnns.published import torch_file
 from cnns.published.torch_file import load_state_dict
-
-SYSTEM_PYTHON = '/usr/bin/python3'
-
-
-def _system_torchvision() -> bool:
-  try:
-    return subprocess.run([SYSTEM_PYTHON, '-c', 'import torchvision'], capture_output=True,
-                          timeout=120).returncode == 0
-  except (OSError, subprocess.TimeoutExpired):
-    return False
-
-
-needs_torch = pytest.mark.skipif(
-    not _system_torchvision(),
-    reason=f'{SYSTEM_PYTHON} cannot import torchvision, which writes the reference checkpoints: '
-    'apt-get install python3-torchvision (setup.sh installs it)')
+from tests.conftest import SYSTEM_PYTHON
 
 # Runs under the system python, in the output folder: each checkpoint `<name>.pth` (zip format)
 # and `<name>-legacy.pth` (torch.save's legacy format), with the state dict it must read back as
@@ -112,21 +97,21 @@ def assert_reads_as_saved(path, folder, name):
       np.testing.assert_array_equal(array, arrays[key], err_msg=key)
 
 
-@needs_torch
+@pytest.mark.usefixtures('system_torchvision')
 @pytest.mark.parametrize('suffix', ['', '-legacy'])
 @pytest.mark.parametrize('name', ['resnet18', 'odd', 'training'])
 def test_reads_what_torch_saves(checkpoints, name, suffix):
   assert_reads_as_saved(checkpoints / f'{name}{suffix}.pth', checkpoints, name)
 
 
-@needs_torch
+@pytest.mark.usefixtures('system_torchvision')
 def test_torch_writes_the_zip_layout_read(checkpoints):
   with zipfile.ZipFile(checkpoints / 'odd.pth') as archive:
     names = archive.namelist()
   assert 'odd/data.pkl' in names and 'odd/data/0' in names
 
 
-@needs_torch
+@pytest.mark.usefixtures('system_torchvision')
 @pytest.mark.parametrize('suffix', ['', '-legacy'])
 def test_truncated_file(checkpoints, tmp_path, suffix):
   data = (checkpoints / f'odd{suffix}.pth').read_bytes()
