@@ -27,7 +27,7 @@ import input_pipeline
 from cnns import published
 from training import cli, loop, optim
 from training import mesh as mesh_lib
-from training.checkpoints import Checkpointer
+from training.checkpoints import Checkpointer, committed_steps, disk_full
 from training.errors import ConfigError
 from training.state import TrainState, count_params
 from training.workdir import WorkdirLock, write_atomic
@@ -46,6 +46,11 @@ def variant_config(config, chosen: published.Variant):
   return adapted
 
 
+def refuse_taken(directory: str) -> None:
+  if committed_steps(directory):
+    raise ConfigError(f'{directory} already holds checkpoints: import into a new --workdir')
+
+
 def import_weights(config, weights: str, workdir: str) -> None:
   if not os.path.isfile(weights):
     raise ConfigError(f'--weights={weights}: no such file')
@@ -56,8 +61,7 @@ def import_weights(config, weights: str, workdir: str) -> None:
     raise ConfigError(f'{config.model}\'s config must set num_classes and in_channels (an '
                       'ImageNet config does)')
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  if os.path.isdir(directory) and os.listdir(directory):
-    raise ConfigError(f'{directory} is not empty: import into a new --workdir')
+  refuse_taken(directory)
   architecture = dict(num_classes=config.num_classes, in_channels=config.in_channels,
                       image_size=config.image_size, **config.model_kwargs)
   abstract, _ = cnns.trace(config.model, **architecture)
@@ -73,14 +77,20 @@ def import_weights(config, weights: str, workdir: str) -> None:
   record = {'config': loop.resolved_config(config, architecture),
             'imported_from': {'file': os.path.abspath(weights), 'source': chosen.source,
                               'model': chosen.name}}
-  lock = WorkdirLock(workdir)
+  lock = WorkdirLock(workdir, holder='import_weights.py')
   lock.acquire()
   try:
+    refuse_taken(directory)  # Again, now that no other process can be writing here.
+    # Also removes what an interrupted import left in Orbax's temporary directories.
     checkpointer = Checkpointer(directory, every_steps=1, keep=config.keep_checkpoints)
     try:
       checkpointer.save(0, state, record)
-    finally:
       checkpointer.close()
+    except Exception as error:  # pylint: disable=broad-except
+      if not disk_full(error):
+        raise
+      raise ConfigError(f'disk full while writing {directory}: free space and rerun the same '
+                        'command') from error
     if jax.process_index() == 0:
       write_atomic(os.path.join(workdir, 'config.json'),
                    json.dumps(record['config'], indent=2, sort_keys=True) + '\n')

@@ -80,5 +80,11 @@ class AlexNet(nnx.Module):
     return record('fc8', self.fc8(self.dropout(x, rngs=rngs)))
 
 
-register('alexnet')(functools.partial(AlexNet, ALEXNET))
-register('zfnet')(functools.partial(AlexNet, ZFNET))
+@register
+def alexnet(**kwargs) -> AlexNet:
+  return AlexNet(ALEXNET, **kwargs)
+
+
+@register
+def zfnet(**kwargs) -> AlexNet:
+  return AlexNet(ZFNET, **kwargs)

@@ -88,7 +88,6 @@ class AuxiliaryClassifier(nnx.Module):
     return self.fc2(self.dropout(x, rngs=rngs))
 
 
-@register('googlenet')
 class GoogLeNet(nnx.Module):
   auxiliary_heads = ('aux1', 'aux2')
 
@@ -133,3 +132,8 @@ class GoogLeNet(nnx.Module):
     x = record('avgpool', layers.global_avg_pool(x))
     logits = record('fc', self.fc(self.dropout(x, rngs=rngs)))
     return layers.AuxiliaryOutputs(logits, tuple(aux_logits)) if training else logits
+
+
+@register
+def googlenet(**kwargs) -> GoogLeNet:
+  return GoogLeNet(**kwargs)

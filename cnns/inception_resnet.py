@@ -102,7 +102,6 @@ class ResidualBlock(nnx.Module):
     return nnx.relu(x) if self.activate else x
 
 
-@register('inception_resnet_v2')
 class InceptionResNetV2(nnx.Module):
 
   def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, image_size: int = 299,
@@ -164,3 +163,8 @@ class InceptionResNetV2(nnx.Module):
     x = record('Conv2d_7b_1x1', self.conv_7b(x))
     x = record('AvgPool', layers.global_avg_pool(x))
     return record('Logits', self.logits(self.dropout(x, rngs=rngs)))
+
+
+@register
+def inception_resnet_v2(**kwargs) -> InceptionResNetV2:
+  return InceptionResNetV2(**kwargs)

@@ -73,9 +73,10 @@ def record(name: str, x: jax.Array) -> jax.Array:
   return x
 
 
-def _count(params: int, macs: int) -> None:
+def count(params: int, macs: int) -> None:
   """Adds a layer's parameters (from its shapes: `summary` checks the total against the model's
-  real ones) and multiply-accumulates to the current row, while recording."""
+  real ones) and multiply-accumulates to the current row, while recording. The layers here call
+  it; a family's own parameters (AlphaGo's position bias) too."""
   recorder = _RECORDER.get()
   if recorder is not None:
     recorder.add(params, macs)
@@ -93,29 +94,13 @@ def check_fit(name: str, size: int, window: int, stride: int, padding: int) -> i
 class Floor(NamedTuple):
   """Caffe's and PyTorch's padding: P on every side, output floor((N - F + 2P) / stride) + 1.
 
-  Where the window does not tile the padded input, the rows and columns it cannot reach are left
-  out, so the first window starts P pixels before the image. 'SAME' pads a stride-2 layer on an
-  even input the other way round (one pixel less before than after): same output size, windows
-  shifted by one pixel, which a network trained one way notices when run the other.
+  Where the windows do not tile the padded input, the last rows and columns they cannot reach
+  are left out (XLA does that with explicit padding); the first window starts P pixels before the
+  image. 'SAME' pads a stride-2 layer on an even input the other way round (one pixel less before
+  than after): the same output size, windows shifted by one pixel, which a network trained one
+  way notices when run the other.
   """
   pad: int
-
-  def pairs(self, name: str, x: jax.Array, window, stride) -> list[tuple[int, int]]:
-    """(before, after) padding per spatial axis; `after` is negative where unreachable input
-    pixels are cut."""
-    pairs = []
-    for size, w, s in zip(x.shape[1:3], _pair(window), _pair(stride)):
-      if size + 2 * self.pad < w:
-        raise GeometryError(f'{name}: a {w}-pixel window does not fit {size} pixels padded by '
-                            f'{self.pad}')
-      pairs.append((self.pad, self.pad - (size + 2 * self.pad - w) % s))
-    return pairs
-
-  def apply(self, name: str, x: jax.Array, window, stride, value: float = 0.0) -> jax.Array:
-    """`x` padded with `value` (Caffe pads max pools with -inf), ready for a 'VALID' window."""
-    pairs = self.pairs(name, x, window, stride)
-    return jax.lax.pad(x, jnp.asarray(value, x.dtype),
-                       [(0, 0, 0), *((lo, hi, 0) for lo, hi in pairs), (0, 0, 0)])
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -123,16 +108,19 @@ def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def _check_window(name: str, x: jax.Array, window, stride, padding) -> None:
-  """The integer rule on both spatial axes; 'SAME' and `Floor` fit by construction."""
-  if isinstance(padding, int):
-    for size, w, s in zip(x.shape[1:3], _pair(window), _pair(stride)):
+  """The integer rule on both spatial axes; 'SAME' fits by construction, `Floor` wherever one
+  window fits."""
+  for size, w, s in zip(x.shape[1:3], _pair(window), _pair(stride)):
+    if isinstance(padding, int):
       check_fit(name, size, w, s, padding)
+    elif isinstance(padding, Floor) and size + 2 * padding.pad < w:
+      raise GeometryError(f'{name}: a {w}-pixel window does not fit {size} pixels padded by '
+                          f'{padding.pad}')
 
 
 def _padding(padding: int | str | Floor):
-  """nnx's padding argument; a `Floor` layer pads its input itself and then runs 'VALID'."""
   if isinstance(padding, Floor):
-    return 'VALID'
+    padding = padding.pad
   return padding if isinstance(padding, str) else [(padding, padding)] * 2
 
 
@@ -156,10 +144,8 @@ class Conv(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     _check_window(self.name, x, self.kernel_size, self.stride, self.padding)
-    if isinstance(self.padding, Floor):
-      x = self.padding.apply(self.name, x, self.kernel_size, self.stride)
     y = self.conv(x)
-    _count(self.num_params,
+    count(self.num_params,
            math.prod(y.shape[1:]) * math.prod(_pair(self.kernel_size)) * x.shape[-1])
     return y
 
@@ -225,7 +211,7 @@ class ConvBN(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     y = self.bn(self.conv(x))
-    _count(2 * y.shape[-1], 0)  # BatchNorm's scale and bias.
+    count(2 * y.shape[-1], 0)  # BatchNorm's scale and bias.
     return y
 
 
@@ -238,15 +224,13 @@ class Linear(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     y = self.linear(x)
-    _count(x.shape[-1] * y.shape[-1] + y.shape[-1], x.shape[-1] * y.shape[-1])
+    count(x.shape[-1] * y.shape[-1] + y.shape[-1], x.shape[-1] * y.shape[-1])
     return y
 
 
 def max_pool(name: str, x: jax.Array, window: int, stride: int,
              padding: int | str | Floor = 0) -> jax.Array:
-  _check_window(name, x, window, stride, padding)
-  if isinstance(padding, Floor):
-    x = padding.apply(name, x, window, stride, value=-jnp.inf)
+  _check_window(name, x, window, stride, padding)  # Padding counts as -inf, never the maximum.
   return nnx.max_pool(x, _pair(window), _pair(stride), _padding(padding))
 
 

@@ -20,7 +20,6 @@ from cnns.layers import record
 from cnns.registry import register
 
 
-@register('lenet5')
 class LeNet5(nnx.Module):
   """LeNet-5; parameters float32, computation in `dtype`."""
 
@@ -46,3 +45,8 @@ class LeNet5(nnx.Module):
     x = record('fc3', nnx.relu(self.fc3(x)))
     x = record('fc4', nnx.relu(self.fc4(x)))
     return record('fc5', self.fc5(x))
+
+
+@register
+def lenet5(**kwargs) -> LeNet5:
+  return LeNet5(**kwargs)

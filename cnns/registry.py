@@ -1,7 +1,9 @@
 """Name -> constructor registry (timm's `create_model`), so configs name models by string.
 
-Each family file registers its constructors with `@register`; `cnns/__init__.py` imports the family
-files so that importing `cnns` fills the registry.
+One idiom, timm's: each registered model is a module-level function of its family file named as
+the model and decorated with `@register`, which registers it under that name, so searching for
+`def resnet50` finds where `resnet50` is defined. `cnns/__init__.py` imports the family files so
+that importing `cnns` fills the registry.
 """
 
 from typing import Callable
@@ -17,16 +19,13 @@ class UnknownModelError(ValueError):
   """A model name that no family registered."""
 
 
-def register(name: str):
-  """Class or function decorator adding a model constructor under `name`."""
-
-  def wrap(constructor):
-    if name in _MODELS:
-      raise ValueError(f'model {name!r} registered twice')
-    _MODELS[name] = constructor
-    return constructor
-
-  return wrap
+def register(constructor: Callable[..., nnx.Module]) -> Callable[..., nnx.Module]:
+  """Registers the model function `constructor` under its own name."""
+  name = constructor.__name__
+  if name in _MODELS:
+    raise ValueError(f'model {name!r} registered twice')
+  _MODELS[name] = constructor
+  return constructor
 
 
 def available_models() -> list[str]:

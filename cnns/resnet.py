@@ -21,8 +21,6 @@ Choices the paper leaves open, after torchvision's reference and the Flax ImageN
 - BatchNorm momentum 0.9 and epsilon 1e-5 (PyTorch's), He-normal (fan-out) convolution kernels.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -116,5 +114,26 @@ class ResNet(nnx.Module):
     return record('fc', self.fc(x))
 
 
-for _depth in _DEPTHS:
-  register(f'resnet{_depth}')(functools.partial(ResNet, _depth))
+@register
+def resnet18(**kwargs) -> ResNet:
+  return ResNet(18, **kwargs)
+
+
+@register
+def resnet34(**kwargs) -> ResNet:
+  return ResNet(34, **kwargs)
+
+
+@register
+def resnet50(**kwargs) -> ResNet:
+  return ResNet(50, **kwargs)
+
+
+@register
+def resnet101(**kwargs) -> ResNet:
+  return ResNet(101, **kwargs)
+
+
+@register
+def resnet152(**kwargs) -> ResNet:
+  return ResNet(152, **kwargs)

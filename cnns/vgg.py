@@ -69,6 +69,37 @@ class VGG(nnx.Module):
     return record('fc8', self.fc8(self.dropout(x, rngs=rngs)))
 
 
-for _name, _stages in _STAGES.items():
-  register(_name)(lambda _stages=_stages, **kw: VGG(_stages, **kw))
-register('vgg11_lrn')(lambda **kw: VGG(_STAGES['vgg11'], lrn=True, **kw))
+@register
+def vgg11(**kwargs) -> VGG:
+  """Configuration A."""
+  return VGG(_STAGES['vgg11'], **kwargs)
+
+
+@register
+def vgg11_lrn(**kwargs) -> VGG:
+  """Configuration A-LRN: A with local response normalisation after conv1_1."""
+  return VGG(_STAGES['vgg11'], lrn=True, **kwargs)
+
+
+@register
+def vgg13(**kwargs) -> VGG:
+  """Configuration B."""
+  return VGG(_STAGES['vgg13'], **kwargs)
+
+
+@register
+def vgg16c(**kwargs) -> VGG:
+  """Configuration C: D with 1x1 convolutions as each deep stage's third layer."""
+  return VGG(_STAGES['vgg16c'], **kwargs)
+
+
+@register
+def vgg16(**kwargs) -> VGG:
+  """Configuration D."""
+  return VGG(_STAGES['vgg16'], **kwargs)
+
+
+@register
+def vgg19(**kwargs) -> VGG:
+  """Configuration E."""
+  return VGG(_STAGES['vgg19'], **kwargs)

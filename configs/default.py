@@ -154,11 +154,12 @@ def get_resnet_config(depth: int, *, top1_error: float | None, top5_error: float
   (`--config.train_crop=scaled --config.train_scale_range=(256,480) --config.pca_lighting=0.1`);
   this follows torchvision's reference: random-resized crops with flips, dividing the rate by 10
   at epochs 30 and 60 of 90. Evaluated on 10 crops (`evaluate.py --crops=10`) as the paper.
-  `model_kwargs.stride_on_3x3=True` gives "ResNet v1.5" and
-  `model_kwargs.zero_init_residual=True` starts every block as the identity (see cnns/resnet.py).
+  `model_kwargs.stride_on_3x3=True` gives "ResNet v1.5",
+  `model_kwargs.zero_init_residual=True` starts every block as the identity, and
+  `model_kwargs.padding='symmetric'` pads as Caffe and torchvision (see cnns/resnet.py).
   """
   return get_imagenet_config(
       f'resnet{depth}', image_size=224, batch_size=256, learning_rate=0.1,
       lr_decay_epochs=(30, 60), num_epochs=90, weight_decay=1e-4, top1_error=top1_error,
       top5_error=top5_error, protocol=protocol, crops=10,
-      model_kwargs={'stride_on_3x3': False, 'zero_init_residual': False})
+      model_kwargs={'stride_on_3x3': False, 'zero_init_residual': False, 'padding': 'same'})

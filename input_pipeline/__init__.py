@@ -78,13 +78,21 @@ def class_names(config) -> list[str]:
 
 def read_image(path: str, channels: int):
   """The pixels of any image file Pillow reads (JPEG, PNG, GIF, BMP, WebP, TIFF, ...), uint8
-  [H, W, channels]. A file that is not a whole image raises OSError, a decompression bomb too."""
+  [H, W, channels]; 16-bit and float grey levels are scaled to 8 bits (Pillow's own conversion
+  clips them). A file that is not a whole image raises OSError."""
   from PIL import Image  # pylint: disable=import-outside-toplevel
   try:
     with Image.open(path) as image:
+      image.load()
+      if image.mode.startswith('I') or image.mode == 'F':  # 16- or 32-bit grey levels.
+        levels = np.asarray(image, np.float64)
+        image = Image.fromarray(np.round(
+            levels / (257.0 if image.mode.startswith('I') else 1.0)).clip(0, 255).astype(np.uint8))
       pixels = np.asarray(image.convert('RGB' if channels == 3 else 'L'))
-  except Image.DecompressionBombError as e:
-    raise OSError(str(e)) from e
+  except OSError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  (Pillow's decoders raise many types)
+    raise OSError(f'not a readable image ({type(e).__name__}: {e})') from e
   return pixels if pixels.ndim == 3 else pixels[..., None]
 
 
@@ -178,6 +186,6 @@ def create_source(config, *, process_index: int, process_count: int,
                   f'{", ".join(available_datasets())}')
 
 
-__all__ = ['Batch', 'DataError', 'DatasetSpec', 'INPUT_CONVENTIONS', 'Source', 'available_datasets',
-           'class_names', 'create_source', 'dataset_spec', 'normalization', 'num_data_shards', 'num_eval_steps',
-           'prediction_image', 'read_image']
+__all__ = ['Batch', 'DataError', 'DatasetSpec', 'INPUT_CONVENTIONS', 'Source',
+           'available_datasets', 'class_names', 'create_source', 'dataset_spec', 'normalization',
+           'num_data_shards', 'num_eval_steps', 'prediction_image', 'read_image']

@@ -220,27 +220,35 @@ def test_inception_resnet_v2_volumes_and_counts():
     table('inception_resnet_v2', image_size=298)
 
 
-# Smallest inputs whose geometry fits (ResNet: a small one), for fast passes on the CPU.
-SMALL_INPUT = {'alexnet': 67, 'zfnet': 67, **{name: 32 for name in VGG_MILLIONS},
-               'googlenet': 128, 'resnet18': 32, 'resnet50': 32, 'inception_resnet_v2': 75}
-# One block of each kind instead of 10/20/10 (the full depth is counted above): every module
-# type trains, in a quarter of the compile time.
-SMALL_KWARGS = {'inception_resnet_v2': {'repeats': (1, 1, 2)}}
+# Every registered model trains a few steps in test_training_steps_lower_the_loss on its smallest
+# input that fits (ResNet: a small one), with these constructor arguments; or is in TRACED_ONLY.
+SMALL = {'lenet5': dict(image_size=32), 'alexnet': dict(image_size=67),
+         'zfnet': dict(image_size=67), **{name: dict(image_size=32) for name in VGG_MILLIONS},
+         'googlenet': dict(image_size=128), 'resnet18': dict(image_size=32),
+         'resnet50': dict(image_size=32),
+         # One block of each kind instead of 10/20/10 (the full depth is counted above): every
+         # module type trains, in a quarter of the compile time.
+         'inception_resnet_v2': dict(image_size=75, repeats=(1, 1, 2)),
+         # The paper's full network: 19x19x48 positions, one class per board point.
+         'alphago_policy': dict(image_size=19, in_channels=48, num_classes=361),
+         'pattern': dict(image_size=32)}
+# Built only from blocks that a trained model above has; their training step is traced at full
+# size in test_deeper_resnets_trace_a_training_step.
+TRACED_ONLY = ('resnet34', 'resnet101', 'resnet152')
 
 
-@pytest.mark.parametrize('model', SMALL_INPUT)
-def test_training_steps_lower_the_loss(model):
-  net = cnns.create_model(model, num_classes=10, in_channels=3, image_size=SMALL_INPUT[model],
-                          rngs=nnx.Rngs(0), **SMALL_KWARGS.get(model, {}))
+def assert_training_lowers_the_loss(model: str, *, image_size: int, in_channels: int = 3,
+                                    num_classes: int = 10, **kwargs):
+  net = cnns.create_model(model, num_classes=num_classes, in_channels=in_channels,
+                          image_size=image_size, rngs=nnx.Rngs(0), **kwargs)
   tx = optax.sgd(0.01, momentum=0.9)
   graphdef, state = create_train_state(net, tx)
-  norm = dict(mean=(127.5,) * 3, std=(64.0,) * 3, dtype=jnp.float32)
-  step = steps.make_train_step(graphdef, tx, num_classes=10, label_smoothing=0.0, seed=0,
+  norm = dict(mean=(127.5,) * in_channels, std=(64.0,) * in_channels, dtype=jnp.float32)
+  step = steps.make_train_step(graphdef, tx, num_classes=num_classes, label_smoothing=0.0, seed=0,
                                out_sharding=None, aux_loss_weight=0.3, **norm)
   rng = np.random.default_rng(0)
-  size = SMALL_INPUT[model]
-  batch = {'image': rng.integers(0, 256, (8, size, size, 3), dtype=np.uint8),
-           'label': np.arange(8, dtype=np.int32)}
+  batch = {'image': rng.integers(0, 256, (8, image_size, image_size, in_channels), dtype=np.uint8),
+           'label': np.arange(8, dtype=np.int32) * (num_classes // 8)}
 
   @jax.jit
   def training_loss(state):
@@ -258,7 +266,23 @@ def test_training_steps_lower_the_loss(model):
   assert np.isfinite(after) and after < before, (before, after)
 
 
-@pytest.mark.parametrize('model', ['resnet34', 'resnet101', 'resnet152'])
+def test_every_registered_model_has_a_training_case():
+  missing = set(cnns.available_models()) - set(SMALL) - set(TRACED_ONLY)
+  assert not missing, f'no small-input training case for {sorted(missing)}: add them to SMALL'
+
+
+@pytest.mark.parametrize('model', SMALL)
+def test_training_steps_lower_the_loss(model):
+  assert_training_lowers_the_loss(model, **SMALL[model])
+
+
+@pytest.mark.parametrize('n, m, k, pool', [(1, 1, 0, True), (3, 2, 2, False)])
+def test_pattern_networks_of_other_shapes_train(n, m, k, pool):
+  assert_training_lowers_the_loss('pattern', image_size=16, convs_per_block=n, blocks=m,
+                                  fc_layers=k, widths=8, fc_width=32, pool=pool)
+
+
+@pytest.mark.parametrize('model', TRACED_ONLY)
 def test_deeper_resnets_trace_a_training_step(model):
   # The blocks of ResNet-18 and -50 (trained above), more of them: trace the step, not compile it.
   net = nnx.eval_shape(lambda: cnns.create_model(model, num_classes=10, rngs=nnx.Rngs(0)))
@@ -296,3 +320,50 @@ def test_per_group_batchnorm_normalises_each_part_by_its_own_statistics():
     reference.scale[...], reference.bias[...] = bn.scale[...], bn.bias[...]
     np.testing.assert_allclose(bn(jnp.asarray(x, jnp.float32)),
                                reference(jnp.asarray(x, jnp.float32)), rtol=1e-6)
+
+
+def test_alphago_policy_network_follows_the_paper():
+  result = table('alphago_policy', image_size=19, in_channels=48, num_classes=361)
+  layers_ = rows(result)
+  conv1 = 5 * 5 * 48 * 192 + 192  # 230,592
+  hidden = 3 * 3 * 192 * 192 + 192  # 331,968, conv2 .. conv12
+  output = 192 + 19 * 19  # conv13's 1x1 weights and its bias per board point.
+  assert [r['name'] for r in result['layers']] == [f'conv{i}' for i in range(1, 14)]
+  assert layers_['conv1']['params'] == conv1 and layers_['conv12']['params'] == hidden
+  assert all(tuple(layers_[f'conv{i}']['output_shape']) == (19, 19, 192) for i in range(1, 13))
+  assert tuple(layers_['conv13']['output_shape']) == (361,) and layers_['conv13']['params'] == output
+  assert result['total_params'] == conv1 + 11 * hidden + output == 3_882_793
+  with pytest.raises(layers.GeometryError, match='num_classes=10 must be 19x19'):
+    table('alphago_policy', image_size=19, in_channels=48, num_classes=10)
+
+
+@pytest.mark.parametrize('kwargs, image_size, in_channels, classes, expected', [
+    # conv1_1 3*3*3*8+8, pool to 16, conv2_1 3*3*8*16+16, pool to 8, fc1 8*8*16*10+10.
+    (dict(convs_per_block=1, blocks=2, fc_layers=0, widths=(8, 16)), 32, 3, 10,
+     224 + 1168 + 10250),
+    # conv1_1 3*3*1*4+4, conv1_2 and conv1_3 3*3*4*4+4 each, no pool: fc1 8*8*4*20+20,
+    # fc2 20*20+20, fc3 20*5+5.
+    (dict(convs_per_block=3, blocks=1, fc_layers=2, widths=4, fc_width=20, pool=False), 8, 1, 5,
+     40 + 2 * 148 + 5140 + 420 + 105),
+    # VGG-16's convolutions are N = 2, 2, 3, 3, 3: the same widths with N = 2 everywhere and K = 2
+    # is VGG-13 (configuration B) exactly.
+    (dict(convs_per_block=2, blocks=5, fc_layers=2, widths=(64, 128, 256, 512, 512),
+          fc_width=4096), 224, 3, 1000, 133_047_848),
+])
+def test_pattern_networks_match_hand_counts(kwargs, image_size, in_channels, classes, expected):
+  result = table('pattern', image_size=image_size, in_channels=in_channels, num_classes=classes,
+                 **kwargs)
+  assert result['total_params'] == expected
+  if kwargs['blocks'] == 5:
+    assert result['total_params'] == table('vgg13')['total_params']
+
+
+def test_pattern_geometry_that_does_not_fit_is_one_line():
+  with pytest.raises(layers.GeometryError, match=r'pool2: .* = 7\.50 does not fit'):
+    table('pattern', image_size=30, in_channels=1, num_classes=10)
+  result = subprocess.run([sys.executable, '-m', 'cnns.summary', '--config=configs/pattern.py',
+                           '--config.image_size=30'], cwd=ROOT, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0 and 'Traceback' not in result.stderr
+  assert 'pool2: (N - F + 2P)/stride + 1 = (15 - 2 + 2*0)/2 + 1 = 7.50 does not fit' in (
+      result.stderr.strip().splitlines()[-1])

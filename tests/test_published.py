@@ -10,7 +10,9 @@ each after its own preprocessing (Keras' `preprocess_input`, torchvision's norma
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 
 import jax.numpy as jnp
 import numpy as np
@@ -70,8 +72,8 @@ def torchvision_reference(name: str, directory, images: np.ndarray, soft: bool =
   return str(directory / f'{name}.pth'), np.load(directory / 'logits.npy')
 
 
-def keras_reference(name: str, module: str, directory, images: np.ndarray, *,
-                    legacy: bool) -> tuple[str, np.ndarray]:
+def keras_reference(name: str, module: str, directory, images: np.ndarray, *, legacy: bool,
+                    classes: int = 1000) -> tuple[str, np.ndarray]:
   """Keras' model with random weights saved as the published files are (`legacy`: the Keras 2
   HDF5 layout of `*_weights_tf_dim_ordering_tf_kernels.h5`) or as Keras 3's `.weights.h5`."""
   input_pipeline.import_tensorflow_quietly()
@@ -79,7 +81,8 @@ def keras_reference(name: str, module: str, directory, images: np.ndarray, *,
   import keras
   from keras.src.legacy.saving import legacy_h5_format
   keras.utils.set_random_seed(0)
-  model = getattr(keras.applications, name)(weights=None, classifier_activation=None)
+  model = getattr(keras.applications, name)(weights=None, classes=classes,
+                                            classifier_activation=None)
   rng = np.random.default_rng(0)
   for layer in model.layers:
     for w in layer.weights:
@@ -99,12 +102,13 @@ def keras_reference(name: str, module: str, directory, images: np.ndarray, *,
   return path, logits
 
 
-def imported_logits(path: str, model_name: str, images: np.ndarray, **model_kwargs):
+def imported_logits(path: str, model_name: str, images: np.ndarray, num_classes: int = 1000,
+                    **model_kwargs):
   """This project's model with the file's weights, on the images after the source's input
   convention."""
   chosen = published.variant(path, model_name)
   kwargs = {**chosen.model_kwargs, **model_kwargs}
-  abstract, _ = cnns.trace(model_name, num_classes=1000, in_channels=3,
+  abstract, _ = cnns.trace(model_name, num_classes=num_classes, in_channels=3,
                            image_size=images.shape[1], **kwargs)
   params, batch_stats = published.load(path, chosen, abstract)
   model = nnx.merge(nnx.graphdef(abstract), params, batch_stats)
@@ -132,19 +136,20 @@ def test_torchvision_models_compute_the_source_function(name, tmp_path):
     assert np.abs(shifted - reference).max() / np.abs(reference).max() > 1e-3
 
 
-@pytest.mark.parametrize('name, module, model, size, legacy', [
-    ('VGG16', 'vgg16', 'vgg16', 224, True),
-    ('VGG19', 'vgg19', 'vgg19', 224, False),
-    ('ResNet50', 'resnet', 'resnet50', 224, True),
-    ('ResNet101', 'resnet', 'resnet101', 224, False),
-    ('ResNet152', 'resnet', 'resnet152', 224, True),
-    ('InceptionResNetV2', 'inception_resnet_v2', 'inception_resnet_v2', 299, True),
+@pytest.mark.parametrize('name, module, model, size, legacy, classes', [
+    ('VGG16', 'vgg16', 'vgg16', 224, True, 1000),
+    ('VGG19', 'vgg19', 'vgg19', 224, False, 1000),
+    ('ResNet50', 'resnet', 'resnet50', 224, True, 1000),
+    ('ResNet101', 'resnet', 'resnet101', 224, False, 10),  # A fine-tuned head, Keras 3's format.
+    ('ResNet152', 'resnet', 'resnet152', 224, True, 1000),
+    ('InceptionResNetV2', 'inception_resnet_v2', 'inception_resnet_v2', 299, True, 1000),
 ])
 def test_keras_applications_compute_the_source_function(name, module, model, size, legacy,
-                                                        tmp_path):
+                                                        classes, tmp_path):
   images = photographs(size)
-  path, reference = keras_reference(name, module, tmp_path, images, legacy=legacy)
-  assert_same_function(imported_logits(path, model, images), reference)
+  path, reference = keras_reference(name, module, tmp_path, images, legacy=legacy,
+                                    classes=classes)
+  assert_same_function(imported_logits(path, model, images, num_classes=classes), reference)
 
 
 def run_script(script: str, *args: str, timeout: float = 600):
@@ -188,6 +193,31 @@ def test_import_then_predict_gives_the_sources_top5(tmp_path):
   assert [e['name'] for e in result['top5']] == [names[i] for i in top5]
   assert names[0] == 'tench' and names[999] == 'toilet tissue'
 
+  # Fine-tuning from the import must compute the same function: each option is asked for.
+  fine_tune = ['--config=configs/resnet50.py', '--config.dataset=synthetic',
+               '--config.image_size=32', f'--config.init_from={workdir}']
+  for added, message in (([], 'add --config.input_convention=torch'),
+                         (['--config.input_convention=torch'],
+                          'add --config.model_kwargs.padding=symmetric')):
+    result = run_train(*fine_tune, *added, f'--workdir={tmp_path / "tuned"}')
+    assert_one_line_error(result, message)
+    assert not (tmp_path / 'tuned').exists()
+
+
+def test_predict_reads_16_bit_and_odd_images_as_8_bit():
+  from PIL import Image
+  levels = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16
+  with tempfile.TemporaryDirectory() as folder:
+    Image.fromarray(levels).save(os.path.join(folder, 'grey16.png'))
+    Image.fromarray((levels // 257).astype(np.uint8)).convert('P').save(
+        os.path.join(folder, 'palette.gif'))
+    grey16 = input_pipeline.read_image(os.path.join(folder, 'grey16.png'), 3)
+    palette = input_pipeline.read_image(os.path.join(folder, 'palette.gif'), 1)
+  assert grey16.shape == (64, 64, 3) and grey16.dtype == np.uint8
+  np.testing.assert_allclose(grey16[..., 0], levels / 257, atol=0.5)
+  assert palette.shape == (64, 64, 1)
+  np.testing.assert_allclose(palette[..., 0], levels // 257, atol=1)
+
 
 def test_a_file_that_does_not_fit_is_one_line_and_writes_nothing(tmp_path):
   path, _ = torchvision_reference('resnet18', tmp_path, photographs(32, 1))
@@ -223,14 +253,14 @@ def test_unknown_files_and_taken_workdirs_are_refused(tmp_path):
 
 
 def test_floor_padding_follows_caffe_and_refuses_what_cannot_fit():
-  x = jnp.arange(1 * 7 * 6 * 1, dtype=jnp.float32).reshape(1, 7, 6, 1)
-  # 3x3 stride 2 padded by 1: rows -1..7 reach 7 + 1 (odd) and columns -1..5, the last unused.
   from cnns import layers
-  assert layers.Floor(1).pairs('pool', x, 3, 2) == [(1, 1), (1, 0)]
-  assert layers.Floor(3).pairs('conv1', jnp.zeros((1, 224, 224, 3)), 7, 2) == [(3, 2), (3, 2)]
+  x = jnp.arange(1 * 7 * 6 * 1, dtype=jnp.float32).reshape(1, 7, 6, 1) - 100  # All negative.
   pooled = layers.max_pool('pool', x, 3, 2, layers.Floor(1))
   assert pooled.shape == (1, 4, 3, 1)  # floor((7 + 2 - 3) / 2) + 1, floor((6 + 2 - 3) / 2) + 1
-  assert float(pooled[0, 0, 0, 0]) == float(x[0, 1, 1, 0])  # -inf padding never wins.
+  # The first window covers rows -1..1 and columns -1..1: padding is -inf, never the maximum.
+  assert float(pooled[0, 0, 0, 0]) == float(x[0, 1, 1, 0])
+  # The last window of the columns covers 3..5: the padding column 6 is out of reach.
+  assert float(pooled[0, 0, 2, 0]) == float(x[0, 1, 5, 0])
   with pytest.raises(cnns.GeometryError, match='does not fit'):
     layers.max_pool('pool', jnp.zeros((1, 1, 1, 1)), 5, 1, layers.Floor(1))
 
@@ -253,9 +283,10 @@ def test_init_from_copies_matching_layers_and_fine_tunes_a_new_head(fashion_mnis
           in result.stderr), result.stderr
   losses = [r['train/loss'] for r in read_metrics(str(tuned)) if 'train/loss' in r]
   assert losses[-1] < 0.8 * losses[0] < 2.5
-  # The fine-tune's own checkpoints win on a rerun; init_from is not read again.
+  # The fine-tune's own checkpoints win on a rerun; init_from is not read again (even gone).
+  shutil.rmtree(source)
   rerun = run_train(*args)
-  assert rerun.returncode == 0 and 'init_from' not in rerun.stderr
+  assert rerun.returncode == 0 and 'init_from' not in rerun.stderr, rerun.stderr
 
 
 def test_init_from_refuses_other_pixels_before_touching_the_workdir(tmp_path):

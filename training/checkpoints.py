@@ -12,6 +12,7 @@ cannot collide with it. Nothing is moved unless an older step restores. Saving r
 states, so rotation (`keep`) only ever removes good checkpoints older than a good one.
 """
 
+import errno
 import logging
 import os
 import sys
@@ -54,6 +55,24 @@ def _quiet(hook, error_of):
 sys.excepthook = _quiet(sys.excepthook, lambda type_, value, tb: value)
 sys.unraisablehook = _quiet(sys.unraisablehook, lambda unraisable: unraisable.exc_value)
 threading.excepthook = _quiet(threading.excepthook, lambda args: args.exc_value)
+
+
+def disk_full(error: BaseException) -> bool:
+  """Whether `error`, or an exception it was raised from, is a full disk or quota (Orbax and
+  tensorstore wrap the OSError in their own types, or keep only its text)."""
+  while error is not None:
+    if getattr(error, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or any(
+        text in str(error) for text in ('No space left', 'quota exceeded')):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def committed_steps(directory: str) -> list[int]:
+  """Steps with a committed checkpoint directory in `directory` (Orbax writes a step into a
+  temporary directory and renames it when complete)."""
+  names = os.listdir(directory) if os.path.isdir(directory) else []
+  return [int(n) for n in names if n.isdigit()]
 
 
 def host_leaves(state) -> list[np.ndarray]:
@@ -179,9 +198,8 @@ class Checkpointer:
     self._manager.close()
 
   def _steps_on_disk(self) -> list[int]:
-    """Steps with a directory, committed or not (Orbax lists only what it could read)."""
-    names = os.listdir(self.directory) if os.path.isdir(self.directory) else []
-    return [int(n) for n in names if n.isdigit()]
+    """Steps with a directory, readable or not (Orbax lists only what it could read)."""
+    return committed_steps(self.directory)
 
   @staticmethod
   def _problem(state, record: dict) -> str | None:

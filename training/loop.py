@@ -13,7 +13,6 @@ state or the data order means is refused.
 
 import contextlib
 import dataclasses
-import errno
 import json
 import os
 import signal
@@ -28,7 +27,7 @@ import cnns
 import input_pipeline
 from training import mesh as mesh_lib
 from training import optim, steps, weights
-from training.checkpoints import Checkpointer
+from training.checkpoints import Checkpointer, disk_full
 from training.errors import ConfigError, Diverged, NonFiniteError, Stopped
 from training.state import TrainState, count_params, create_train_state
 from training.workdir import WorkdirLock, write_atomic
@@ -159,7 +158,9 @@ class Run:
     num_classes = architecture['num_classes']
     # A window that does not tile its input (GeometryError) surfaces here, before any weights.
     abstract, _ = cnns.trace(config.model, **architecture)
-    init_source = weights.check_init_from(config) if config.init_from else None
+    # A fresh run starts from init_from's layers; a resumed one from its own checkpoints.
+    init_source = (weights.check_init_from(config)
+                   if config.init_from and not weights.has_checkpoint(workdir) else None)
     if config.batchnorm == 'per_device' and not any(
         isinstance(m, nnx.BatchNorm) for _, m in nnx.iter_modules(abstract)):
       raise ConfigError(f"batchnorm='per_device' but {config.model} has no BatchNorm layers")
@@ -167,6 +168,10 @@ class Run:
                               **architecture)
     tx = optim.create_optimizer(config, self.steps_per_epoch)
     self.graphdef, state = create_train_state(model, tx)
+    notes = []
+    if init_source is not None:
+      state = weights.init_from(config, init_source, abstract, state, self._replicated,
+                                note=notes.append)
     mean, std = input_pipeline.normalization(config, self.source.spec)
     norm = dict(mean=mean, std=std, dtype=dtype)
     self._train_step = steps.make_train_step(
@@ -190,13 +195,10 @@ class Run:
       changes = []
       check = lambda saved, step: changes.append(check_resume(saved, self._record, step))
       restored = self._checkpointer.restore_latest(state, check_record=check)
-      train_sums, notes = None, []
+      train_sums = None
       if restored is not None:
         state, saved, _ = restored
         train_sums = saved.get('train_metrics')
-      elif init_source is not None:
-        state = weights.init_from(config, init_source, abstract, state, self._replicated,
-                                  note=notes.append)
       self.state = state
       self.step = int(self.state.step)
       if is_chief:
@@ -356,9 +358,7 @@ class Run:
     try:
       yield
     except Exception as error:
-      chain = list(_chain(error))
-      if not any(getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or any(
-          text in str(e) for text in ('No space left', 'quota exceeded')) for e in chain):
+      if not disk_full(error):
         raise
       failed, intact = self._checkpointer.failed_save()
       raise ConfigError(f'disk full while saving step {failed or self.step} in '
@@ -419,13 +419,6 @@ class Run:
       self._lock.release()
 
 
-def _chain(error: BaseException):
-  """`error` and the exceptions it was raised from."""
-  while error is not None:
-    yield error
-    error = error.__cause__ or error.__context__
-
-
 def resolved_config(config, architecture: dict) -> dict:
   """The config as a checkpoint records it: JSON types (tuples as lists, so that a comparison
   after the round trip is fair), the values that -1 stands for (classes, channels, data shards),
@@ -441,11 +434,13 @@ def resolved_config(config, architecture: dict) -> dict:
 def check_resume(saved: dict, record: dict, step: int) -> str:
   """Refuses a resume that changes a MEANING_FIELDS value; returns the other changes, printable.
 
-  Checkpoints older than the saved config hold only the data position.
+  Checkpoints older than the saved config hold only the data position; those older than
+  `input_convention` standardised with the dataset's statistics.
   """
   config = record['config']
-  before = saved.get('config') or {'seed': saved.get('seed'), 'data_shards': saved.get(
-      'data_shards'), 'batch_size': saved.get('global_batch_size')}
+  before = ({'input_convention': 'dataset', **saved['config']} if saved.get('config') else
+            {'seed': saved.get('seed'), 'data_shards': saved.get('data_shards'),
+             'batch_size': saved.get('global_batch_size')})
   changed = {k: (before[k], config[k]) for k in before if k in config and before[k] != config[k]}
   refused = [k for k in MEANING_FIELDS if k in changed]
   if refused:

@@ -18,7 +18,7 @@ from flax import nnx
 import cnns
 from cnns import layers
 from training import optim
-from training.checkpoints import Checkpointer
+from training.checkpoints import Checkpointer, committed_steps
 from training.errors import ConfigError
 from training.state import TrainState, split_model
 
@@ -38,19 +38,20 @@ def _no_checkpoint(workdir: str) -> ConfigError:
                      'published weights (python import_weights.py ...)')
 
 
-def recorded_config(workdir: str) -> dict:
-  """The config recorded with the newest readable checkpoint of `workdir`."""
+def recorded_config(workdir: str) -> dict | None:
+  """The config recorded with the newest readable checkpoint of `workdir` (None for checkpoints
+  older than recorded configs)."""
   checkpointer = _checkpointer(workdir)
   found = checkpointer.latest_record() if checkpointer else None
   if checkpointer:
     checkpointer.close()
   if found is None:
     raise _no_checkpoint(workdir)
-  record, _ = found
-  if 'config' not in record:
-    raise ConfigError(f'the checkpoints in {workdir} predate recorded configs; evaluate them with '
-                      'the config that trained them')
-  return record['config']
+  return found[0].get('config')
+
+
+def has_checkpoint(workdir: str) -> bool:
+  return bool(committed_steps(os.path.join(workdir, 'checkpoints')))
 
 
 def architecture(recorded: dict) -> dict:
@@ -88,8 +89,10 @@ def _json(value):
 def checkpoint_config(config, workdirs: list[str], note=print):
   """`config` with ADOPTED_FIELDS from the checkpoints of `workdirs` (which must agree), and
   a note for each that differs from what `config` says; a checkpoint of another model or number
-  of classes is refused."""
+  of classes is refused. Checkpoints older than recorded configs adopt nothing."""
   recorded = [recorded_config(w) for w in workdirs]
+  if any(saved is None for saved in recorded):
+    return config
   for workdir, saved in zip(workdirs, recorded):
     if saved['model'] != config.model:
       raise ConfigError(f'{workdir} holds a {saved["model"]} checkpoint, not {config.model}: '
@@ -98,12 +101,12 @@ def checkpoint_config(config, workdirs: list[str], note=print):
       raise ConfigError(f'{workdir} holds a {saved["num_classes"]}-class model; the config has '
                         f'num_classes={config.num_classes}')
     for field in ADOPTED_FIELDS:
-      if saved.get(field, 'dataset') != recorded[0].get(field, 'dataset'):
+      if _recorded(saved, field) != _recorded(recorded[0], field):
         raise ConfigError(f'{workdirs[0]} and {workdir} differ in {field}: an ensemble needs '
                           'models that compute the same kind of function')
   adopted = ml_collections.ConfigDict(config.to_dict())
   for field in ADOPTED_FIELDS:
-    value = recorded[0].get(field, 'dataset')
+    value = _recorded(recorded[0], field)
     if value != _json(config[field]):
       note(f'note: using the checkpoint\'s {field}={value} (the config says {_json(config[field])})')
       adopted[field] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
@@ -111,19 +114,27 @@ def checkpoint_config(config, workdirs: list[str], note=print):
   return adopted
 
 
+def _recorded(saved: dict, field: str):
+  """A recorded config's `field`; checkpoints from before the field had its default."""
+  return saved.get(field, {'model_kwargs': {}, 'input_convention': 'dataset'}[field])
+
+
 def check_init_from(config) -> dict:
   """The recorded config of `config.init_from`, refused (one line, before any workdir is touched)
-  where the new run would feed its layers other pixels or compute them otherwise."""
+  where the new run would standardise its pixels or compute its layers otherwise."""
   source = recorded_config(config.init_from)
-  if source.get('input_convention', 'dataset') != config.input_convention:
-    raise ConfigError(f'init_from={config.init_from} expects input_convention='
-                      f'{source.get("input_convention", "dataset")}: add --config.input_convention='
-                      f'{source.get("input_convention", "dataset")}')
-  ours = _json(config.model_kwargs)
-  for key, value in source['model_kwargs'].items():
-    if key in ours and ours[key] != value and key not in INITIALISATION_OPTIONS:
-      raise ConfigError(f'init_from={config.init_from} was made with model_kwargs.{key}={value}: '
-                        f'add --config.model_kwargs.{key}={value}')
+  if source is None:
+    raise ConfigError(f'init_from={config.init_from}: its checkpoints predate recorded configs')
+  convention = _recorded(source, 'input_convention')
+  if convention != config.input_convention:
+    raise ConfigError(f'init_from={config.init_from} expects input_convention={convention}: '
+                      f'add --config.input_convention={convention}')
+  theirs, ours = source['model_kwargs'], _json(config.model_kwargs)
+  for key in sorted(set(theirs) | set(ours)):
+    if theirs.get(key) != ours.get(key) and key not in INITIALISATION_OPTIONS:
+      raise ConfigError(f'init_from={config.init_from} was made with model_kwargs.{key}='
+                        f'{theirs.get(key)}; this run has {ours.get(key)}: add '
+                        f'--config.model_kwargs.{key}={theirs.get(key)}')
   return source
 
 
@@ -136,7 +147,7 @@ def layer_names(model: nnx.Module) -> dict[tuple, str]:
     elif isinstance(module, layers.Conv):
       names[path] = module.name
     elif isinstance(module, layers.Linear):
-      names[path] = str(path[-1])
+      names[path] = '/'.join(map(str, path))
   return names
 
 
@@ -156,10 +167,12 @@ def _by_layer(model: nnx.Module, state: TrainState) -> dict[str, dict]:
 def init_from(config, source: dict, model: nnx.Module, state: TrainState, replicated, note=print):
   """`state` with every layer of `model` whose name and shapes match the latest checkpoint of
   `config.init_from` (recorded config `source`) copied from it; the others keep their values."""
-  source_config = ml_collections.ConfigDict(source)
   source_model, _ = cnns.trace(source['model'], **architecture(source))
-  _, abstract = abstract_train_state(source_config, source_model, replicated)
-  restored, step = restore(config.init_from, abstract)
+  _, abstract = abstract_train_state(ml_collections.ConfigDict(source), source_model, replicated)
+  try:
+    restored, step = restore(config.init_from, abstract)
+  except ConfigError as e:
+    raise ConfigError(f'init_from={config.init_from}: {e}') from e
   theirs = {name: {within: leaf for (_, _, within), leaf in parts.items()}
             for name, parts in _by_layer(source_model, restored).items()}
   ours = _by_layer(model, state)

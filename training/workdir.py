@@ -33,8 +33,9 @@ def write_atomic(path: str, text: str) -> None:
 class WorkdirLock:
   """Held by process 0 from `acquire()` until `release()` or the process's end."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, holder: str = 'train.py'):
     self._path = os.path.join(workdir, LOCK_FILE)
+    self._holder = holder  # The command named to a second process that finds the lock taken.
     self._fd = None
 
   def acquire(self) -> None:
@@ -64,7 +65,7 @@ class WorkdirLock:
               'another --workdir')
     started = datetime.datetime.now().isoformat(timespec='seconds')
     os.ftruncate(fd, 0)
-    os.write(fd, f'train.py (process {os.getpid()} on {socket.gethostname()}, started '
+    os.write(fd, f'{self._holder} (process {os.getpid()} on {socket.gethostname()}, started '
                  f'{started})\n'.encode())
     self._fd = fd
     return None

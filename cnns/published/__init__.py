@@ -115,6 +115,8 @@ def fill(path: str, model: nnx.Module, entries: Entries) -> tuple[dict, dict]:
     if key not in unused:
       raise WeightsError(f'{path} has no tensor for {where} of the config\'s model')
     array, name = unused.pop(key)
+    if not np.isfinite(array).all():
+      raise WeightsError(f'{path}: {name}\'s {key[-1]} holds non-finite numbers ({where})')
     if array.shape != leaf.shape:
       raise WeightsError(f'{path}: {name}\'s {key[-1]} has shape {tuple(array.shape)} where the '
                          f'config\'s model has {tuple(leaf.shape)} ({where})')

@@ -10,6 +10,7 @@ that this project's Inception-ResNet-v2 follows.
 """
 
 import re
+import warnings
 
 import numpy as np
 from flax import nnx
@@ -26,21 +27,30 @@ class Layers(dict):
     raise WeightsError(f'the file has no layer {name} where the config\'s model has one')
 
 
-def read_layers(path: str, chosen: Variant) -> Layers:
+def read_layers(path: str, chosen: Variant, num_classes: int) -> Layers:
+  """Keras' model with every weight from the file. Its weights start as NaN, so that one Keras
+  skipped (it warns and goes on) cannot pass for a loaded one: `fill` refuses non-finite ones."""
   import keras  # pylint: disable=import-outside-toplevel
-  model = getattr(keras.applications, chosen.name)(weights=None, classifier_activation=None)
+  model = getattr(keras.applications, chosen.name)(weights=None, classes=num_classes,
+                                                   classifier_activation=None)
+  for weight in model.weights:
+    weight.assign(np.full(weight.shape, np.nan, weight.dtype))
   try:
-    model.load_weights(path)
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')  # Keras warns before it raises the same error.
+      model.load_weights(path)
   except Exception as e:  # pylint: disable=broad-except  (Keras raises many types for a bad file)
-    lines = str(e).strip().splitlines()
-    raise WeightsError(f'{path} does not fit keras.applications.{chosen.name}: '
-                       f'{lines[0] if lines else type(e).__name__}') from e
+    reason = ' '.join(str(e).split())[:400] or type(e).__name__
+    raise WeightsError(f'{path} does not fit keras.applications.{chosen.name} with '
+                       f'{num_classes} classes: {reason}') from e
   return Layers({layer.name: {w.name: np.asarray(w.numpy()) for w in layer.weights}
                  for layer in model.layers if layer.weights})
 
 
 def entries(path: str, chosen: Variant, model: nnx.Module) -> dict:
-  layers = read_layers(path, chosen)
+  classifier = (model.fc8 if chosen.name.startswith('VGG') else
+                model.fc if chosen.name.startswith('ResNet') else model.logits)
+  layers = read_layers(path, chosen, classifier.linear.out_features)
   mapped = {}
   if chosen.name.startswith('VGG'):
     _vgg(layers, chosen, mapped)

@@ -78,12 +78,14 @@ def _vgg(state: StateDict, model: nnx.Module, mapped) -> None:
   for i, index in enumerate(convs):
     add_dense(mapped, ('convs', i, 'conv'), f'features.{index}',
               _kernel(state[f'features.{index}.weight']), state[f'features.{index}.bias'])
-  # fc6's inputs: PyTorch's [C, H, W] order -> NHWC's [H, W, C].
+  # fc6's inputs: PyTorch's [C, H, W] order -> NHWC's [H, W, C], at the config's final size.
   fc6 = state['classifier.0.weight']
   channels = model.convs[-1].conv.out_features
-  side = math.isqrt(fc6.shape[1] // channels)
-  if side * side * channels == fc6.shape[1]:
-    fc6 = fc6.reshape(-1, channels, side, side).transpose(0, 2, 3, 1).reshape(fc6.shape[0], -1)
+  side = math.isqrt(model.fc6.linear.in_features // channels)
+  if fc6.shape[1] != side * side * channels:
+    raise WeightsError(f'{state.path}: classifier.0 sees {fc6.shape[1]} inputs where the '
+                       f'config\'s model has {side}x{side}x{channels} (its image_size differs)')
+  fc6 = fc6.reshape(-1, channels, side, side).transpose(0, 2, 3, 1).reshape(fc6.shape[0], -1)
   add_dense(mapped, ('fc6', 'linear'), 'classifier.0', fc6.T, state['classifier.0.bias'])
   for torch_index, ours in ((3, 'fc7'), (6, 'fc8')):
     add_dense(mapped, (ours, 'linear'), f'classifier.{torch_index}',
