@@ -13,7 +13,7 @@ from flax import nnx
 
 import cnns
 from cnns import layers, summary
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import ROOT, read_metrics, run_train, subprocess_env
 from training import steps
 from training.state import create_train_state
 
@@ -367,3 +367,15 @@ def test_pattern_geometry_that_does_not_fit_is_one_line():
   assert result.returncode != 0 and 'Traceback' not in result.stderr
   assert 'pool2: (N - F + 2P)/stride + 1 = (15 - 2 + 2*0)/2 + 1 = 7.50 does not fit' in (
       result.stderr.strip().splitlines()[-1])
+
+
+def test_alphago_config_trains_on_synthetic_positions(tmp_path):
+  """configs/alphago_policy.py as a user runs it: synthetic 19x19x48 positions, 361 classes."""
+  result = run_train('--config=configs/alphago_policy.py', '--config.num_epochs=1',
+                     '--config.synthetic_train_examples=128', '--config.synthetic_eval_examples=32',
+                     '--config.log_every_steps=4', f'--workdir={tmp_path}')
+  assert result.returncode == 0, result.stderr
+  records = read_metrics(str(tmp_path))
+  assert all(np.isfinite(r['train/loss']) for r in records if 'train/loss' in r)
+  assert records[-1]['eval/num_examples'] == 32
+  assert 'alphago_policy on synthetic: 3,882,793 parameters' in result.stderr + result.stdout
