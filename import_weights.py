@@ -57,9 +57,9 @@ def import_weights(config, weights: str, workdir: str) -> None:
   chosen = published.variant(weights, config.model)
   config = variant_config(config, chosen)
   loop.validate(config, workdir)
-  if config.num_classes <= 0 or config.in_channels <= 0:
-    raise ConfigError(f'{config.model}\'s config must set num_classes and in_channels (an '
-                      'ImageNet config does)')
+  if config.dataset != 'imagenet2012' or config.num_classes <= 0 or config.in_channels <= 0:
+    raise ConfigError('published weights are ImageNet models: import them with an ImageNet '
+                      'config as it is, and fine-tune on other data with --config.init_from')
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
   refuse_taken(directory)
   architecture = dict(num_classes=config.num_classes, in_channels=config.in_channels,
@@ -74,7 +74,11 @@ def import_weights(config, weights: str, workdir: str) -> None:
   state = jax.device_put(TrainState(step=jax.numpy.zeros((), 'int32'), params=params,
                                     batch_stats=batch_stats, opt_state=tx.init(params)),
                          replicated)
+  input_pipeline.import_tensorflow_quietly()
+  from input_pipeline import imagenet  # pylint: disable=import-outside-toplevel
   record = {'config': loop.resolved_config(config, architecture),
+            'dataset': {'mean': list(imagenet.SPEC.mean), 'std': list(imagenet.SPEC.std),
+                        'class_names': imagenet.class_names()},
             'imported_from': {'file': os.path.abspath(weights), 'source': chosen.source,
                               'model': chosen.name}}
   lock = WorkdirLock(workdir, holder='import_weights.py')

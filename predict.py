@@ -37,16 +37,18 @@ TOP_K = 5
 
 
 def load_model(config, workdir: str):
-  """(config with the checkpoint's fields, a jitted images -> probabilities, checkpoint step).
+  """(config with the checkpoint's fields, class names, a jitted images -> probabilities,
+  checkpoint step).
 
   What the model was built for comes from its checkpoint: model options, input convention,
   dataset (its statistics and class names), image size, classes, channels and optimizer state."""
   note = lambda line: print(line, file=sys.stderr)
   config = weights.checkpoint_config(config, [workdir], note=note)
-  recorded = weights.recorded_config(workdir)
-  if recorded is None:
-    raise ConfigError(f'the checkpoints in {workdir} predate recorded configs, which predict.py '
-                      'reads; evaluate.py still evaluates them')
+  saved = weights.record(workdir)
+  recorded, dataset = saved.get('config'), saved.get('dataset')
+  if recorded is None or dataset is None:
+    raise ConfigError(f'the newest checkpoint in {workdir} predates the dataset record that '
+                      'predict.py reads: resume the run until it saves once more')
   for field in ('dataset', 'image_size', 'num_classes', 'in_channels'):
     if config[field] != recorded[field]:
       if field in ('dataset', 'image_size'):
@@ -59,7 +61,9 @@ def load_model(config, workdir: str):
   graphdef, abstract_state = weights.abstract_train_state(ml_collections.ConfigDict(recorded),
                                                           abstract, replicated)
   state, step = weights.restore(workdir, abstract_state)
-  mean, std = input_pipeline.normalization(config, input_pipeline.dataset_spec(config))
+  spec = input_pipeline.DatasetSpec(recorded['num_classes'], (0, 0, recorded['in_channels']),
+                                    '', '', tuple(dataset['mean']), tuple(dataset['std']))
+  mean, std = input_pipeline.normalization(config, spec)
 
   @jax.jit
   def probabilities(params, batch_stats, images):
@@ -68,7 +72,7 @@ def load_model(config, workdir: str):
     logits = model(steps.normalize(images, mean, std, dtype))
     return jax.nn.softmax(steps.at_least_float32(logits))
 
-  return config, lambda images: np.asarray(
+  return config, dataset['class_names'], lambda images: np.asarray(
       probabilities(state.params, state.batch_stats, images)), step
 
 
@@ -84,8 +88,7 @@ def prepared(config, paths: list[str]):
 
 def predict(config, workdir: str, paths: list[str], as_json: bool) -> int:
   """Predicts in batches of `eval_batch_size` (the last one padded: one compiled shape)."""
-  config, probabilities, step = load_model(config, workdir)
-  names = input_pipeline.class_names(config)
+  config, names, probabilities, step = load_model(config, workdir)
   batch = min(len(paths), config.eval_batch_size if config.eval_batch_size > 0
               else config.batch_size)
   images = prepared(config, paths)

@@ -22,7 +22,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   # 'per_device' (each device's own shard: no all-reduce per layer, as the original ResNet).
   config.batchnorm = 'global'
 
-  # Data: a TFDS name (see `input_pipeline.available_datasets()`) or 'synthetic'.
+  # Data: a name from `input_pipeline.available_datasets()`: a TFDS dataset, 'image_folder'
+  # (data_dir: ROOT/train/<class>/<image>, ROOT/val/...) or 'synthetic'.
   config.dataset = 'fashion_mnist'
   config.data_dir = ml_collections.config_dict.placeholder(str)  # None: TFDS's default.
   config.image_size = 32  # Smaller images are zero-padded (centred) to this size.
@@ -42,6 +43,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Pixel standardisation: 'dataset' (its mean and std) or a published model's convention,
   # 'caffe', 'tf' or 'torch' (input_pipeline.INPUT_CONVENTIONS); import_weights.py sets it.
   config.input_convention = 'dataset'
+  # image_folder only: per-channel RGB mean and std (0-255); () computes them once from the
+  # training images (input_pipeline/image_folder.py).
+  config.dataset_mean = ()
+  config.dataset_std = ()
   config.synthetic_train_examples = 1024  # Only for dataset='synthetic'.
   config.synthetic_eval_examples = 256
 

@@ -1,18 +1,30 @@
 """Input pipelines: host-local numpy batches from TFDS (tf.data) or from a synthetic source.
 
-TensorFlow is imported only when a TFDS dataset is asked for, so `synthetic` runs where it is absent.
+A data source is one file that registers the datasets it reads (`base.register`) and checks the
+config fields it reads; `create_source` looks `config.dataset` up. SOURCE_FILES says which file
+registers which names, so that only the file asked for is imported: TensorFlow is imported only
+when a dataset that needs it is asked for, and `synthetic` runs where it is absent.
 """
 
+import importlib
 import os
 import sys
 import tempfile
 
 import numpy as np
 
+from input_pipeline import base
 from input_pipeline.base import Batch, DataError, DatasetSpec, Source, num_eval_steps
 
-TFDS_DATASETS = ('cifar10', 'fashion_mnist', 'mnist')
-IMAGENET = 'imagenet2012'
+# Dataset name -> the module that registers its source; True where that module needs TensorFlow.
+SOURCE_FILES = {
+    'synthetic': ('input_pipeline.synthetic', False),
+    'mnist': ('input_pipeline.tfds_source', True),
+    'fashion_mnist': ('input_pipeline.tfds_source', True),
+    'cifar10': ('input_pipeline.tfds_source', True),
+    'imagenet2012': ('input_pipeline.imagenet', True),
+    'image_folder': ('input_pipeline.image_folder', True),
+}
 
 # `config.input_convention`: how RGB pixels (0-255) are standardised on the device, as per-channel
 # (mean, std). 'dataset' uses the dataset's own statistics; the others are the conventions of
@@ -27,7 +39,18 @@ INPUT_CONVENTIONS = {
 
 
 def available_datasets() -> list[str]:
-  return sorted([*TFDS_DATASETS, IMAGENET, 'synthetic'])
+  return sorted(SOURCE_FILES)
+
+
+def source_class(name: str) -> type[Source]:
+  """The registered source of dataset `name` (its module imported on first use)."""
+  if name not in SOURCE_FILES:
+    raise DataError(f'unknown dataset {name!r}; known datasets: {", ".join(available_datasets())}')
+  module, uses_tensorflow = SOURCE_FILES[name]
+  if uses_tensorflow:
+    import_tensorflow_quietly()
+  importlib.import_module(module)
+  return base.registered(name)
 
 
 def num_data_shards(config, process_count: int) -> int:
@@ -43,37 +66,6 @@ def normalization(config, spec: DatasetSpec) -> tuple[tuple[float, ...], tuple[f
     raise DataError(f'input_convention={config.input_convention!r} is for RGB images; '
                     f'{config.dataset} has {spec.image_shape[-1]} channel(s)')
   return INPUT_CONVENTIONS[config.input_convention]
-
-
-def dataset_spec(config) -> DatasetSpec:
-  """The facts of `config.dataset` that need no data (predict.py's normalisation)."""
-  if config.dataset == 'synthetic':
-    from input_pipeline import synthetic  # pylint: disable=import-outside-toplevel
-    return synthetic.spec(config.image_size, config.in_channels, config.num_classes)
-  import_tensorflow_quietly()
-  if config.dataset == IMAGENET:
-    from input_pipeline import imagenet  # pylint: disable=import-outside-toplevel
-    return imagenet.SPEC
-  if config.dataset in TFDS_DATASETS:
-    from input_pipeline import tfds_source  # pylint: disable=import-outside-toplevel
-    return tfds_source.SPECS[config.dataset]
-  raise DataError(f'unknown dataset {config.dataset!r}; known datasets: '
-                  f'{", ".join(available_datasets())}')
-
-
-def class_names(config) -> list[str]:
-  """Human-readable class names of `config.dataset`, by label index (ImageNet: the synset words
-  in input_pipeline/imagenet_classes.txt, as torchvision and Keras' `decode_predictions` name
-  them)."""
-  if config.dataset == IMAGENET:
-    path = os.path.join(os.path.dirname(__file__), 'imagenet_classes.txt')
-    with open(path, encoding='utf-8') as f:
-      return [line.rstrip('\n').split('\t')[1] for line in f]
-  if config.dataset in TFDS_DATASETS:
-    import_tensorflow_quietly()
-    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-    return tfds.builder_cls(config.dataset)().info.features['label'].names
-  return [f'class {i}' for i in range(max(config.num_classes, 0))]
 
 
 def read_image(path: str, channels: int):
@@ -98,7 +90,8 @@ def read_image(path: str, channels: int):
 
 def prediction_image(config, image):
   """A decoded image (uint8 [H, W, C], any size) as the model's input, prepared as the evaluation
-  split is: ImageNet's centre crop (`eval_resize`, `eval_antialias`); for the other datasets,
+  split is: for photographs (ImageNet, image folders), the centre crop (`eval_resize`,
+  `eval_antialias`); for the other datasets,
   centred padding up to `image_size` (a larger image is first resized to shorter side
   `image_size` and centre-cropped, as MNIST-sized images need no resizing)."""
   import_tensorflow_quietly()
@@ -106,9 +99,8 @@ def prediction_image(config, image):
   from input_pipeline import preprocessing  # pylint: disable=import-outside-toplevel
   size = config.image_size
   image = tf.constant(image, tf.uint8)
-  if config.dataset == IMAGENET:
-    from input_pipeline import imagenet  # pylint: disable=import-outside-toplevel
-    resize = imagenet.eval_resize_size(size, config.eval_resize)
+  if source_class(config.dataset).PHOTOGRAPHS:
+    resize = preprocessing.eval_resize_size(size, config.eval_resize)
     return preprocessing.center_crop_image(image, size, resize, config.eval_antialias).numpy()
   if min(image.shape[:2]) > size:
     image = preprocessing.center_crop_image(image, size, size)
@@ -150,42 +142,22 @@ def create_source(config, *, process_index: int, process_count: int,
                   eval_crops: int = 1) -> Source:
   """The source that `config.dataset` names, reading this process's slice of each split.
 
-  `eval_crops` = 10 evaluates ImageNet on AlexNet's ten crops (image batches [B, 10, H, W, C]).
+  `eval_crops` = 10 evaluates on AlexNet's ten crops (image batches [B, 10, H, W, C]) where the
+  source supports it.
   """
   num_shards = num_data_shards(config, process_count)
   if config.batch_size % num_shards:
     raise DataError(f'batch_size={config.batch_size} must be a multiple of '
                     f'data_shards={num_shards}')
-  shard = dict(process_index=process_index, process_count=process_count, num_shards=num_shards)
-  if eval_crops != 1 and config.dataset != IMAGENET:
-    raise DataError(f'{eval_crops}-crop evaluation needs {IMAGENET}, not {config.dataset}')
-  if config.dataset == 'synthetic':
-    from input_pipeline import synthetic
-    num_classes = config.num_classes if config.num_classes > 0 else synthetic.SPEC.num_classes
-    channels = config.in_channels if config.in_channels > 0 else synthetic.SPEC.image_shape[-1]
-    return synthetic.SyntheticSource(
-        image_size=config.image_size, channels=channels,
-        num_classes=num_classes, num_train=config.synthetic_train_examples,
-        num_eval=config.synthetic_eval_examples, seed=config.seed, **shard)
-  if config.dataset in (*TFDS_DATASETS, IMAGENET):
-    import_tensorflow_quietly()
-  if config.dataset in TFDS_DATASETS:
-    from input_pipeline import tfds_source
-    return tfds_source.SmallImageSource(
-        config.dataset, data_dir=config.data_dir, image_size=config.image_size,
-        shuffle_buffer_size=config.shuffle_buffer_size, seed=config.seed, **shard)
-  if config.dataset == IMAGENET:
-    from input_pipeline import imagenet
-    return imagenet.ImageNetSource(
-        data_dir=config.data_dir, image_size=config.image_size,
-        shuffle_buffer_size=config.shuffle_buffer_size, train_crop=config.train_crop,
-        crop_area_range=config.crop_area_range, train_scale_range=config.train_scale_range,
-        pca_lighting=config.pca_lighting, eval_resize=config.eval_resize,
-        eval_antialias=config.eval_antialias, eval_crops=eval_crops, seed=config.seed, **shard)
-  raise DataError(f'unknown dataset {config.dataset!r}; known datasets: '
-                  f'{", ".join(available_datasets())}')
+  cls = source_class(config.dataset)
+  if eval_crops not in cls.EVAL_CROPS:
+    raise DataError(f'{config.dataset} evaluates on {" or ".join(map(str, cls.EVAL_CROPS))} '
+                    f'crop(s) per image, not {eval_crops}')
+  return cls.from_config(config.dataset, config, eval_crops=eval_crops, seed=config.seed,
+                         process_index=process_index, process_count=process_count,
+                         num_shards=num_shards)
 
 
 __all__ = ['Batch', 'DataError', 'DatasetSpec', 'INPUT_CONVENTIONS', 'Source',
-           'available_datasets', 'class_names', 'create_source', 'dataset_spec', 'normalization',
-           'num_data_shards', 'num_eval_steps', 'prediction_image', 'read_image']
+           'available_datasets', 'create_source', 'normalization', 'num_data_shards',
+           'num_eval_steps', 'prediction_image', 'read_image', 'source_class']

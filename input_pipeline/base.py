@@ -89,13 +89,50 @@ def pad_eval_batches(batches: Iterable[Batch], local_batch: int, num_steps: int)
     yield empty
 
 
+_SOURCES: dict[str, type['Source']] = {}
+
+
+def register(*names: str):
+  """Class decorator: the `Source` reads the datasets `names` (`config.dataset`)."""
+
+  def wrap(cls):
+    for name in names:
+      if name in _SOURCES:
+        raise ValueError(f'dataset {name!r} registered twice')
+      _SOURCES[name] = cls
+    return cls
+
+  return wrap
+
+
+def registered(name: str) -> type['Source'] | None:
+  return _SOURCES.get(name)
+
+
 class Source(abc.ABC):
-  """A dataset read by one process: its slice of the train and eval splits."""
+  """A dataset read by one process: its slice of the train and eval splits.
+
+  A source registers the dataset names it reads (`@register`) and declares what it supports:
+  `EVAL_CROPS`, the evaluation crops per image, and `PHOTOGRAPHS`, whether images of any size are
+  centre-cropped as ImageNet's (True) or padded to `image_size` as the small datasets' (False),
+  which predict.py follows. `from_config` checks every config field the source reads, one
+  DataError each, before it reads any data.
+  """
+
+  EVAL_CROPS: tuple[int, ...] = (1,)
+  PHOTOGRAPHS: bool = False
 
   spec: DatasetSpec
   image_shape: tuple[int, int, int]  # As fed to the model (after padding).
   num_train_examples: int  # Whole split, all processes.
   num_eval_examples: int
+  class_names: list[str]  # By label; saved with each checkpoint for predict.py.
+
+  @classmethod
+  @abc.abstractmethod
+  def from_config(cls, name: str, config, *, eval_crops: int, seed: int, process_index: int,
+                  process_count: int, num_shards: int) -> 'Source':
+    """The source of dataset `name` for `config`, reading this process's part."""
 
   @abc.abstractmethod
   def train_batches(self, epoch: int, first_step: int, local_batch: int,

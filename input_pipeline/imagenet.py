@@ -18,7 +18,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from input_pipeline import base, preprocessing
-from input_pipeline.tfds_source import TFDSSource, parallel_map
+from input_pipeline.tfds_source import ShardedSource, TFDSSource, parallel_map
 
 NAME = 'imagenet2012'
 TARS = ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar')
@@ -27,7 +27,14 @@ SPEC = base.DatasetSpec(num_classes=1000, image_shape=(0, 0, 3), train_split='tr
                         eval_split='validation', mean=(123.675, 116.28, 103.53),
                         std=(58.395, 57.12, 57.375))
 TRAIN_CROPS = ('inception', 'scaled')
-EVAL_CROPS = (1, 10)
+CLASS_NAMES_FILE = os.path.join(os.path.dirname(__file__), 'imagenet_classes.txt')
+
+
+def class_names() -> list[str]:
+  """The synset words by label (`imagenet_classes.txt`: TFDS's synset order, torchvision's and
+  Keras' `decode_predictions`' names), as predict.py prints them."""
+  with open(CLASS_NAMES_FILE, encoding='utf-8') as f:
+    return [line.rstrip('\n').split('\t')[1] for line in f]
 
 
 def manual_dir(data_dir: str) -> str:
@@ -60,41 +67,78 @@ def prepared_builder(data_dir: str | None, process_count: int) -> tfds.core.Data
   return tfds.builder(NAME, data_dir=data_dir)
 
 
-def eval_resize_size(image_size: int, eval_resize: int) -> int:
-  """`eval_resize`, or -1 for the common ratio 224/256 = 0.875 (256 for 224, 342 for 299)."""
-  return eval_resize if eval_resize > 0 else round(image_size / 0.875)
+class Photographs:
+  """ImageNet's preprocessing of encoded photographs (preprocessing.py), set up from the config
+  and checked before any data is read; every source of photographs uses it (imagenet2012,
+  image_folder): training crops with flips and colour noise, and 1 or 10 evaluation crops."""
+
+  def __init__(self, config, eval_crops: int):
+    if config.train_crop not in TRAIN_CROPS:
+      raise base.DataError(f'unknown train_crop {config.train_crop!r}; known: '
+                           f'{", ".join(TRAIN_CROPS)}')
+    low, high = config.train_scale_range
+    size = config.image_size
+    if config.train_crop == 'scaled' and not size <= low <= high:
+      raise base.DataError(f'train_scale_range={tuple(config.train_scale_range)} must be an '
+                           f'interval of shorter sides from image_size={size} up')
+    area = config.crop_area_range
+    if not 0 < area[0] <= area[1] <= 1:
+      raise base.DataError(f'crop_area_range={tuple(area)} must be fractions of the image area, '
+                           'smallest first')
+    self._eval_resize = preprocessing.eval_resize_size(size, config.eval_resize)
+    if self._eval_resize < size:
+      raise base.DataError(f'eval_resize={self._eval_resize} is smaller than the {size}-pixel '
+                           'crop')
+    self.image_shape = (size, size, 3)
+    self._eval_crops, self._antialias = eval_crops, config.eval_antialias
+    self._augment = dict(crop=config.train_crop, size=size, area_range=tuple(area),
+                         scale_range=(low, high), lighting=config.pca_lighting)
+
+  def train_examples(self, records: tf.data.Dataset, seed: int, first: int) -> tf.data.Dataset:
+    def example(position, record):
+      seeds = tf.stack([tf.constant(seed, tf.int64), position])
+      return {**preprocessing.train_example(record['image'], seeds, **self._augment),
+              'label': record['label']}
+
+    return parallel_map(records.enumerate().skip(first), example)
+
+  def eval_examples(self, records: tf.data.Dataset) -> tf.data.Dataset:
+    crop = preprocessing.ten_crops if self._eval_crops == 10 else preprocessing.center_crop
+    size = self.image_shape[0]
+    return parallel_map(records, lambda record: {
+        'image': crop(record['image'], size, self._eval_resize, self._antialias),
+        'label': record['label']})
 
 
-class ImageNetSource(TFDSSource):
+class PhotographSource(ShardedSource):
+  """A source of encoded photographs, turned into examples by its `Photographs`."""
+  EVAL_CROPS = (1, 10)
+  PHOTOGRAPHS = True
+  _photographs: Photographs
 
-  def __init__(self, *, data_dir: str | None, image_size: int, shuffle_buffer_size: int,
-               train_crop: str, crop_area_range, train_scale_range, pca_lighting: float,
-               eval_resize: int, eval_antialias: bool, eval_crops: int, process_count: int,
-               **kwargs):
-    if train_crop not in TRAIN_CROPS:
-      raise base.DataError(f'unknown train_crop {train_crop!r}; known: {", ".join(TRAIN_CROPS)}')
-    if eval_crops not in EVAL_CROPS:
-      raise base.DataError(f'crops={eval_crops}: evaluation takes 1 (centre) or 10 crops')
-    low, high = train_scale_range
-    if train_crop == 'scaled' and not image_size <= low <= high:
-      raise base.DataError(f'train_scale_range={tuple(train_scale_range)} must be an interval '
-                           f'of shorter sides from image_size={image_size} up')
-    if not 0 < crop_area_range[0] <= crop_area_range[1] <= 1:
-      raise base.DataError(f'crop_area_range={tuple(crop_area_range)} must be fractions of the '
-                           'image area, smallest first')
-    self._eval_resize = eval_resize_size(image_size, eval_resize)
-    if self._eval_resize < image_size:
-      raise base.DataError(f'eval_resize={self._eval_resize} is smaller than the '
-                           f'{image_size}-pixel crop')
+  def _train_examples(self, records, seed, first):
+    return self._photographs.train_examples(records, seed, first)
+
+  def _eval_examples(self, records):
+    return self._photographs.eval_examples(records)
+
+
+@base.register('imagenet2012')
+class ImageNetSource(PhotographSource, TFDSSource):
+
+  @classmethod
+  def from_config(cls, name, config, *, eval_crops, **kwargs):
+    del name
+    return cls(Photographs(config, eval_crops), data_dir=config.data_dir,
+               shuffle_buffer_size=config.shuffle_buffer_size, **kwargs)
+
+  def __init__(self, photographs: Photographs, *, data_dir: str | None,
+               shuffle_buffer_size: int, process_count: int, **kwargs):
     super().__init__(prepared_builder(data_dir, process_count), SPEC,
-                     image_shape=(image_size, image_size, 3), process_count=process_count,
-                     **kwargs)
+                     image_shape=photographs.image_shape, process_count=process_count, **kwargs)
+    self.class_names = class_names()
+    self._photographs = photographs
     self._shuffle_buffer_size = shuffle_buffer_size
-    self._image_size = image_size
-    self._eval_crops = eval_crops
-    self._eval_antialias = eval_antialias
-    self._augment = dict(crop=train_crop, size=image_size, area_range=tuple(crop_area_range),
-                         scale_range=tuple(train_scale_range), lighting=pca_lighting)
 
   def _records(self, split, shuffle_seed):
     shuffle = shuffle_seed is not None
@@ -106,21 +150,6 @@ class ImageNetSource(TFDSSource):
     if shuffle:
       ds = ds.shuffle(self._shuffle_buffer_size, seed=shuffle_seed, reshuffle_each_iteration=False)
     return ds
-
-  def _train_examples(self, records, seed, first):
-    def example(position, record):
-      seeds = tf.stack([tf.constant(seed, tf.int64), position])
-      return {**preprocessing.train_example(record['image'], seeds, **self._augment),
-              'label': record['label']}
-
-    return parallel_map(records.enumerate().skip(first), example)
-
-  def _eval_examples(self, records):
-    crop = preprocessing.ten_crops if self._eval_crops == 10 else preprocessing.center_crop
-    return parallel_map(records, lambda record: {
-        'image': crop(record['image'], self._image_size, self._eval_resize,
-                      self._eval_antialias),
-        'label': record['label']})
 
 
 def main(argv: list[str]) -> None:

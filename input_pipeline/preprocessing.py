@@ -4,7 +4,8 @@ Each training op takes a stateless seed (a [2] int64 tensor): the augmentation o
 function of (seed, epoch, position in the epoch), so a resumed run and a one-process run redo
 exactly the same crops. Training crops are decided from the JPEG header alone
 (`tf.image.extract_jpeg_shape`) and only that window is decoded (`decode_and_crop_jpeg`), which
-skips the inverse DCT and colour conversion of every pixel outside it.
+skips the inverse DCT and colour conversion of every pixel outside it; an image folder's PNG, GIF
+or BMP files are decoded whole.
 
 Images leave as uint8; per-channel normalisation happens on the accelerator. AlexNet's PCA colour
 noise adds one RGB offset to every pixel of an image, so it also travels as that offset
@@ -19,6 +20,11 @@ PCA_EIGENVALUES = (0.2175, 0.0188, 0.0045)
 PCA_EIGENVECTORS = ((-0.5675, 0.7192, 0.4009),
                     (-0.5808, -0.0045, -0.8140),
                     (-0.5836, -0.6948, 0.4203))
+
+
+def eval_resize_size(image_size: int, eval_resize: int) -> int:
+  """`eval_resize`, or -1 for the common ratio 224/256 = 0.875 (256 for 224, 342 for 299)."""
+  return eval_resize if eval_resize > 0 else round(image_size / 0.875)
 
 
 def split_seed(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
@@ -64,10 +70,26 @@ def scaled_crop_window(shape: tf.Tensor, seed: tf.Tensor, size: int, scale_range
   return tf.stack([offset_y, offset_x, side, side])
 
 
-def decode_window(jpeg: tf.Tensor, window: tf.Tensor, size: int,
+def image_shape(encoded: tf.Tensor) -> tf.Tensor:
+  """[height, width, channels] of an encoded image: from the header alone for a JPEG; other
+  formats (an image folder's PNG, GIF or BMP files) are decoded."""
+  return tf.cond(tf.io.is_jpeg(encoded), lambda: tf.image.extract_jpeg_shape(encoded),
+                 lambda: tf.shape(_decode(encoded)))
+
+
+def _decode(encoded: tf.Tensor) -> tf.Tensor:
+  return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+
+def decode_window(encoded: tf.Tensor, window: tf.Tensor, size: int,
                   antialias: bool = False) -> tf.Tensor:
-  """Decodes only `window` of a JPEG, as RGB (grayscale too), and resizes it to size x size."""
-  return resize(tf.image.decode_and_crop_jpeg(jpeg, window, channels=3), size, size, antialias)
+  """Decodes `window` of an image, as RGB (grayscale too), and resizes it to size x size. Of a
+  JPEG, only the window is decoded."""
+  y, x, height, width = tf.unstack(window)
+  image = tf.cond(tf.io.is_jpeg(encoded),
+                  lambda: tf.image.decode_and_crop_jpeg(encoded, window, channels=3),
+                  lambda: _decode(encoded)[y:y + height, x:x + width])
+  return resize(image, size, size, antialias)
 
 
 def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -91,14 +113,14 @@ def central_window(shape: tf.Tensor, fraction: float) -> tf.Tensor:
   return tf.stack([(shape[0] - side) // 2, (shape[1] - side) // 2, side, side])
 
 
-def center_crop(jpeg: tf.Tensor, size: int, resize_size: int,
+def center_crop(encoded: tf.Tensor, size: int, resize_size: int,
                 antialias: bool = False) -> tf.Tensor:
   """Single-crop evaluation: the centre size x size of the image rescaled to shorter side
   `resize_size` (224 of 256: the common protocol), decoded from that window only. The window is
   cut first and then resized, which is the rescale-then-crop of the protocol up to the resize
   filter's reach across the crop's border (with `antialias`, PIL's and torchvision's filter)."""
-  window = central_window(tf.image.extract_jpeg_shape(jpeg), size / resize_size)
-  return decode_window(jpeg, window, size, antialias)
+  window = central_window(image_shape(encoded), size / resize_size)
+  return decode_window(encoded, window, size, antialias)
 
 
 def center_crop_image(image: tf.Tensor, size: int, resize_size: int,
@@ -108,12 +130,12 @@ def center_crop_image(image: tf.Tensor, size: int, resize_size: int,
   return resize(image[y:y + height, x:x + width], size, size, antialias)
 
 
-def ten_crops(jpeg: tf.Tensor, size: int, resize_size: int,
+def ten_crops(encoded: tf.Tensor, size: int, resize_size: int,
               antialias: bool = False) -> tf.Tensor:
   """AlexNet's test-time crops (section 4.1): the four corner and the centre size x size patches
   of the central resize_size x resize_size square of the image rescaled to shorter side
   `resize_size`, and their mirror images. Returns [10, size, size, 3]: the five, then mirrors."""
-  square = decode_window(jpeg, central_window(tf.image.extract_jpeg_shape(jpeg), 1.0),
+  square = decode_window(encoded, central_window(image_shape(encoded), 1.0),
                          resize_size, antialias)
   far, middle = resize_size - size, (resize_size - size) // 2
   corners = [(0, 0), (0, far), (far, 0), (far, far), (middle, middle)]
@@ -121,15 +143,15 @@ def ten_crops(jpeg: tf.Tensor, size: int, resize_size: int,
   return tf.concat([five, tf.reverse(five, axis=[2])], axis=0)
 
 
-def train_example(jpeg: tf.Tensor, seed: tf.Tensor, *, crop: str, size: int, area_range,
+def train_example(encoded: tf.Tensor, seed: tf.Tensor, *, crop: str, size: int, area_range,
                   scale_range, lighting: float) -> dict[str, tf.Tensor]:
   """One training example: `crop` ('inception' or 'scaled') + flip, and AlexNet's colour noise
   as a `lighting` offset when its standard deviation is positive."""
   crop_seed, flip_seed, lighting_seed = split_seed(seed, 3)
-  shape = tf.image.extract_jpeg_shape(jpeg)
+  shape = image_shape(encoded)
   window = (inception_window(shape, crop_seed, area_range) if crop == 'inception'
             else scaled_crop_window(shape, crop_seed, size, scale_range))
-  example = {'image': random_flip(decode_window(jpeg, window, size), flip_seed)}
+  example = {'image': random_flip(decode_window(encoded, window, size), flip_seed)}
   if lighting > 0:
     example['lighting'] = pca_lighting(lighting_seed, lighting)
   return example

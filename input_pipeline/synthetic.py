@@ -14,17 +14,24 @@ SPEC = base.DatasetSpec(num_classes=10, image_shape=(32, 32, 3), train_split='tr
                         eval_split='test', mean=(127.5,) * 3, std=(64.0,) * 3)
 
 
-def spec(image_size: int, channels: int, num_classes: int) -> base.DatasetSpec:
-  return base.DatasetSpec(num_classes, (image_size, image_size, channels), 'train', 'test',
-                          SPEC.mean[:1] * channels, SPEC.std[:1] * channels)
-
-
+@base.register('synthetic')
 class SyntheticSource(base.Source):
+
+  @classmethod
+  def from_config(cls, name, config, *, eval_crops, **kwargs):
+    del name, eval_crops
+    return cls(image_size=config.image_size,
+               channels=config.in_channels if config.in_channels > 0 else SPEC.image_shape[-1],
+               num_classes=config.num_classes if config.num_classes > 0 else SPEC.num_classes,
+               num_train=config.synthetic_train_examples,
+               num_eval=config.synthetic_eval_examples, **kwargs)
 
   def __init__(self, *, image_size: int, channels: int, num_classes: int, num_train: int,
                num_eval: int, seed: int, process_index: int, process_count: int,
                num_shards: int):
-    self.spec = spec(image_size, channels, num_classes)
+    self.spec = base.DatasetSpec(num_classes, (image_size, image_size, channels), 'train', 'test',
+                                 SPEC.mean[:1] * channels, SPEC.std[:1] * channels)
+    self.class_names = [f'class {i}' for i in range(num_classes)]
     self.image_shape = self.spec.image_shape
     self.num_train_examples, self.num_eval_examples = num_train, num_eval
     self._seed = seed

@@ -1,5 +1,5 @@
-"""TFDS + tf.data sources: the sharded, resumable order they share, and the small datasets (MNIST,
-Fashion-MNIST, CIFAR-10), which are cached decoded in host memory.
+"""tf.data sources: the sharded, resumable order they share (also image_folder's), TFDS datasets,
+and the small ones (MNIST, Fashion-MNIST, CIFAR-10), which are cached decoded in host memory.
 
 TensorFlow only reads and preprocesses here; it is kept off every accelerator so that JAX owns them.
 Each epoch's order is a function of (seed, epoch, shard) alone, which is what lets a resumed run
@@ -71,36 +71,29 @@ def prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilde
   return tfds.builder(name, data_dir=data_dir)
 
 
-class TFDSSource(base.Source):
-  """A prepared TFDS dataset read as this process's train shards and eval slice.
+class ShardedSource(base.Source):
+  """A source read as this process's train shards and eval slice, in the sharded, resumable order.
 
-  The order is the module's: every shard of epoch e is shuffled with the seed of (seed, e, shard),
-  cut to the epoch's batches, and only then preprocessed, each example with a seed of its own
-  (the shard's seed, its position), so that resuming skips raw records rather than decoded
-  images and redoes exactly the same augmentation. Subclasses say how records are read and turned
-  into examples: `_records`, `_train_examples`, `_eval_examples` (by default records are examples,
-  and no per-example map costs anything).
+  Every shard of epoch e is shuffled with the seed of (seed, e, shard), cut to the epoch's
+  batches, and only then preprocessed, each example with a seed of its own (the shard's seed, its
+  position), so that resuming skips raw records rather than decoded images and redoes exactly the
+  same augmentation. Subclasses say what a part of a split is (`train_parts`: shard -> part,
+  `eval_part`) and how its records are read and turned into examples: `_records`,
+  `_train_examples`, `_eval_examples` (by default records are examples, and no per-example map
+  costs anything).
   """
 
-  def __init__(self, builder: tfds.core.DatasetBuilder, spec: base.DatasetSpec, *,
-               image_shape: tuple[int, int, int], seed: int, process_index: int,
-               process_count: int, num_shards: int):
+  def __init__(self, spec: base.DatasetSpec, *, image_shape: tuple[int, int, int], seed: int,
+               num_train_examples: int, num_eval_examples: int, train_parts: dict, eval_part):
     self.spec = spec
     self.image_shape = image_shape
-    self._builder = builder
     self._seed = seed
-    splits = builder.info.splits
-    self.num_train_examples = splits[spec.train_split].num_examples
-    self.num_eval_examples = splits[spec.eval_split].num_examples
-    train_shards = tfds.even_splits(spec.train_split, n=num_shards)
-    self._train_splits = {s: train_shards[s]
-                          for s in base.process_shards(num_shards, process_index, process_count)}
-    self._eval_split = tfds.split_for_jax_process(
-        spec.eval_split, process_index=process_index, process_count=process_count)
+    self.num_train_examples, self.num_eval_examples = num_train_examples, num_eval_examples
+    self._train_splits, self._eval_split = train_parts, eval_part
 
   @abc.abstractmethod
-  def _records(self, split: str, shuffle_seed: int | None) -> tf.data.Dataset:
-    """`split`'s records, shuffled with `shuffle_seed` unless it is None."""
+  def _records(self, part, shuffle_seed: int | None) -> tf.data.Dataset:
+    """The records of a part of a split, shuffled with `shuffle_seed` unless it is None."""
 
   def _train_examples(self, records: tf.data.Dataset, seed: int,
                       first: int) -> tf.data.Dataset:
@@ -133,9 +126,35 @@ class TFDSSource(base.Source):
                                  .as_numpy_iterator(), local_batch, num_steps)
 
 
+class TFDSSource(ShardedSource):
+  """A prepared TFDS dataset: parts are TFDS split strings ('train[0%:50%]')."""
+
+  def __init__(self, builder: tfds.core.DatasetBuilder, spec: base.DatasetSpec, *,
+               image_shape: tuple[int, int, int], seed: int, process_index: int,
+               process_count: int, num_shards: int):
+    self._builder = builder
+    splits = builder.info.splits
+    train_shards = tfds.even_splits(spec.train_split, n=num_shards)
+    super().__init__(
+        spec, image_shape=image_shape, seed=seed,
+        num_train_examples=splits[spec.train_split].num_examples,
+        num_eval_examples=splits[spec.eval_split].num_examples,
+        train_parts={s: train_shards[s]
+                     for s in base.process_shards(num_shards, process_index, process_count)},
+        eval_part=tfds.split_for_jax_process(spec.eval_split, process_index=process_index,
+                                             process_count=process_count))
+
+
+@base.register('mnist', 'fashion_mnist', 'cifar10')
 class SmallImageSource(TFDSSource):
   """MNIST, Fashion-MNIST, CIFAR-10: decoded once, cached in host memory, zero-padded (centred)
   to image_size; each epoch is a fresh shuffle of the cache."""
+
+  @classmethod
+  def from_config(cls, name, config, *, eval_crops, **kwargs):
+    del eval_crops
+    return cls(name, data_dir=config.data_dir, image_size=config.image_size,
+               shuffle_buffer_size=config.shuffle_buffer_size, **kwargs)
 
   def __init__(self, name: str, *, data_dir: str | None, image_size: int,
                shuffle_buffer_size: int, **kwargs):
@@ -146,6 +165,7 @@ class SmallImageSource(TFDSSource):
                            'images; this pipeline pads, it does not crop')
     super().__init__(prepared_builder(name, data_dir), spec,
                      image_shape=(image_size, image_size, channels), **kwargs)
+    self.class_names = self._builder.info.features['label'].names
 
     def pad(example):
       return {'image': tf.image.resize_with_crop_or_pad(example['image'], image_size, image_size),

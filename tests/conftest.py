@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ SYSTEM_PYTHON = '/usr/bin/python3'  # Debian's, with python3-torchvision: PyTorc
 
 
 def pytest_configure(config):
+  # Caches the code keeps under ~/.cache (image folders' checks) go to a folder of this session.
+  os.environ['XDG_CACHE_HOME'] = tempfile.mkdtemp(prefix='cnns-test-cache-')
   # Keras 3.15's TensorFlow backend converts variables with NumPy 1's __array__ protocol: one
   # DeprecationWarning per weight read in the published-weights tests, about Keras, not this code.
   config.addinivalue_line('filterwarnings', "ignore:__array__ implementation doesn't accept a "

@@ -68,7 +68,7 @@ SYNTHETIC = ('--config=configs/lenet5.py', '--config.dataset=synthetic')
 
 @pytest.mark.parametrize('args,message', [
     ((), 'no checkpoint in '),
-    (('--crops=10',), '10-crop evaluation needs imagenet2012, not synthetic'),
+    (('--crops=10',), 'synthetic evaluates on 1 crop(s) per image, not 10'),
 ])
 def test_evaluate_errors_are_one_line_and_create_nothing(tmp_path, args, message):
   workdir = tmp_path / 'never_trained'

@@ -125,14 +125,13 @@ def test_lighting_offset_is_added_before_normalisation():
 
 @pytest.mark.parametrize('bad', [dict(train_crop='center'), dict(train_scale_range=(200, 256)),
                                  dict(crop_area_range=(0.5, 0.1)), dict(eval_resize=100)])
-def test_impossible_preprocessing_is_a_clear_error(bad, tmp_path):
+def test_impossible_preprocessing_is_a_clear_error(bad):
+  from configs import vgg16
   from input_pipeline import DataError, imagenet
-  arguments = dict(data_dir=str(tmp_path), image_size=224, shuffle_buffer_size=10,
-                   train_crop='scaled', crop_area_range=(0.08, 1.0), train_scale_range=(256, 512),
-                   pca_lighting=0.1, eval_resize=256, eval_antialias=False, eval_crops=1,
-                   process_count=1, seed=0, process_index=0, num_shards=1)
+  config = vgg16.get_config()
+  config.update(bad)
   with pytest.raises(DataError, match=next(iter(bad))):  # Before looking for the data.
-    imagenet.ImageNetSource(**{**arguments, **bad})
+    imagenet.Photographs(config, eval_crops=1)
 
 
 def test_train_step_adds_the_lighting_offset_to_the_pixels():

@@ -189,7 +189,8 @@ def test_import_then_predict_gives_the_sources_top5(tmp_path):
   assert [e['index'] for e in result['top5']] == top5.tolist()
   np.testing.assert_allclose([e['probability'] for e in result['top5']], probabilities[top5],
                              rtol=1e-4)
-  names = input_pipeline.class_names(ml_collections.ConfigDict({'dataset': 'imagenet2012'}))
+  from input_pipeline import imagenet
+  names = imagenet.class_names()
   assert [e['name'] for e in result['top5']] == [names[i] for i in top5]
   assert names[0] == 'tench' and names[999] == 'toilet tissue'
 

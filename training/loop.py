@@ -180,7 +180,8 @@ class Run:
         bn_groups=jax.device_count() if config.batchnorm == 'per_device' else 1, **norm)
     self._eval_step = steps.make_eval_step(self.graphdef, out_sharding=self._replicated, **norm)
     self._lr_schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
-    self._record = {'config': resolved_config(config, architecture)}
+    self._record = {'config': resolved_config(config, architecture),
+                    'dataset': dataset_record(self.source)}
 
     # From here on the workdir is created and written, by this process only (the lock).
     is_chief = jax.process_index() == 0
@@ -417,6 +418,13 @@ class Run:
       self.progress.close()
       self.writer.close()
       self._lock.release()
+
+
+def dataset_record(source: input_pipeline.Source) -> dict:
+  """What predict.py needs of the dataset, saved with each checkpoint so that it needs no data:
+  its channel statistics and class names."""
+  return {'mean': list(source.spec.mean), 'std': list(source.spec.std),
+          'class_names': list(source.class_names)}
 
 
 def resolved_config(config, architecture: dict) -> dict:

@@ -38,16 +38,22 @@ def _no_checkpoint(workdir: str) -> ConfigError:
                      'published weights (python import_weights.py ...)')
 
 
-def recorded_config(workdir: str) -> dict | None:
-  """The config recorded with the newest readable checkpoint of `workdir` (None for checkpoints
-  older than recorded configs)."""
+def record(workdir: str) -> dict:
+  """The record saved with the newest readable checkpoint of `workdir`: the config that made it
+  ('config'), what predict.py needs of its dataset ('dataset'), ..."""
   checkpointer = _checkpointer(workdir)
   found = checkpointer.latest_record() if checkpointer else None
   if checkpointer:
     checkpointer.close()
   if found is None:
     raise _no_checkpoint(workdir)
-  return found[0].get('config')
+  return found[0]
+
+
+def recorded_config(workdir: str) -> dict | None:
+  """The config recorded with the newest readable checkpoint of `workdir` (None for checkpoints
+  older than recorded configs)."""
+  return record(workdir).get('config')
 
 
 def has_checkpoint(workdir: str) -> bool:

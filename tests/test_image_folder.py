@@ -1,0 +1,180 @@
+"""Your own images (input_pipeline/image_folder.py): a folder in TFDS's ImageFolder layout trains
+and evaluates as ImageNet does, every image counted once; layout mistakes are one line each; real
+Fashion-MNIST written as PNG files is learnt."""
+
+import gzip
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import input_pipeline
+from configs import resnet18
+from tests import ilsvrc_fixture
+from tests.conftest import DEBIAN_FASHION_MNIST, assert_one_line_error, run_evaluate, run_train
+
+CLASSES = ('cat', 'dog', 'fox')
+# Per class: (height, width, format) of the training and evaluation images; odd sizes, PNG,
+# grayscale and CMYK among them.
+TRAIN = [(375, 500, 'JPEG'), (41, 97, 'PNG'), (300, 200, 'L'), (256, 256, 'CMYK'),
+         (123, 457, 'JPEG'), (480, 640, 'JPEG')]
+VAL = [(333, 500, 'JPEG'), (77, 77, 'PNG-L'), (301, 299, 'JPEG')]
+
+
+def write_image(path: str, rng, height: int, width: int, kind: str) -> None:
+  image = Image.fromarray(ilsvrc_fixture.photo_like(rng, height, width))
+  if kind.startswith('PNG'):
+    (image.convert('L') if kind == 'PNG-L' else image).save(path + '.png')
+  else:
+    image.convert('RGB' if kind == 'JPEG' else kind).save(path + '.jpg', quality=90)
+
+
+def write_folder(root, splits=(('train', TRAIN), ('val', VAL))) -> str:
+  rng = np.random.default_rng(0)
+  for split, images in splits:
+    for name in CLASSES:
+      os.makedirs(os.path.join(root, split, name))
+      for i, (height, width, kind) in enumerate(images):
+        write_image(os.path.join(root, split, name, f'{name}_{i}'), rng, height, width, kind)
+  return str(root)
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+  return write_folder(tmp_path_factory.mktemp('folder'))
+
+
+def config_for(root, **overrides):
+  config = resnet18.get_config()
+  config.dataset, config.data_dir, config.num_classes = 'image_folder', root, -1
+  config.image_size, config.batch_size = 32, 6
+  config.update(overrides)
+  return config
+
+
+def test_folder_trains_an_epoch_and_evaluates_on_one_and_ten_crops(folder, tmp_path):
+  flags = ('--config=configs/resnet18.py', '--config.dataset=image_folder',
+           f'--config.data_dir={folder}', '--config.num_classes=-1', '--config.image_size=32',
+           '--config.batch_size=6', '--config.num_epochs=1', '--config.log_every_steps=1')
+  result = run_train(*flags, f'--workdir={tmp_path}')
+  assert result.returncode == 0, result.stderr
+  assert 'on 9 examples' in result.stdout  # 3 classes x 3 evaluation images, each once.
+  for crops in (1, 10):
+    evaluate = run_evaluate(*flags, f'--workdir={tmp_path}', f'--crops={crops}')
+    assert evaluate.returncode == 0, evaluate.stderr
+    with open(tmp_path / 'eval_results.json') as f:
+      assert (json.load(f)['num_examples'], crops) == (9, crops)
+
+
+@pytest.mark.parametrize('crops', [1, 10])
+def test_every_image_is_counted_once_on_one_and_two_processes(folder, crops):
+  config = config_for(folder)
+
+  def images(process_count):
+    found = []
+    for p in range(process_count):
+      source = input_pipeline.create_source(config, process_index=p,
+                                            process_count=process_count, eval_crops=crops)
+      assert source.class_names == list(CLASSES)
+      steps = input_pipeline.num_eval_steps(source.num_eval_examples, 4, process_count)
+      for batch in source.eval_batches(4 // process_count, steps):
+        assert batch['image'].shape[1:] == ((crops,) if crops > 1 else ()) + (32, 32, 3)
+        found += [(label, image.tobytes()) for label, image, real in
+                  zip(batch['label'], batch['image'], batch['mask']) if real]
+    return sorted(found)
+
+  one = images(1)
+  assert len(one) == 9 and len({image for _, image in one}) == 9
+  assert sorted(label for label, _ in one) == [0] * 3 + [1] * 3 + [2] * 3
+  assert images(2) == one
+
+
+def test_training_order_is_the_same_on_one_and_two_processes(folder):
+  from tests.conftest import assert_same_global_batches
+  config = config_for(folder, data_shards=2)
+  one = input_pipeline.create_source(config, process_index=0, process_count=1)
+  two = [input_pipeline.create_source(config, process_index=p, process_count=2) for p in (0, 1)]
+  assert_same_global_batches(one, two, global_batch=6, steps=3)
+
+
+def break_layout(root, mistake: str) -> str:
+  if mistake == 'no train split':
+    os.rename(os.path.join(root, 'train'), os.path.join(root, 'training'))
+  elif mistake == 'empty class':
+    for f in os.listdir(os.path.join(root, 'val', 'dog')):
+      os.remove(os.path.join(root, 'val', 'dog', f))
+  elif mistake == 'other classes':
+    os.rename(os.path.join(root, 'val', 'fox'), os.path.join(root, 'val', 'wolf'))
+  elif mistake == 'unreadable image':
+    with open(os.path.join(root, 'train', 'cat', 'cat_0.jpg'), 'r+b') as f:
+      f.truncate(200)
+  return root
+
+
+@pytest.mark.parametrize('mistake, message', [
+    ('missing root', 'is not a directory of images'),
+    ('no train split', 'has no train/ folder'),
+    ('empty class', 'val/dog holds no images'),
+    ('other classes', 'val has other classes than train/: fox, wolf in only one of them'),
+    ('unreadable image', 'cat_0.jpg is not a readable image'),
+])
+def test_layout_mistakes_are_one_line_and_write_nothing(tmp_path, mistake, message):
+  root = (str(tmp_path / 'absent') if mistake == 'missing root' else
+          break_layout(write_folder(tmp_path / 'data', (('train', TRAIN[:2]), ('val', VAL[:1]))),
+                       mistake))
+  with pytest.raises(input_pipeline.DataError, match=message.replace('/', '.')):
+    input_pipeline.create_source(config_for(root), process_index=0, process_count=1)
+  if mistake == 'unreadable image':  # The whole command: one line, no workdir.
+    result = run_train('--config=configs/resnet18.py', '--config.dataset=image_folder',
+                       f'--config.data_dir={root}', '--config.num_classes=-1',
+                       f'--workdir={tmp_path / "run"}')
+    assert_one_line_error(result, message)
+    assert not (tmp_path / 'run').exists()
+
+
+def read_idx(name: str) -> np.ndarray:
+  with gzip.open(os.path.join(DEBIAN_FASHION_MNIST, name)) as f:
+    data = f.read()
+  return np.frombuffer(data, np.uint8, offset=16 if 'images' in name else 8)
+
+
+def test_fashion_mnist_as_png_files_is_learnt(tmp_path):
+  """2,000 real Fashion-MNIST training images and 500 test images, written as PNG files in the
+  folder layout, train LeNet-5 well past chance (10%) in three epochs."""
+  root = tmp_path / 'fashion'
+  for split, prefix, count in (('train', 'train', 2000), ('test', 't10k', 500)):
+    images = read_idx(f'{prefix}-images-idx3-ubyte.gz').reshape(-1, 28, 28)[:count]
+    labels = read_idx(f'{prefix}-labels-idx1-ubyte.gz')[:count]
+    for i, (image, label) in enumerate(zip(images, labels)):
+      folder = root / split / f'class_{label}'
+      folder.mkdir(parents=True, exist_ok=True)
+      Image.fromarray(image).save(folder / f'{i:05d}.png')
+  result = run_train('--config=configs/lenet5.py', '--config.dataset=image_folder',
+                     f'--config.data_dir={root}', '--config.in_channels=3',
+                     '--config.num_epochs=3', '--config.batch_size=50',
+                     "--config.crop_area_range=(0.64, 1.0)", '--config.eval_resize=32',
+                     f'--workdir={tmp_path / "run"}')
+  assert result.returncode == 0, result.stderr
+  with open(tmp_path / 'run' / 'metrics.jsonl') as f:
+    final = [json.loads(line) for line in f][-1]
+  assert final['eval/num_examples'] == 500
+  assert final['eval/top1_acc'] > 0.6, final
+
+
+@pytest.mark.usefixtures('system_torchvision')
+def test_the_fine_tuning_config_starts_from_torchvisions_resnet18(folder, tmp_path):
+  """configs/resnet18_folder.py as its docstring runs it: import, then fine-tune on the folder."""
+  from tests.test_published import photographs, torchvision_reference
+  path, _ = torchvision_reference('resnet18', tmp_path, photographs(32, 1))
+  imported = run_train('--config=configs/resnet18.py', f'--weights={path}',
+                       f'--workdir={tmp_path / "tv"}', script='import_weights.py')
+  assert imported.returncode == 0, imported.stderr
+  result = run_train('--config=configs/resnet18_folder.py', f'--config.data_dir={folder}',
+                     f'--config.init_from={tmp_path / "tv"}', '--config.image_size=32',
+                     '--config.batch_size=6', '--config.num_epochs=1',
+                     f'--workdir={tmp_path / "tuned"}')
+  assert result.returncode == 0, result.stderr
+  assert 'copied 20 of 21 layers, all but fc' in result.stderr
+  assert 'on 9 examples' in result.stdout
