@@ -74,11 +74,9 @@ def import_weights(config, weights: str, workdir: str) -> None:
   state = jax.device_put(TrainState(step=jax.numpy.zeros((), 'int32'), params=params,
                                     batch_stats=batch_stats, opt_state=tx.init(params)),
                          replicated)
-  input_pipeline.import_tensorflow_quietly()
-  from input_pipeline import imagenet  # pylint: disable=import-outside-toplevel
   record = {'config': loop.resolved_config(config, architecture),
-            'dataset': {'mean': list(imagenet.SPEC.mean), 'std': list(imagenet.SPEC.std),
-                        'class_names': imagenet.class_names()},
+            'dataset': input_pipeline.source_class(config.dataset).known_record(config.dataset,
+                                                                                config),
             'imported_from': {'file': os.path.abspath(weights), 'source': chosen.source,
                               'model': chosen.name}}
   lock = WorkdirLock(workdir, holder='import_weights.py')

@@ -19,61 +19,15 @@ import json
 import sys
 
 import jax
-import ml_collections
 import numpy as np
 from absl import app, flags, logging
-from flax import nnx
 
-import cnns
 import input_pipeline
-from training import cli, steps, weights
-from training import mesh as mesh_lib
-from training.errors import ConfigError
-from training.loop import DTYPES
+from training import cli, inference
 
 cli.define_flags()
 flags.DEFINE_bool('json', False, 'Print a JSON list instead of a table.')
 TOP_K = 5
-
-
-def load_model(config, workdir: str):
-  """(config with the checkpoint's fields, class names, a jitted images -> probabilities,
-  checkpoint step).
-
-  What the model was built for comes from its checkpoint: model options, input convention,
-  dataset (its statistics and class names), image size, classes, channels and optimizer state."""
-  note = lambda line: print(line, file=sys.stderr)
-  config = weights.checkpoint_config(config, [workdir], note=note)
-  saved = weights.record(workdir)
-  recorded, dataset = saved.get('config'), saved.get('dataset')
-  if recorded is None or dataset is None:
-    raise ConfigError(f'the newest checkpoint in {workdir} predates the dataset record that '
-                      'predict.py reads: resume the run until it saves once more')
-  for field in ('dataset', 'image_size', 'num_classes', 'in_channels'):
-    if config[field] != recorded[field]:
-      if field in ('dataset', 'image_size'):
-        note(f'note: using the checkpoint\'s {field}={recorded[field]} (the config says '
-             f'{config[field]})')
-      config[field] = recorded[field]
-  dtype = DTYPES[config.dtype]
-  abstract, _ = cnns.trace(recorded['model'], dtype=dtype, **weights.architecture(recorded))
-  replicated = mesh_lib.replicated_sharding(mesh_lib.create_mesh())
-  graphdef, abstract_state = weights.abstract_train_state(ml_collections.ConfigDict(recorded),
-                                                          abstract, replicated)
-  state, step = weights.restore(workdir, abstract_state)
-  spec = input_pipeline.DatasetSpec(recorded['num_classes'], (0, 0, recorded['in_channels']),
-                                    '', '', tuple(dataset['mean']), tuple(dataset['std']))
-  mean, std = input_pipeline.normalization(config, spec)
-
-  @jax.jit
-  def probabilities(params, batch_stats, images):
-    model = nnx.merge(graphdef, params, batch_stats)
-    model.eval()
-    logits = model(steps.normalize(images, mean, std, dtype))
-    return jax.nn.softmax(steps.at_least_float32(logits))
-
-  return config, dataset['class_names'], lambda images: np.asarray(
-      probabilities(state.params, state.batch_stats, images)), step
 
 
 def prepared(config, paths: list[str]):
@@ -88,17 +42,19 @@ def prepared(config, paths: list[str]):
 
 def predict(config, workdir: str, paths: list[str], as_json: bool) -> int:
   """Predicts in batches of `eval_batch_size` (the last one padded: one compiled shape)."""
-  config, names, probabilities, step = load_model(config, workdir)
+  checkpoint = inference.load(config, workdir)
+  config, names = checkpoint.config, checkpoint.class_names
+  probabilities = jax.jit(lambda params, images: jax.nn.softmax(checkpoint.logits(params, images)))
   batch = min(len(paths), config.eval_batch_size if config.eval_batch_size > 0
               else config.batch_size)
   images = prepared(config, paths)
   results = []
   if not as_json:
-    print(f'{config.model}, checkpoint step {step} in {workdir}')
+    print(f'{config.model}, checkpoint step {checkpoint.step} in {workdir}')
   while chunk := list(itertools.islice(images, batch)):
     inputs = np.zeros((batch, *chunk[0][1].shape), np.uint8)
     inputs[:len(chunk)] = [image for _, image in chunk]
-    for (path, _), row in zip(chunk, probabilities(inputs)):
+    for (path, _), row in zip(chunk, np.asarray(probabilities(checkpoint.params, inputs))):
       top = np.argsort(-row, kind='stable')[:TOP_K]
       results.append({'image': path, 'top5': [
           {'index': int(i), 'name': names[i] if i < len(names) else f'class {i}',

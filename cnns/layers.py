@@ -6,9 +6,10 @@ numbers, not a silent floor. 'SAME' padding fits by construction (output = ceil(
 `Floor(P)`, the flooring padding of Caffe and PyTorch, exists for the published models trained
 with it (cnns/published/), whose exact function needs it.
 
-While `recording()` is active (under `jax.eval_shape`, so no weights are built), convolutions and
-dense layers add their parameters and multiply-accumulates to the current row, and `record(name, x)`
-closes the row under the paper's layer name with its output volume.
+While `recording()` is active (under `jax.eval_shape`, so no weights are built, or in a real
+forward pass), convolutions and dense layers add their parameters and multiply-accumulates to the
+current row, and `record(name, x)` closes the row under the paper's layer name with its output
+volume, keeping the output itself.
 """
 
 import contextlib
@@ -35,10 +36,12 @@ class Row:
 
 
 class Recorder:
-  """Collects one `Row` per paper layer while a model runs abstractly."""
+  """Collects one `Row` per paper layer while a model runs (abstractly for the table), and each
+  layer's output by name (in a real forward pass: the activation maps of visualize.py)."""
 
   def __init__(self):
     self.rows: list[Row] = []
+    self.outputs: dict[str, jax.Array] = {}
     self._params = 0
     self._macs = 0
 
@@ -48,6 +51,7 @@ class Recorder:
 
   def close_row(self, name: str, x: jax.Array) -> None:
     self.rows.append(Row(name, tuple(x.shape[1:]), self._params, self._macs))
+    self.outputs[name] = x
     self._params = self._macs = 0
 
 

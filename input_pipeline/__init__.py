@@ -50,6 +50,8 @@ def source_class(name: str) -> type[Source]:
   if uses_tensorflow:
     import_tensorflow_quietly()
   importlib.import_module(module)
+  if base.registered(name) is None:
+    raise AssertionError(f'{module} registers no source named {name!r} (SOURCE_FILES)')
   return base.registered(name)
 
 
@@ -153,9 +155,13 @@ def create_source(config, *, process_index: int, process_count: int,
   if eval_crops not in cls.EVAL_CROPS:
     raise DataError(f'{config.dataset} evaluates on {" or ".join(map(str, cls.EVAL_CROPS))} '
                     f'crop(s) per image, not {eval_crops}')
-  return cls.from_config(config.dataset, config, eval_crops=eval_crops, seed=config.seed,
-                         process_index=process_index, process_count=process_count,
-                         num_shards=num_shards)
+  source = cls.from_config(config.dataset, config, eval_crops=eval_crops, seed=config.seed,
+                           process_index=process_index, process_count=process_count,
+                           num_shards=num_shards)
+  if source.num_eval_examples < process_count:  # A process with nothing would wait forever.
+    raise DataError(f'{config.dataset} has {source.num_eval_examples} evaluation images, fewer '
+                    f'than the {process_count} processes')
+  return source
 
 
 __all__ = ['Batch', 'DataError', 'DatasetSpec', 'INPUT_CONVENTIONS', 'Source',

@@ -127,12 +127,22 @@ class Source(abc.ABC):
   num_train_examples: int  # Whole split, all processes.
   num_eval_examples: int
   class_names: list[str]  # By label; saved with each checkpoint for predict.py.
+  # What the data's order and statistics are a function of, where a user can change it between
+  # a run's starts (an image folder's files); a resume on another fingerprint is refused.
+  fingerprint: str | None = None
 
   @classmethod
   @abc.abstractmethod
   def from_config(cls, name: str, config, *, eval_crops: int, seed: int, process_index: int,
                   process_count: int, num_shards: int) -> 'Source':
     """The source of dataset `name` for `config`, reading this process's part."""
+
+  @classmethod
+  def known_record(cls, name: str, config) -> dict | None:
+    """The dataset's channel statistics and class names where they need no data ('mean', 'std',
+    'class_names'): what predict.py uses for checkpoints saved before they were recorded."""
+    del name, config
+    return None
 
   @abc.abstractmethod
   def train_batches(self, epoch: int, first_step: int, local_batch: int,

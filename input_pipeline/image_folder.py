@@ -8,22 +8,25 @@ flips and colour noise; one or ten evaluation crops; preprocessing.py), in the s
 order of every source (`tfds_source.ShardedSource`), with file names (not bytes) shuffled whole.
 JPEG, PNG, GIF and BMP files; grayscale and CMYK images become RGB.
 
-Before the first run reads it, every image is decoded once with Pillow, so that a damaged file is
-one error naming it rather than a crash hours later, and the per-channel mean and standard
-deviation of the training images are computed (unless `dataset_mean` and `dataset_std` are set).
-The result is cached in ~/.cache/cnns/image_folder/ under a hash of every file's name, size and
-modification time, so adding, removing or changing an image checks the folder again.
+Before the first run reads it, every image is decoded once, in parallel and by the decoder that
+training uses, so that a file it cannot read is one error naming it rather than a crash hours
+later, and the per-channel mean and standard deviation of the training images are computed
+(unless `dataset_mean` and `dataset_std` are set). The result is cached in
+~/.cache/cnns/image_folder/ under a hash of every file's name, size and modification time, so
+adding, removing or changing an image checks the folder again; the same hash is saved with each
+checkpoint, and a resume on a changed folder is refused (the order would change).
 """
 
 import hashlib
 import json
 import os
 import sys
+import tempfile
 
 import numpy as np
 import tensorflow as tf
 
-from input_pipeline import base, imagenet
+from input_pipeline import base, imagenet, preprocessing
 from input_pipeline.tfds_source import parallel_map
 
 SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
@@ -37,7 +40,7 @@ def _folders(path: str) -> list[str]:
 
 def scan(root: str) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
   """(class names, {'train' and the eval split: [(path, label)] in name order}), or one DataError
-  naming what is wrong with the layout."""
+  naming what is wrong with the layout. Hidden files (macOS's ._ copies) are not images."""
   layout = 'ROOT/train/<class>/<image> and ROOT/val/<class>/<image>'
   if not os.path.isdir(root):
     raise base.DataError(f'data_dir={root} is not a directory of images ({layout})')
@@ -60,58 +63,84 @@ def scan(root: str) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
     files[split] = []
     for label, name in enumerate(classes):
       folder = os.path.join(root, split, name)
-      images = sorted(f for f in os.listdir(folder) if f.lower().endswith(SUFFIXES))
+      images = sorted(f for f in os.listdir(folder)
+                      if f.lower().endswith(SUFFIXES) and not f.startswith('.'))
       if not images:
         raise base.DataError(f'{folder} holds no images ({", ".join(SUFFIXES)})')
       files[split] += [(os.path.join(folder, f), label) for f in images]
   return classes, files
 
 
-def _cache_path(files: dict) -> str:
+def fingerprint(files: dict) -> str:
+  """A digest of every file's split, path, label, size and modification time: what the order and
+  the statistics are a function of."""
   digest = hashlib.sha256()
   for split in sorted(files):
     for path, label in files[split]:
       stat = os.stat(path)
-      digest.update(f'{split}\0{path}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n'.encode())
-  cache = os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'),
-                       'cnns', 'image_folder')
-  return os.path.join(cache, f'{digest.hexdigest()[:32]}.json')
+      digest.update(b'\0'.join([split.encode(), os.fsencode(path), str(label).encode(),
+                                 str(stat.st_size).encode(), str(stat.st_mtime_ns).encode()]))
+  return digest.hexdigest()[:32]
 
 
-def checked_statistics(files: dict) -> tuple[list[float], list[float]]:
+def _measure(paths: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+  """(per-channel sum, sum of squares, pixel count) over `paths`, each decoded as the pipeline
+  decodes it (TensorFlow, RGB), in parallel; DataError naming the first file that does not
+  decode."""
+  def stats(path):
+    pixels = tf.reshape(tf.cast(preprocessing.decode(tf.io.read_file(path)), tf.float64), [-1, 3])
+    return (tf.reduce_sum(pixels, 0), tf.reduce_sum(tf.square(pixels), 0),
+            tf.shape(pixels, out_type=tf.int64)[0])
+
+  sums, squares, count = np.zeros(3), np.zeros(3), 0
+  names = tf.constant([os.fsencode(p) for p in paths] or [b''], tf.string)[:len(paths)]
+  try:
+    for s, q, n in parallel_map(tf.data.Dataset.from_tensor_slices(names), stats):
+      sums, squares, count = sums + s.numpy(), squares + q.numpy(), count + int(n)
+  except tf.errors.OpError:
+    for path in paths:  # Which one: one by one, in order.
+      try:
+        stats(tf.constant(os.fsencode(path)))
+      except tf.errors.OpError as e:
+        raise base.DataError(f'{path} is not a readable image ({" ".join(e.message.split())}); '
+                             'repair or remove it') from e
+    raise
+  return sums, squares, count
+
+
+def checked_statistics(files: dict, digest: str, announce: bool) -> tuple[list[float], list[float]]:
   """Per-channel mean and standard deviation of the training images (0-255 RGB), after decoding
   every image of every split once; cached (see the module's docstring)."""
-  path = _cache_path(files)
-  if os.path.isfile(path):
+  cache = os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache'),
+                       'cnns', 'image_folder')
+  path = os.path.join(cache, f'{digest}.json')
+  try:
     with open(path, encoding='utf-8') as f:
       cached = json.load(f)
     return cached['mean'], cached['std']
-  total = sum(len(v) for v in files.values())
-  print(f'checking the {total:,} images once (cached in {os.path.dirname(path)})', flush=True)
-  sums, squares, count = np.zeros(3), np.zeros(3), 0
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  for split, examples in files.items():
-    for image_path, _ in examples:
-      try:
-        with Image.open(image_path) as image:
-          image.draft('RGB', (256, 256))  # JPEG: decode at a reduced scale; statistics hold.
-          pixels = np.asarray(image.convert('RGB'), np.float64).reshape(-1, 3)
-      except Exception as e:  # pylint: disable=broad-except  (Pillow raises many types)
-        raise base.DataError(f'{image_path} is not a readable image ({type(e).__name__}: {e}); '
-                             'repair or remove it') from e
-      if split == 'train':
-        sums += pixels.sum(0)
-        squares += np.square(pixels).sum(0)
-        count += len(pixels)
+  except (OSError, ValueError, KeyError):
+    pass  # Not checked yet, or a damaged cache entry: check again.
+  if announce:
+    print(f'checking the {sum(len(v) for v in files.values()):,} images once (cached in '
+          f'{cache})', flush=True)
+  sums, squares, count = _measure([p for p, _ in files['train']])
+  for split in files.keys() - {'train'}:
+    _measure([p for p, _ in files[split]])
   mean = sums / count
-  std = np.sqrt(np.maximum(squares / count - np.square(mean), 0)) + 1e-3
+  # At least 1 (of 255): a channel that never changes must not amplify noise a thousandfold.
+  std = np.maximum(np.sqrt(np.maximum(squares / count - np.square(mean), 0)), 1.0)
   try:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(f'{path}.{os.getpid()}', 'w', encoding='utf-8') as f:
-      json.dump({'mean': mean.tolist(), 'std': std.tolist()}, f)
-    os.replace(f'{path}.{os.getpid()}', path)
+    os.makedirs(cache, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=cache, suffix='.json')
+    try:
+      with os.fdopen(handle, 'w', encoding='utf-8') as f:
+        json.dump({'mean': mean.tolist(), 'std': std.tolist()}, f)
+      os.replace(temporary, path)
+    except OSError:
+      os.unlink(temporary)
+      raise
   except OSError as e:
-    print(f'note: cannot cache the check in {path} ({e.strerror}); it runs again next time',
+    print(f'note: cannot cache the check in {cache} ({e.strerror}); it runs again next time',
           file=sys.stderr)
   return mean.tolist(), std.tolist()
 
@@ -131,18 +160,28 @@ class ImageFolderSource(imagenet.PhotographSource):
     if any(given) and not all(len(v) == 3 for v in given):
       raise base.DataError(f'dataset_mean={given[0]} and dataset_std={given[1]} must both be '
                            'three numbers (RGB, 0-255), or both () to compute them')
+    if any(given) and min(given[1]) <= 0:
+      raise base.DataError(f'dataset_std={given[1]} must be positive')
+    if config.in_channels not in (-1, 3):
+      raise base.DataError(f'in_channels={config.in_channels}: image folders are read as RGB; '
+                           'set --config.in_channels=3')
     root = os.path.expanduser(config.data_dir)
     classes, files = scan(root)
     if 0 < config.num_classes != len(classes):
       raise base.DataError(f'num_classes={config.num_classes} but {root} has {len(classes)} '
                            'classes: set --config.num_classes=-1')
-    mean, std = checked_statistics(files)
+    digest = fingerprint(files)
+    mean, std = checked_statistics(files, digest, announce=process_index == 0)
     if any(given):
       mean, std = given
-    train, evaluation = files.pop('train'), next(iter(files.values()))
-    spec = base.DatasetSpec(len(classes), (0, 0, 3), 'train', 'eval', tuple(mean), tuple(std))
-    return cls(spec, classes, train, evaluation, photographs, seed=seed,
-               process_index=process_index, process_count=process_count, num_shards=num_shards)
+    splits = list(files)
+    spec = base.DatasetSpec(len(classes), (0, 0, 3), splits[0], splits[1], tuple(mean),
+                            tuple(std))
+    source = cls(spec, classes, files[splits[0]], files[splits[1]], photographs, seed=seed,
+                 process_index=process_index, process_count=process_count,
+                 num_shards=num_shards)
+    source.fingerprint = digest
+    return source
 
   def __init__(self, spec: base.DatasetSpec, classes: list[str], train: list, evaluation: list,
                photographs: imagenet.Photographs, *, seed: int, process_index: int,
@@ -158,8 +197,9 @@ class ImageFolderSource(imagenet.PhotographSource):
     self._photographs = photographs
 
   def _records(self, part, shuffle_seed):
-    ds = tf.data.Dataset.from_tensor_slices((tf.constant([p for p, _ in part], tf.string),
-                                             np.array([l for _, l in part], np.int32)))
+    ds = tf.data.Dataset.from_tensor_slices((
+        tf.constant([os.fsencode(p) for p, _ in part] or [b''], tf.string)[:len(part)],
+        np.array([l for _, l in part], np.int32)))
     if shuffle_seed is not None:
       ds = ds.shuffle(max(len(part), 1), seed=shuffle_seed, reshuffle_each_iteration=False)
     return parallel_map(ds, lambda path, label: {'image': tf.io.read_file(path), 'label': label})

@@ -127,6 +127,10 @@ class PhotographSource(ShardedSource):
 class ImageNetSource(PhotographSource, TFDSSource):
 
   @classmethod
+  def known_record(cls, name, config):
+    return {'mean': SPEC.mean, 'std': SPEC.std, 'class_names': class_names()}
+
+  @classmethod
   def from_config(cls, name, config, *, eval_crops, **kwargs):
     del name
     return cls(Photographs(config, eval_crops), data_dir=config.data_dir,

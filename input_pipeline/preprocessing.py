@@ -74,10 +74,11 @@ def image_shape(encoded: tf.Tensor) -> tf.Tensor:
   """[height, width, channels] of an encoded image: from the header alone for a JPEG; other
   formats (an image folder's PNG, GIF or BMP files) are decoded."""
   return tf.cond(tf.io.is_jpeg(encoded), lambda: tf.image.extract_jpeg_shape(encoded),
-                 lambda: tf.shape(_decode(encoded)))
+                 lambda: tf.shape(decode(encoded)))
 
 
-def _decode(encoded: tf.Tensor) -> tf.Tensor:
+def decode(encoded: tf.Tensor) -> tf.Tensor:
+  """A whole image of any format TensorFlow reads (the first frame of an animation), as RGB."""
   return tf.io.decode_image(encoded, channels=3, expand_animations=False)
 
 
@@ -88,7 +89,7 @@ def decode_window(encoded: tf.Tensor, window: tf.Tensor, size: int,
   y, x, height, width = tf.unstack(window)
   image = tf.cond(tf.io.is_jpeg(encoded),
                   lambda: tf.image.decode_and_crop_jpeg(encoded, window, channels=3),
-                  lambda: _decode(encoded)[y:y + height, x:x + width])
+                  lambda: decode(encoded)[y:y + height, x:x + width])
   return resize(image, size, size, antialias)
 
 

@@ -26,12 +26,19 @@ class SyntheticSource(base.Source):
                num_train=config.synthetic_train_examples,
                num_eval=config.synthetic_eval_examples, **kwargs)
 
+  @classmethod
+  def known_record(cls, name, config):
+    channels = config.in_channels if config.in_channels > 0 else SPEC.image_shape[-1]
+    classes = config.num_classes if config.num_classes > 0 else SPEC.num_classes
+    return {'mean': SPEC.mean[:1] * channels, 'std': SPEC.std[:1] * channels,
+            'class_names': [f'class {i}' for i in range(classes)]}
+
   def __init__(self, *, image_size: int, channels: int, num_classes: int, num_train: int,
                num_eval: int, seed: int, process_index: int, process_count: int,
                num_shards: int):
     self.spec = base.DatasetSpec(num_classes, (image_size, image_size, channels), 'train', 'test',
                                  SPEC.mean[:1] * channels, SPEC.std[:1] * channels)
-    self.class_names = [f'class {i}' for i in range(num_classes)]
+    self.class_names = [f'class {i}' for i in range(num_classes)]  # As `known_record`'s.
     self.image_shape = self.spec.image_shape
     self.num_train_examples, self.num_eval_examples = num_train, num_eval
     self._seed = seed

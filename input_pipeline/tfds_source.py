@@ -156,6 +156,11 @@ class SmallImageSource(TFDSSource):
     return cls(name, data_dir=config.data_dir, image_size=config.image_size,
                shuffle_buffer_size=config.shuffle_buffer_size, **kwargs)
 
+  @classmethod
+  def known_record(cls, name, config):
+    return {'mean': SPECS[name].mean, 'std': SPECS[name].std,
+            'class_names': tfds.builder_cls(name)().info.features['label'].names}
+
   def __init__(self, name: str, *, data_dir: str | None, image_size: int,
                shuffle_buffer_size: int, **kwargs):
     spec = SPECS[name]

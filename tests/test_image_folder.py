@@ -5,6 +5,7 @@ Fashion-MNIST written as PNG files is learnt."""
 import gzip
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -38,6 +39,9 @@ def write_folder(root, splits=(('train', TRAIN), ('val', VAL))) -> str:
       os.makedirs(os.path.join(root, split, name))
       for i, (height, width, kind) in enumerate(images):
         write_image(os.path.join(root, split, name, f'{name}_{i}'), rng, height, width, kind)
+      # What macOS leaves on copies: hidden, not images, not read.
+      with open(os.path.join(root, split, name, f'._{name}_0.jpg'), 'wb') as f:
+        f.write(b'\0\5\26\7 AppleDouble')
   return str(root)
 
 
@@ -66,6 +70,13 @@ def test_folder_trains_an_epoch_and_evaluates_on_one_and_ten_crops(folder, tmp_p
     assert evaluate.returncode == 0, evaluate.stderr
     with open(tmp_path / 'eval_results.json') as f:
       assert (json.load(f)['num_examples'], crops) == (9, crops)
+  # Resuming on changed files would change the order and the statistics: refused.
+  changed = tmp_path / 'changed'
+  shutil.copytree(folder, changed)
+  write_image(str(changed / 'train' / 'cat' / 'extra'), np.random.default_rng(1), 50, 60, 'JPEG')
+  result = run_train(*[f for f in flags if 'data_dir' not in f], f'--config.data_dir={changed}',
+                     '--config.num_epochs=2', f'--workdir={tmp_path}')
+  assert_one_line_error(result, 'was trained on other files of image_folder')
 
 
 @pytest.mark.parametrize('crops', [1, 10])
@@ -91,12 +102,16 @@ def test_every_image_is_counted_once_on_one_and_two_processes(folder, crops):
   assert images(2) == one
 
 
-def test_training_order_is_the_same_on_one_and_two_processes(folder):
+def test_training_order_is_the_same_on_one_and_two_processes_and_resumable(folder):
   from tests.conftest import assert_same_global_batches
   config = config_for(folder, data_shards=2)
   one = input_pipeline.create_source(config, process_index=0, process_count=1)
   two = [input_pipeline.create_source(config, process_index=p, process_count=2) for p in (0, 1)]
   assert_same_global_batches(one, two, global_batch=6, steps=3)
+  epoch = list(one.train_batches(1, 0, 6, 3))
+  for whole, resumed in zip(epoch[1:], one.train_batches(1, 1, 6, 3), strict=True):
+    np.testing.assert_array_equal(whole['image'], resumed['image'])
+  assert not np.array_equal(epoch[0]['image'], next(one.train_batches(0, 0, 6, 3))['image'])
 
 
 def break_layout(root, mistake: str) -> str:
@@ -110,6 +125,8 @@ def break_layout(root, mistake: str) -> str:
   elif mistake == 'unreadable image':
     with open(os.path.join(root, 'train', 'cat', 'cat_0.jpg'), 'r+b') as f:
       f.truncate(200)
+  elif mistake == '1-bit BMP':  # Pillow reads it; TensorFlow's decoder, which trains, does not.
+    Image.new('1', (20, 20)).save(os.path.join(root, 'val', 'fox', 'fox_9.bmp'))
   return root
 
 
@@ -119,6 +136,7 @@ def break_layout(root, mistake: str) -> str:
     ('empty class', 'val/dog holds no images'),
     ('other classes', 'val has other classes than train/: fox, wolf in only one of them'),
     ('unreadable image', 'cat_0.jpg is not a readable image'),
+    ('1-bit BMP', 'fox_9.bmp is not a readable image'),
 ])
 def test_layout_mistakes_are_one_line_and_write_nothing(tmp_path, mistake, message):
   root = (str(tmp_path / 'absent') if mistake == 'missing root' else

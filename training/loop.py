@@ -424,7 +424,7 @@ def dataset_record(source: input_pipeline.Source) -> dict:
   """What predict.py needs of the dataset, saved with each checkpoint so that it needs no data:
   its channel statistics and class names."""
   return {'mean': list(source.spec.mean), 'std': list(source.spec.std),
-          'class_names': list(source.class_names)}
+          'class_names': list(source.class_names), 'fingerprint': source.fingerprint}
 
 
 def resolved_config(config, architecture: dict) -> dict:
@@ -451,6 +451,12 @@ def check_resume(saved: dict, record: dict, step: int) -> str:
              'batch_size': saved.get('global_batch_size')})
   changed = {k: (before[k], config[k]) for k in before if k in config and before[k] != config[k]}
   refused = [k for k in MEANING_FIELDS if k in changed]
+  before_data = saved.get('dataset', {}).get('fingerprint')
+  now_data = record.get('dataset', {}).get('fingerprint')
+  if before_data and now_data and before_data != now_data:
+    raise ConfigError(f'checkpoint at step {step} was trained on other files of '
+                      f'{config["dataset"]} (images added, removed or changed): that changes '
+                      'the data order and statistics; restore the files or use another --workdir')
   if refused:
     raise ConfigError(
         f'checkpoint at step {step} was written with '

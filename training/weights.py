@@ -157,12 +157,12 @@ def layer_names(model: nnx.Module) -> dict[tuple, str]:
   return names
 
 
-def _by_layer(model: nnx.Module, state: TrainState) -> dict[str, dict]:
-  """{layer name: {(part, path within the layer): array}} of `state`'s params and statistics."""
+def by_layer(model: nnx.Module, params: dict, batch_stats: dict) -> dict[str, dict]:
+  """{layer name: {(part, path, path within the layer): array}} of params and statistics."""
   names = layer_names(model)
   grouped = {}
-  for part in ('params', 'batch_stats'):
-    for key_path, leaf in jax.tree_util.tree_flatten_with_path(getattr(state, part))[0]:
+  for part, tree in (('params', params), ('batch_stats', batch_stats)):
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
       path = tuple(k.key for k in key_path)
       cut = next((i for i in range(len(path)) if path[:i] in names), len(path) - 1)
       name = names.get(path[:cut], '/'.join(map(str, path[:cut])))
@@ -180,8 +180,9 @@ def init_from(config, source: dict, model: nnx.Module, state: TrainState, replic
   except ConfigError as e:
     raise ConfigError(f'init_from={config.init_from}: {e}') from e
   theirs = {name: {within: leaf for (_, _, within), leaf in parts.items()}
-            for name, parts in _by_layer(source_model, restored).items()}
-  ours = _by_layer(model, state)
+            for name, parts in by_layer(source_model, restored.params,
+                                        restored.batch_stats).items()}
+  ours = by_layer(model, state.params, state.batch_stats)
   copied, fresh = [], []
   tree = {'params': state.params, 'batch_stats': state.batch_stats}
   for name, parts in ours.items():

@@ -1,0 +1,80 @@
+"""A checkpoint ready for inference, as predict.py and visualize.py use it.
+
+What the model was built for comes from its checkpoint (training/weights.py): model options,
+input convention, dataset (its channel statistics and class names, saved with every checkpoint),
+image size, classes, channels, and the optimizer whose state shapes the checkpoint.
+"""
+
+import dataclasses
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+import cnns
+import input_pipeline
+from training import mesh as mesh_lib
+from training import steps, weights
+from training.errors import ConfigError
+
+
+@dataclasses.dataclass
+class Checkpoint:
+  config: ml_collections.ConfigDict  # The user's, with the checkpoint's fields.
+  graphdef: nnx.GraphDef
+  params: dict
+  batch_stats: dict
+  class_names: list[str]
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  step: int
+
+  def model(self) -> nnx.Module:
+    """The model with the checkpoint's weights, in evaluation mode."""
+    model = nnx.merge(self.graphdef, self.params, self.batch_stats)
+    model.eval()
+    return model
+
+  def logits(self, params, images: jax.Array) -> jax.Array:
+    """The model in evaluation mode on uint8 (or float, 0-255) images, widened to float32."""
+    model = nnx.merge(self.graphdef, params, self.batch_stats)
+    model.eval()
+    dtype = jnp.dtype(self.config.dtype)
+    return steps.at_least_float32(model(steps.normalize(images, self.mean, self.std, dtype)))
+
+
+def load(config, workdir: str, note=lambda line: print(line, file=sys.stderr)) -> Checkpoint:
+  """The latest checkpoint of `workdir`, restored for inference; `note` hears what the
+  checkpoint changes in `config`."""
+  config = weights.checkpoint_config(config, [workdir], note=note)
+  saved = weights.record(workdir)
+  recorded = saved.get('config')
+  if recorded is None:
+    raise ConfigError(f'the checkpoints in {workdir} predate recorded configs, which predict.py '
+                      'and visualize.py read; evaluate.py still evaluates them')
+  # Checkpoints saved before the dataset record: the dataset's known facts, where there are any.
+  dataset = saved.get('dataset') or input_pipeline.source_class(
+      recorded['dataset']).known_record(recorded['dataset'], config)
+  if dataset is None:
+    raise ConfigError(f'the newest checkpoint in {workdir} predates the record of its '
+                      f'{recorded["dataset"]} data (statistics, class names): resume the run '
+                      'with this version until it saves once more')
+  for field in ('dataset', 'image_size', 'num_classes', 'in_channels'):
+    if config[field] != recorded[field]:
+      if field in ('dataset', 'image_size'):
+        note(f'note: using the checkpoint\'s {field}={recorded[field]} (the config says '
+             f'{config[field]})')
+      config[field] = recorded[field]
+  abstract, _ = cnns.trace(recorded['model'], dtype=jnp.dtype(config.dtype),
+                           **weights.architecture(recorded))
+  replicated = mesh_lib.replicated_sharding(mesh_lib.create_mesh())
+  graphdef, abstract_state = weights.abstract_train_state(ml_collections.ConfigDict(recorded),
+                                                          abstract, replicated)
+  state, step = weights.restore(workdir, abstract_state)
+  spec = input_pipeline.DatasetSpec(recorded['num_classes'], (0, 0, recorded['in_channels']),
+                                    '', '', tuple(dataset['mean']), tuple(dataset['std']))
+  mean, std = input_pipeline.normalization(config, spec)
+  return Checkpoint(config, graphdef, state.params, state.batch_stats, dataset['class_names'],
+                    mean, std, step)
