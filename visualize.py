@@ -27,6 +27,9 @@ import numpy as np
 from absl import app, flags, logging
 
 matplotlib.use('Agg')  # Files only: no display is needed.
+# --example reads the evaluation split only up to its image; TensorFlow would warn that the split's
+# in-memory cache stays incomplete, which is intended here.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
 import input_pipeline  # pylint: disable=wrong-import-position
@@ -110,13 +113,17 @@ def visualize(config, workdir: str, out: str) -> list[tuple[str, str]]:
   except OSError as e:
     raise ConfigError(f'--out={out}: {e.strerror}') from e
 
+  order = []  # The layers' names in the order they run (a returned dict would be sorted).
+
   @jax.jit
   def forward(params, images):
     with layers.recording() as recorder:
       logits = checkpoint.logits(params, images)
-    return jax.nn.softmax(logits), recorder.outputs
+    order[:] = recorder.outputs
+    return jax.nn.softmax(logits), list(recorder.outputs.values())
 
-  probabilities, outputs = forward(checkpoint.params, image[None])
+  probabilities, values = forward(checkpoint.params, image[None])
+  outputs = dict(zip(order, values))
   probabilities = np.asarray(probabilities[0])
   spatial = [name for name, x in outputs.items() if x.ndim == 4]
   chosen = flags_.layers or [spatial[i] for i in visualization.chosen_channels(

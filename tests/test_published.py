@@ -277,7 +277,8 @@ def test_init_from_copies_matching_layers_and_fine_tunes_a_new_head(fashion_mnis
   assert result.returncode == 0, result.stderr
   tuned = tmp_path / 'tuned'
   args = [*common, f'--config.data_dir={fashion_mnist_dir}', '--config.num_epochs=1',
-          '--config.log_every_steps=100', f'--config.init_from={source}', f'--workdir={tuned}']
+          '--config.batch_size=256', '--config.log_every_steps=40',
+          f'--config.init_from={source}', f'--workdir={tuned}']
   result = run_train(*args)
   assert result.returncode == 0, result.stderr
   assert (f'init_from {source} (step 4, lenet5): copied 4 of 5 layers, all but fc5'

@@ -20,7 +20,7 @@ from training import inference
 def trained(fashion_mnist_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('lenet5'))
   result = run_train('--config=configs/lenet5.py', f'--config.data_dir={fashion_mnist_dir}',
-                     '--config.num_epochs=1', '--config.batch_size=128', f'--workdir={workdir}')
+                     '--config.num_epochs=1', '--config.batch_size=256', f'--workdir={workdir}')
   assert result.returncode == 0, result.stderr
   return workdir
 
