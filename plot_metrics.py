@@ -4,7 +4,7 @@ r"""Training curves of one or more runs, from their metrics.jsonl, in one PNG.
   python plot_metrics.py runs/a runs/b --out=curves.png --paper
 
 Panels against epochs: training loss, evaluation top-1 and top-5 error (%), learning rate; runs
-overlaid, the legend naming their workdirs. --paper draws each run's config's paper top-1 error
+overlaid, the legend naming their workdirs as given. --paper draws each run's config's paper top-1 error
 (config.json) as a horizontal line. A record logged twice for one step (an older layout of a
 resumed run) is drawn once, the later one.
 
@@ -25,8 +25,9 @@ from training.errors import ConfigError  # pylint: disable=wrong-import-position
 
 flags.DEFINE_string('out', None, 'The PNG file to write.')
 flags.DEFINE_bool('paper', False, "Draw each run's paper top-1 error (from its config.json).")
-PANELS = (('train/loss', 'training loss', 1), ('eval/top1_acc', 'top-1 error (%)', -100),
-          ('eval/top5_acc', 'top-5 error (%)', -100), ('train/learning_rate', 'learning rate', 1))
+# (record key, title, whether an accuracy drawn as an error in %).
+PANELS = (('train/loss', 'training loss', False), ('eval/top1_acc', 'top-1 error (%)', True),
+          ('eval/top5_acc', 'top-5 error (%)', True), ('train/learning_rate', 'learning rate', False))
 
 
 def read_run(workdir: str) -> list[dict]:
@@ -37,8 +38,10 @@ def read_run(workdir: str) -> list[dict]:
       records = [json.loads(line) for line in f if line.strip()]
   except OSError as e:
     raise ConfigError(f'{path}: {e.strerror}: not a workdir that train.py has logged to') from e
-  except json.JSONDecodeError as e:
-    raise ConfigError(f'{path} is not JSON lines ({e.msg}, line {e.lineno})') from e
+  except ValueError as e:  # Not JSON, or not UTF-8.
+    raise ConfigError(f'{path} is not the JSON lines train.py writes ({e})') from e
+  if any('step' not in r or 'epoch' not in r for r in records):
+    raise ConfigError(f'{path} is not a metrics.jsonl of train.py (records without step/epoch)')
   latest = {(r['step'], 'eval/loss' in r): r for r in records}  # The later record wins.
   return [latest[key] for key in sorted(latest)]
 
@@ -52,23 +55,28 @@ def paper_error(workdir: str) -> float | None:
 
 
 def plot(workdirs: list[str], out: str, paper: bool) -> str:
+  if not out.lower().endswith('.png'):
+    raise ConfigError(f'--out={out} must name a .png file')
   runs = {workdir: read_run(workdir) for workdir in workdirs}
+  for workdir, records in runs.items():
+    if not any(r.get(key) is not None for r in records for key, _, _ in PANELS):
+      raise ConfigError(f'{os.path.join(workdir, "metrics.jsonl")} holds no numbers to draw yet')
   figure, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.4))
-  for panel, (key, label, scale) in zip(axes, PANELS):
+  for panel, (key, label, as_error) in zip(axes, PANELS):
     for workdir, records in runs.items():
       points = [(r['epoch'], r[key]) for r in records if r.get(key) is not None]
       if points:
         x, y = zip(*points)
-        panel.plot(x, [100 + scale * v if scale < 0 else v for v in y],
-                   label=os.path.basename(os.path.normpath(workdir)))
+        panel.plot(x, [100 * (1 - v) if as_error else v for v in y], label=workdir)
       error = paper_error(workdir) if paper and key == 'eval/top1_acc' else None
       if error is not None:
         panel.axhline(error, linestyle='--', color='grey', label=f'paper ({error}%)')
     panel.set_xlabel('epoch')
     panel.set_title(label, fontsize=10)
     panel.grid(alpha=0.3)
-  axes[0].legend(fontsize=8)
-  axes[1].legend(fontsize=8)
+  for panel in axes[:2]:
+    if panel.get_legend_handles_labels()[0]:
+      panel.legend(fontsize=8)
   figure.tight_layout()
   try:
     figure.savefig(out, dpi=100)

@@ -57,7 +57,7 @@ def predict(config, workdir: str, paths: list[str], as_json: bool) -> int:
     for (path, _), row in zip(chunk, np.asarray(probabilities(checkpoint.params, inputs))):
       top = np.argsort(-row, kind='stable')[:TOP_K]
       results.append({'image': path, 'top5': [
-          {'index': int(i), 'name': names[i] if i < len(names) else f'class {i}',
+          {'index': int(i), 'name': names[i],
            'probability': float(row[i])} for i in top]})
       if not as_json:
         print(path)

@@ -5,11 +5,12 @@ r"""Pictures of what a trained (or imported) network learnt, for one image, and 
       --image=cat.jpg --layers=conv1,conv2_3,conv5_3
 
 Writes PNG files into --out and prints their paths, then `index.html` showing them with captions:
-the filters of each convolution among the layers (the first layer's in colour for RGB input, as
-AlexNet's Figure 3; deeper ones averaged over their input channels), each layer's activation maps
+the filters of each layer that is one convolution (in colour for RGB input, as AlexNet's Figure
+3; deeper ones averaged over their input channels; a ResNet block or an Inception module has
+none), each layer's activation maps
 (one tile per channel, at most --max_tiles, evenly chosen and listed), the image with its top-5
-classes, an occlusion map (Zeiler & Fergus, Figure 7: the class probability with a square of the
-mean pixel at each position) and a gradient saliency map (Simonyan et al., 2014) for the true
+classes, an occlusion map (Zeiler & Fergus, Figure 7: how the class probability changes with a
+square of the mean pixel at each position) and a gradient saliency map (Simonyan et al., 2014) for the true
 class (--example) or the predicted one (--image). Layer names are the layer table's
 (`python -m cnns.summary`); by default every layer with spatial output, at most eight, evenly
 chosen. --example=N takes the N-th image of the config's evaluation split.
@@ -27,8 +28,8 @@ import numpy as np
 from absl import app, flags, logging
 
 matplotlib.use('Agg')  # Files only: no display is needed.
-# --example reads the evaluation split only up to its image; TensorFlow would warn that the split's
-# in-memory cache stays incomplete, which is intended here.
+# --example reads the evaluation split only up to its image; TensorFlow (imported later) would warn
+# that the split's in-memory cache stays incomplete, which is intended here.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
@@ -95,6 +96,17 @@ def picture(path: str, array: np.ndarray, title: str, *, cmap=None, width: float
   return save(figure, path)
 
 
+def occlusion_picture(path: str, change: np.ndarray, title: str) -> str:
+  """The change of probability on a diverging scale centred at 0, with its colour bar."""
+  limit = max(float(np.abs(change).max()), 1e-6)
+  figure, axes = plt.subplots(figsize=(6, 5))
+  shown = axes.imshow(change, cmap='RdBu', vmin=-limit, vmax=limit, interpolation='nearest')
+  figure.colorbar(shown, ax=axes)
+  axes.set_title(title, fontsize=9)
+  axes.axis('off')
+  return save(figure, path)
+
+
 def visualize(config, workdir: str, out: str) -> list[tuple[str, str]]:
   """Writes the pictures; returns (file, caption) pairs in page order."""
   checkpoint = inference.load(config, workdir)
@@ -102,6 +114,11 @@ def visualize(config, workdir: str, out: str) -> list[tuple[str, str]]:
   flags_ = cli.FLAGS
   if flags_.image and flags_.example is not None:
     raise ConfigError('give --image or --example, not both')
+  if flags_.max_tiles < 1:
+    raise ConfigError(f'--max_tiles={flags_.max_tiles} must be at least 1')
+  if config.in_channels not in (1, 3):
+    raise ConfigError(f'{config.model} sees {config.in_channels} input planes, not an image: '
+                      'visualize.py draws networks of grey or RGB images')
   if flags_.image:
     image, label, source = file_image(config, flags_.image), None, os.path.basename(flags_.image)
   else:
@@ -126,12 +143,13 @@ def visualize(config, workdir: str, out: str) -> list[tuple[str, str]]:
   outputs = dict(zip(order, values))
   probabilities = np.asarray(probabilities[0])
   spatial = [name for name, x in outputs.items() if x.ndim == 4]
-  chosen = flags_.layers or [spatial[i] for i in visualization.chosen_channels(
-      len(spatial), DEFAULT_LAYERS)]
-  unknown = [name for name in chosen if name not in outputs]
+  chosen = list(dict.fromkeys(flags_.layers)) or [
+      spatial[i] for i in visualization.evenly_chosen(len(spatial), DEFAULT_LAYERS)]
+  convolutions = kernels(checkpoint)
+  unknown = [name for name in chosen if name not in spatial and name not in convolutions]
   if unknown:
-    raise ConfigError(f'--layers: {", ".join(unknown)} not in {config.model}; its layers: '
-                      f'{", ".join(outputs)}')
+    raise ConfigError(f'--layers: {", ".join(unknown)} not a layer of {config.model} with '
+                      f'activation maps or filters; those are: {", ".join(spatial)}')
   names, written = checkpoint.class_names, []
   top = np.argsort(-probabilities, kind='stable')[:5]
   target = label if label is not None else int(top[0])
@@ -140,7 +158,6 @@ def visualize(config, workdir: str, out: str) -> list[tuple[str, str]]:
   written.append((picture(os.path.join(out, 'prediction.png'), image / 255.0,
                           f'{source}{truth}\n{text}'), f'{source}: top-5 classes{truth}'))
 
-  convolutions = kernels(checkpoint)
   for name in chosen:
     if name in convolutions:
       kernel = convolutions[name]
@@ -154,7 +171,7 @@ def visualize(config, workdir: str, out: str) -> list[tuple[str, str]]:
     maps = np.asarray(outputs[name][0], np.float32)
     if maps.ndim != 3:
       continue
-    channels = visualization.chosen_channels(maps.shape[-1], flags_.max_tiles)
+    channels = visualization.evenly_chosen(maps.shape[-1], flags_.max_tiles)
     shown = ('all channels' if len(channels) == maps.shape[-1] else
              f'channels {", ".join(map(str, channels))}')
     volume = 'x'.join(map(str, maps.shape))
@@ -165,13 +182,15 @@ def visualize(config, workdir: str, out: str) -> list[tuple[str, str]]:
 
   size = max(2, config.image_size // 4)
   mean = np.asarray(checkpoint.mean, np.float32)
-  occlusion = visualization.occlusion_map(
+  change = visualization.occlusion_map(
       jax.jit(lambda x: jax.nn.softmax(checkpoint.logits(checkpoint.params, x))), image, target,
-      size=size, stride=max(1, size // 4), fill=mean)
-  written.append((picture(os.path.join(out, 'occlusion.png'), occlusion,
-                          f'P({names[target]}) with a {size}x{size} square of the mean pixel '
-                          'at each position', cmap='viridis'),
-                  f'occlusion: probability of {names[target]} (Zeiler & Fergus, Figure 7)'))
+      size=size, stride=max(1, size // 4), fill=mean) - probabilities[target]
+  written.append((occlusion_picture(
+      os.path.join(out, 'occlusion.png'), change,
+      f'change of P({names[target]}) = {probabilities[target]:.1%} with a {size}x{size} square '
+      'of the mean pixel at each position'),
+      f'occlusion: how hiding each part changes the probability of {names[target]} (Zeiler & '
+      'Fergus, Figure 7; red: lower, blue: higher)'))
   gradient = visualization.saliency_gradient(
       lambda x: checkpoint.logits(checkpoint.params, x), image, target)
   written.append((picture(os.path.join(out, 'saliency.png'), visualization.saliency_map(gradient),
@@ -186,11 +205,12 @@ def write_page(out: str, config, workdir: str, step: int, written) -> None:
       f'<figure><img src="{html.escape(os.path.basename(path))}" alt="{html.escape(caption)}">'
       f'<figcaption>{html.escape(caption)}</figcaption></figure>' for path, caption in written)
   with open(os.path.join(out, 'index.html'), 'w', encoding='utf-8') as f:
-    f.write(f'<!doctype html><html><head><meta charset="utf-8"><title>{config.model}</title>'
+    f.write('<!doctype html><html><head><meta charset="utf-8">'
+            f'<title>{html.escape(config.model)}</title>'
             '<style>body{font-family:sans-serif;margin:2em}figure{display:inline-block;'
             'vertical-align:top;margin:1em}img{max-width:600px}</style></head><body>'
             f'<h1>{html.escape(config.model)}, checkpoint step {step} of '
-            f'{html.escape(os.path.abspath(workdir))}</h1>\n{figures}\n</body></html>\n')
+            f'{html.escape(workdir)}</h1>\n{figures}\n</body></html>\n')
 
 
 def main(argv):

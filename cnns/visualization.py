@@ -49,11 +49,13 @@ def filter_grid(kernel: np.ndarray) -> np.ndarray:
   return _grid(filter_tiles(kernel))
 
 
-def chosen_channels(channels: int, cap: int) -> list[int]:
-  """All channels, or `cap` of them evenly spread (a large layer stays readable)."""
-  if channels <= cap:
-    return list(range(channels))
-  return sorted({round(i * (channels - 1) / (cap - 1)) for i in range(cap)})
+def evenly_chosen(count: int, cap: int) -> list[int]:
+  """All of range(count), or `cap` >= 1 of them evenly spread (a large layer stays readable)."""
+  if count <= cap:
+    return list(range(count))
+  if cap == 1:
+    return [count // 2]
+  return sorted({round(i * (count - 1) / (cap - 1)) for i in range(cap)})
 
 
 def tile_grid(maps: np.ndarray, channels: list[int]) -> np.ndarray:

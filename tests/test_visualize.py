@@ -77,7 +77,9 @@ def test_visualize_writes_every_picture_and_a_page_showing_them(trained, fashion
 def test_visualize_mistakes_are_one_line(trained, tmp_path):
   for flags, message in ((['--image=/nonexistent.png'], '--image=/nonexistent.png: No such file'),
                          (['--image=x.png', '--example=1'], 'give --image or --example'),
-                         (['--layers=conv9'], '--layers: conv9 not in lenet5')):
+                         (['--layers=conv9,fc3'], '--layers: conv9, fc3 not a layer of lenet5 '
+                                                  'with activation maps or filters'),
+                         (['--max_tiles=0'], '--max_tiles=0 must be at least 1')):
     image = tmp_path / 'x.png'
     Image.new('L', (40, 30), 128).save(image)
     flags = [f.replace('x.png', str(image)) for f in flags]

@@ -76,5 +76,6 @@ def load(config, workdir: str, note=lambda line: print(line, file=sys.stderr)) -
   spec = input_pipeline.DatasetSpec(recorded['num_classes'], (0, 0, recorded['in_channels']),
                                     '', '', tuple(dataset['mean']), tuple(dataset['std']))
   mean, std = input_pipeline.normalization(config, spec)
-  return Checkpoint(config, graphdef, state.params, state.batch_stats, dataset['class_names'],
-                    mean, std, step)
+  names = list(dataset['class_names'])
+  names += [f'class {i}' for i in range(len(names), recorded['num_classes'])]
+  return Checkpoint(config, graphdef, state.params, state.batch_stats, names, mean, std, step)
