@@ -93,9 +93,8 @@ def read_image(path: str, channels: int):
 def prediction_image(config, image):
   """A decoded image (uint8 [H, W, C], any size) as the model's input, prepared as the evaluation
   split is: for photographs (ImageNet, image folders), the centre crop (`eval_resize`,
-  `eval_antialias`); for the other datasets,
-  centred padding up to `image_size` (a larger image is first resized to shorter side
-  `image_size` and centre-cropped, as MNIST-sized images need no resizing)."""
+  `eval_antialias`); for the other datasets, centred padding up to `image_size` (a larger image
+  is first resized to shorter side `image_size` and centre-cropped)."""
   import_tensorflow_quietly()
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from input_pipeline import preprocessing  # pylint: disable=import-outside-toplevel
