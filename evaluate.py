@@ -15,7 +15,7 @@ import json
 import os
 
 import jax
-from absl import app, flags, logging
+from absl import app, flags
 
 from training import cli, evaluation
 from training.workdir import write_atomic
@@ -67,15 +67,12 @@ def write_results(workdir: str, record: dict) -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   config, workdir = cli.FLAGS.config, cli.FLAGS.workdir
   crops = cli.FLAGS.crops
   if crops is None:
     crops = config.paper.crops if config.paper.crops in (1, 10) else 1
   workdirs = [workdir, *cli.FLAGS.ensemble]
-  cli.run_reporting_errors(cli.set_up_jax)
   result = cli.run_reporting_errors(evaluation.evaluate_checkpoints, config, workdirs, crops)
   if jax.process_index() == 0:
     cli.run_reporting_errors(write_results, workdir, report(config, workdirs, crops, result))

@@ -20,7 +20,7 @@ import os
 
 import jax
 import ml_collections
-from absl import app, flags, logging
+from absl import app, flags
 
 import cnns
 import input_pipeline
@@ -106,12 +106,7 @@ def import_weights(config, weights: str, workdir: str) -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if not cli.FLAGS.weights:
-    cli.fail('--weights=FILE is required')
-  logging.set_verbosity(logging.WARNING)
-  cli.run_reporting_errors(cli.set_up_jax)
+  cli.start(argv, required=('weights',))
   cli.run_reporting_errors(import_weights, cli.FLAGS.config, cli.FLAGS.weights,
                            cli.FLAGS.workdir)
 

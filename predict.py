@@ -20,7 +20,7 @@ import sys
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 import input_pipeline
 from training import cli, inference
@@ -69,10 +69,7 @@ def predict(config, workdir: str, paths: list[str], as_json: bool) -> int:
 
 
 def main(argv):
-  if len(argv) < 2:
-    raise app.UsageError('name one or more image files after the flags')
-  logging.set_verbosity(logging.WARNING)
-  cli.run_reporting_errors(cli.set_up_jax)
+  cli.start(argv, arguments='one or more image files')
   sys.exit(cli.run_reporting_errors(predict, cli.FLAGS.config, cli.FLAGS.workdir, argv[1:],
                                     cli.FLAGS.json))
 

@@ -12,7 +12,7 @@ parameters; nothing non-finite saved); 75 stopped by SIGTERM/SIGINT or a preempt
 saving the current step: rerun the same command to resume.
 """
 
-from absl import app, logging
+from absl import app
 
 from training import cli, loop
 
@@ -20,10 +20,7 @@ cli.define_flags()
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  logging.set_verbosity(logging.WARNING)
-  cli.run_reporting_errors(cli.set_up_jax)
+  cli.start(argv)
   cli.run_reporting_errors(loop.train_and_evaluate, cli.FLAGS.config, cli.FLAGS.workdir)
 
 

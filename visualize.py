@@ -25,7 +25,7 @@ import sys
 import jax
 import matplotlib
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 matplotlib.use('Agg')  # Files only: no display is needed.
 # --example reads the evaluation split only up to its image; TensorFlow (imported later) would warn
@@ -214,12 +214,7 @@ def write_page(out: str, config, workdir: str, step: int, written) -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if not cli.FLAGS.out:
-    cli.fail('--out=DIR is required')
-  logging.set_verbosity(logging.WARNING)
-  cli.run_reporting_errors(cli.set_up_jax)
+  cli.start(argv, required=('out',))
   written = cli.run_reporting_errors(visualize, cli.FLAGS.config, cli.FLAGS.workdir,
                                      cli.FLAGS.out)
   for path, _ in written:

@@ -1,4 +1,4 @@
-"""What train.py and evaluate.py share on the command line: the config, workdir and cluster flags,
+"""What the entry points share on the command line: the config, workdir and cluster flags, `start`,
 and the ways a run ends early, each reported as one line with its exit status (training/errors.py):
 user and environment errors (2), divergence (3), a stop by a signal after saving (75). Anything
 else is a bug: a traceback."""
@@ -8,7 +8,8 @@ import sys
 import warnings
 
 import jax
-from absl import flags
+from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 import cnns
@@ -49,6 +50,20 @@ def define_flags() -> None:
   flags.DEFINE_integer('num_processes', None, 'Processes in the job (with --coordinator_address).')
   flags.DEFINE_integer('process_id', None, 'This process\'s index, 0 .. num_processes - 1.')
   flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def start(argv: list[str], *, arguments: str | None = None, required: tuple[str, ...] = ()) -> None:
+  """What every entry point does first: refuse stray (or missing: `arguments` names them)
+  positional arguments and missing `required` flags, quiet absl's logging, set up JAX."""
+  if arguments is None and len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if arguments is not None and len(argv) < 2:
+    raise app.UsageError(f'name {arguments} after the flags')
+  for flag in required:
+    if not FLAGS[flag].value:
+      fail(f'--{flag} is required')
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  run_reporting_errors(set_up_jax)
 
 
 def fail(message, *, prefix: str = 'error', status: int = ConfigError.status) -> None:
