@@ -70,27 +70,27 @@ def scaled_crop_window(shape: tf.Tensor, seed: tf.Tensor, size: int, scale_range
   return tf.stack([offset_y, offset_x, side, side])
 
 
-def image_shape(encoded: tf.Tensor) -> tf.Tensor:
-  """[height, width, channels] of an encoded image: from the header alone for a JPEG; other
-  formats (an image folder's PNG, GIF or BMP files) are decoded."""
-  return tf.cond(tf.io.is_jpeg(encoded), lambda: tf.image.extract_jpeg_shape(encoded),
-                 lambda: tf.shape(decode(encoded)))
-
-
 def decode(encoded: tf.Tensor) -> tf.Tensor:
   """A whole image of any format TensorFlow reads (the first frame of an animation), as RGB."""
   return tf.io.decode_image(encoded, channels=3, expand_animations=False)
 
 
-def decode_window(encoded: tf.Tensor, window: tf.Tensor, size: int,
-                  antialias: bool = False) -> tf.Tensor:
-  """Decodes `window` of an image, as RGB (grayscale too), and resizes it to size x size. Of a
-  JPEG, only the window is decoded."""
-  y, x, height, width = tf.unstack(window)
-  image = tf.cond(tf.io.is_jpeg(encoded),
-                  lambda: tf.image.decode_and_crop_jpeg(encoded, window, channels=3),
-                  lambda: decode(encoded)[y:y + height, x:x + width])
-  return resize(image, size, size, antialias)
+def decode_window(encoded: tf.Tensor, window_of, size: int, antialias: bool = False) -> tf.Tensor:
+  """Decodes the window `window_of(shape)` chooses in an image of [height, width, channels]
+  `shape`, as RGB (grayscale too), resized to size x size. A JPEG's shape comes from its header
+  and only the window is decoded; other formats (an image folder's PNG, GIF or BMP files) are
+  decoded once, whole."""
+
+  def jpeg():
+    window = window_of(tf.image.extract_jpeg_shape(encoded))
+    return tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
+
+  def other():
+    image = decode(encoded)
+    y, x, height, width = tf.unstack(window_of(tf.shape(image)))
+    return image[y:y + height, x:x + width]
+
+  return resize(tf.cond(tf.io.is_jpeg(encoded), jpeg, other), size, size, antialias)
 
 
 def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -120,8 +120,8 @@ def center_crop(encoded: tf.Tensor, size: int, resize_size: int,
   `resize_size` (224 of 256: the common protocol), decoded from that window only. The window is
   cut first and then resized, which is the rescale-then-crop of the protocol up to the resize
   filter's reach across the crop's border (with `antialias`, PIL's and torchvision's filter)."""
-  window = central_window(image_shape(encoded), size / resize_size)
-  return decode_window(encoded, window, size, antialias)
+  return decode_window(encoded, lambda shape: central_window(shape, size / resize_size), size,
+                       antialias)
 
 
 def center_crop_image(image: tf.Tensor, size: int, resize_size: int,
@@ -136,8 +136,8 @@ def ten_crops(encoded: tf.Tensor, size: int, resize_size: int,
   """AlexNet's test-time crops (section 4.1): the four corner and the centre size x size patches
   of the central resize_size x resize_size square of the image rescaled to shorter side
   `resize_size`, and their mirror images. Returns [10, size, size, 3]: the five, then mirrors."""
-  square = decode_window(encoded, central_window(image_shape(encoded), 1.0),
-                         resize_size, antialias)
+  square = decode_window(encoded, lambda shape: central_window(shape, 1.0), resize_size,
+                         antialias)
   far, middle = resize_size - size, (resize_size - size) // 2
   corners = [(0, 0), (0, far), (far, 0), (far, far), (middle, middle)]
   five = tf.stack([square[y:y + size, x:x + size] for y, x in corners])
@@ -149,10 +149,13 @@ def train_example(encoded: tf.Tensor, seed: tf.Tensor, *, crop: str, size: int, 
   """One training example: `crop` ('inception' or 'scaled') + flip, and AlexNet's colour noise
   as a `lighting` offset when its standard deviation is positive."""
   crop_seed, flip_seed, lighting_seed = split_seed(seed, 3)
-  shape = image_shape(encoded)
-  window = (inception_window(shape, crop_seed, area_range) if crop == 'inception'
-            else scaled_crop_window(shape, crop_seed, size, scale_range))
-  example = {'image': random_flip(decode_window(encoded, window, size), flip_seed)}
+
+  def window_of(shape):
+    if crop == 'inception':
+      return inception_window(shape, crop_seed, area_range)
+    return scaled_crop_window(shape, crop_seed, size, scale_range)
+
+  example = {'image': random_flip(decode_window(encoded, window_of, size), flip_seed)}
   if lighting > 0:
     example['lighting'] = pca_lighting(lighting_seed, lighting)
   return example

@@ -60,7 +60,12 @@ def test_decode_window_decodes_exactly_that_window():
   np.testing.assert_array_equal(cropped, pixels[5:35, 9:49])
   # Resizing to the window's own size changes nothing.
   np.testing.assert_array_equal(pp.resize(cropped, 30, 40).numpy(), cropped)
-  assert pp.decode_window(jpeg, window, 16).shape == (16, 16, 3)
+  assert pp.decode_window(jpeg, lambda shape: window, 16).shape == (16, 16, 3)
+  # Other formats (an image folder's PNG files) are decoded whole, then cut: exactly the window.
+  png = tf.io.encode_png(pixels)
+  square = tf.constant([5, 9, 30, 30])
+  np.testing.assert_array_equal(pp.decode_window(png, lambda shape: square, 30).numpy(),
+                                pixels[5:35, 9:39])
 
 
 def test_grayscale_jpeg_becomes_rgb():
