@@ -4,9 +4,9 @@ r"""Training curves of one or more runs, from their metrics.jsonl, in one PNG.
   python plot_metrics.py runs/a runs/b --out=curves.png --paper
 
 Panels against epochs: training loss, evaluation top-1 and top-5 error (%), learning rate; runs
-overlaid, the legend naming their workdirs as given. --paper draws each run's config's paper top-1 error
-(config.json) as a horizontal line. A record logged twice for one step (an older layout of a
-resumed run) is drawn once, the later one.
+overlaid, the legend naming their workdirs as given. --paper draws each run's config's paper
+top-1 error (config.json) as a horizontal line. A record logged twice for one step (an older
+layout of a resumed run) is drawn once, the later one.
 
 Exit status: 0 written; 2 a workdir without metrics.jsonl, or no --out (one line).
 """
@@ -27,7 +27,8 @@ flags.DEFINE_string('out', None, 'The PNG file to write.')
 flags.DEFINE_bool('paper', False, "Draw each run's paper top-1 error (from its config.json).")
 # (record key, title, whether an accuracy drawn as an error in %).
 PANELS = (('train/loss', 'training loss', False), ('eval/top1_acc', 'top-1 error (%)', True),
-          ('eval/top5_acc', 'top-5 error (%)', True), ('train/learning_rate', 'learning rate', False))
+          ('eval/top5_acc', 'top-5 error (%)', True),
+          ('train/learning_rate', 'learning rate', False))
 
 
 def read_run(workdir: str) -> list[dict]:

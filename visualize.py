@@ -7,13 +7,13 @@ r"""Pictures of what a trained (or imported) network learnt, for one image, and 
 Writes PNG files into --out and prints their paths, then `index.html` showing them with captions:
 the filters of each layer that is one convolution (in colour for RGB input, as AlexNet's Figure
 3; deeper ones averaged over their input channels; a ResNet block or an Inception module has
-none), each layer's activation maps
-(one tile per channel, at most --max_tiles, evenly chosen and listed), the image with its top-5
-classes, an occlusion map (Zeiler & Fergus, Figure 7: how the class probability changes with a
-square of the mean pixel at each position) and a gradient saliency map (Simonyan et al., 2014) for the true
-class (--example) or the predicted one (--image). Layer names are the layer table's
-(`python -m cnns.summary`); by default every layer with spatial output, at most eight, evenly
-chosen. --example=N takes the N-th image of the config's evaluation split.
+none), each layer's activation maps (one tile per channel, at most --max_tiles, evenly chosen and
+listed), the image with its top-5 classes, an occlusion map (Zeiler & Fergus, Figure 7: how the
+class probability changes with a square of the mean pixel at each position) and a gradient
+saliency map (Simonyan et al., 2014) for the true class (--example) or the predicted one
+(--image). Layer names are the layer table's (`python -m cnns.summary`); by default every layer
+with spatial output, at most eight, evenly chosen. --example=N takes the N-th image of the
+config's evaluation split.
 
 Exit status: 0 written; 2 a user or environment error (one line).
 """

@@ -1,4 +1,4 @@
-"""The lecture's typical ConvNet as a family: [(CONV-RELU) x N - POOL?] x M - (FC-RELU) x K, SOFTMAX.
+"""The lecture's typical ConvNet as a family: [(CONV-RELU)xN - POOL?]xM - (FC-RELU)xK, SOFTMAX.
 
 "N usually up to 5, M large, 0 <= K <= 2" (the seed lecture's summary). Each of the M blocks is N
 convolutions with ReLU (`kernel_size` x `kernel_size`, stride 1, padded by kernel_size // 2, so

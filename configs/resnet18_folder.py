@@ -1,4 +1,4 @@
-r"""ResNet-18 fine-tuned on your own images (a folder in the layout of input_pipeline/image_folder.py).
+r"""ResNet-18 fine-tuned on your own images (laid out as input_pipeline/image_folder.py says).
 
   python import_weights.py --config=configs/resnet18.py --weights=resnet18-f37072fd.pth \
       --workdir=runs/resnet18_tv

@@ -1,4 +1,4 @@
-"""Your own images: `--config.dataset=image_folder --config.data_dir=ROOT`, TFDS's ImageFolder layout.
+"""Your own images: `--config.dataset=image_folder --config.data_dir=ROOT`, TFDS ImageFolder layout.
 
   ROOT/train/<class>/<image>    the training split; classes are the folder names, sorted
   ROOT/val/<class>/<image>      the evaluation split (or ROOT/validation/, ROOT/test/), same classes

@@ -331,7 +331,8 @@ def test_alphago_policy_network_follows_the_paper():
   assert [r['name'] for r in result['layers']] == [f'conv{i}' for i in range(1, 14)]
   assert layers_['conv1']['params'] == conv1 and layers_['conv12']['params'] == hidden
   assert all(tuple(layers_[f'conv{i}']['output_shape']) == (19, 19, 192) for i in range(1, 13))
-  assert tuple(layers_['conv13']['output_shape']) == (361,) and layers_['conv13']['params'] == output
+  assert tuple(layers_['conv13']['output_shape']) == (361,)
+  assert layers_['conv13']['params'] == output
   assert result['total_params'] == conv1 + 11 * hidden + output == 3_882_793
   with pytest.raises(layers.GeometryError, match='num_classes=10 must be 19x19'):
     table('alphago_policy', image_size=19, in_channels=48, num_classes=10)

@@ -40,7 +40,8 @@ def _no_checkpoint(workdir: str) -> ConfigError:
 
 def record(workdir: str) -> dict:
   """The record saved with the newest readable checkpoint of `workdir`: the config that made it
-  ('config'), what predict.py needs of its dataset ('dataset'), ..."""
+  ('config'), what predict.py needs of its dataset ('dataset'), and the training state's own
+  facts (metric sums, checksum, an import's source)."""
   checkpointer = _checkpointer(workdir)
   found = checkpointer.latest_record() if checkpointer else None
   if checkpointer:
@@ -114,7 +115,8 @@ def checkpoint_config(config, workdirs: list[str], note=print):
   for field in ADOPTED_FIELDS:
     value = _recorded(recorded[0], field)
     if value != _json(config[field]):
-      note(f'note: using the checkpoint\'s {field}={value} (the config says {_json(config[field])})')
+      note(f'note: using the checkpoint\'s {field}={value} '
+           f'(the config says {_json(config[field])})')
       adopted[field] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
   adopted.lock()
   return adopted
