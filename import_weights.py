@@ -25,7 +25,7 @@ from absl import app, flags
 import cnns
 import input_pipeline
 from cnns import published
-from training import cli, loop, optim
+from training import cli, loop, optim, setup
 from training import mesh as mesh_lib
 from training.checkpoints import Checkpointer, committed_steps, disk_full
 from training.errors import ConfigError
@@ -56,7 +56,7 @@ def import_weights(config, weights: str, workdir: str) -> None:
     raise ConfigError(f'--weights={weights}: no such file')
   chosen = published.variant(weights, config.model)
   config = variant_config(config, chosen)
-  loop.validate(config, workdir)
+  setup.validate(config, workdir)
   if config.dataset != 'imagenet2012' or config.num_classes <= 0 or config.in_channels <= 0:
     raise ConfigError('published weights are ImageNet models: import them with an ImageNet '
                       'config as it is, and fine-tune on other data with --config.init_from')

@@ -113,6 +113,12 @@ class ResNet(nnx.Module):
     x = record('avgpool', layers.global_avg_pool(x))
     return record('fc', self.fc(x))
 
+  def dense(self, x: jax.Array) -> jax.Array:
+    """The fully-convolutional form of the multi-scale testing (section 3.4): fc applied at every
+    position of the last feature map, the scores averaged; fc is linear, so that is the global
+    average pool followed by fc, the plain forward pass, on an image of any size."""
+    return self(x)
+
 
 @register
 def resnet18(**kwargs) -> ResNet:

@@ -52,7 +52,8 @@ class VGG(nnx.Module):
     self.fc8 = layers.Linear(4096, num_classes, dtype=dtype, rngs=rngs)
     self.dropout = nnx.Dropout(dropout_rate)
 
-  def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+  def features(self, x: jax.Array) -> jax.Array:
+    """The convolutional stages, up to pool5."""
     convs = iter(self.convs)
     for name in self.names:
       if name.startswith('pool'):
@@ -63,10 +64,30 @@ class VGG(nnx.Module):
         x = record(name, x)
         name, x = 'lrn', self.norm(x)
       x = record(name, x)
+    return x
+
+  def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+    x = self.features(x)
     x = x.reshape(x.shape[0], -1)
     x = record('fc6', nnx.relu(self.fc6(x)))
     x = record('fc7', nnx.relu(self.fc7(self.dropout(x, rngs=rngs))))
     return record('fc8', self.fc8(self.dropout(x, rngs=rngs)))
+
+  def dense(self, x: jax.Array) -> jax.Array:
+    """Dense evaluation (section 3.2, after Sermanet et al.): the fully connected layers applied
+    as convolutions over an image of any size at least image_size (fc6 as a convolution with
+    pool5's window of the training size, fc7 and fc8 as 1x1 convolutions), the class score map
+    spatially averaged. At the training size it is the plain forward pass."""
+    x = self.features(x)
+    window = self.fc6.linear.kernel.shape[0] // x.shape[-1]
+    side = round(window ** 0.5)
+    fc6 = self.fc6.linear
+    kernel = fc6.kernel.value.reshape(side, side, x.shape[-1], -1).astype(x.dtype)
+    x = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'VALID',
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    x = nnx.relu(x + fc6.bias.value.astype(x.dtype))
+    x = self.fc8(nnx.relu(self.fc7(x)))  # Dense layers act on the last axis: 1x1 convolutions.
+    return x.mean(axis=(1, 2))
 
 
 @register

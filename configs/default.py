@@ -38,6 +38,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.crop_area_range = (0.08, 1.0)  # 'inception': fraction of the image's area.
   config.train_scale_range = (256, 256)  # 'scaled': [min, max] of S; VGG's scale jitter (256, 512).
   config.pca_lighting = 0.0  # Standard deviation of AlexNet's colour noise (the paper's 0.1).
+  config.train_interpolation = 'bilinear'  # Or 'random': GoogLeNet's 4 methods, one per crop.
+  config.color_distortion = 'none'  # Or 'howard' (GoogLeNet's) or 'inception' (TF-slim's).
   config.eval_resize = -1  # Shorter side before the evaluation crop(s); -1: image_size / 0.875.
   config.eval_antialias = False  # Antialiased evaluation resize (PIL's and torchvision's).
   # Pixel standardisation: 'dataset' (its mean and std) or a published model's convention,
@@ -61,13 +63,21 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.rmsprop_epsilon = 1.0  # Inception-v4 paper's 1.0 (TensorFlow's RMSProp: inside the root).
   config.nesterov = False
   config.learning_rate = 0.1  # Peak learning rate.
-  config.lr_schedule = 'constant'  # 'constant', 'step', 'exponential' (staircase) or 'cosine'.
+  # 'constant', 'step', 'exponential' (staircase), 'cosine' or 'plateau' (divide by
+  # lr_decay_factor when the train-time evaluation's top-1 error stops improving).
+  config.lr_schedule = 'constant'
   config.lr_decay_epochs = ()  # 'step': divide the rate by lr_decay_factor at these epochs.
   config.lr_decay_factor = 10.0
   config.lr_decay_every_epochs = 0.0  # 'exponential': divide by lr_decay_factor this often.
+  config.plateau_patience = 5  # 'plateau': evaluations without a new best before a decay.
+  config.plateau_max_decays = 3  # 'plateau': decays at most (AlexNet's and VGG's three).
   config.warmup_epochs = 0.0  # Linear warm-up from 0, for any schedule.
   config.weight_decay = 0.0  # L2 on kernels only (papers' convention); decoupled for 'adamw'.
   config.label_smoothing = 0.0
+  # Polyak averaging: > 0 keeps an exponential moving average of the params with this decay
+  # (TensorFlow's, warmed up over the first steps: training/steps.py), which train-time
+  # evaluations use. BatchNorm statistics are running averages already and are not averaged.
+  config.ema_decay = 0.0
   # Fine-tuning: a workdir (a run, or import_weights.py's) whose latest weights start this run;
   # every layer whose name and shape match is copied, the others start fresh. '' for none.
   config.init_from = ''
@@ -89,14 +99,22 @@ def get_base_config() -> ml_collections.ConfigDict:
       'top1_error': ml_collections.config_dict.placeholder(float),
       'top5_error': ml_collections.config_dict.placeholder(float),
       'protocol': '',  # How the paper evaluated: crops, scales, single net or ensemble.
-      'crops': 0,  # 1 or 10 when that protocol is one evaluate.py runs (its default --crops).
+      # That protocol, as evaluate.py runs it by default (--protocol=paper; README, "Evaluation
+      # protocols"): crops per image at each scale (1, 10, 50, 144; 0 for dense only), the
+      # shorter sides of the test scales (() for eval_resize), dense (fully-convolutional)
+      # testing of the whole image, and its mirror or the centre crop's.
+      'crops': 1,
+      'scales': (),
+      'dense': False,
+      'flip': False,
   })
   return config
 
 
 def get_imagenet_config(model: str, *, image_size: int, batch_size: int, learning_rate: float,
                         num_epochs: int, weight_decay: float, top1_error: float | None,
-                        top5_error: float | None, protocol: str, crops: int = 0,
+                        top5_error: float | None, protocol: str, crops: int = 1,
+                        scales: tuple[int, ...] = (), dense: bool = False, flip: bool = False,
                         lr_decay_epochs: tuple[int, ...] = (),
                         **recipe) -> ml_collections.ConfigDict:
   """An ImageNet recipe: by default SGD, momentum 0.9, step decay by 10x at `lr_decay_epochs`;
@@ -123,7 +141,7 @@ def get_imagenet_config(model: str, *, image_size: int, batch_size: int, learnin
   config.paper.top1_error = top1_error
   config.paper.top5_error = top5_error
   config.paper.protocol = protocol
-  config.paper.crops = crops
+  config.paper.update({'crops': crops, 'scales': scales, 'dense': dense, 'flip': flip})
   config.update(recipe)
   config.lock()
   return config
@@ -136,17 +154,24 @@ def get_vgg_config(model: str, *, top1_error: float,
   Batch 256, SGD momentum 0.9, weight decay 5e-4, dropout 0.5 on fc6 and fc7, learning rate 0.01
   divided by 10 when validation accuracy stopped improving (three times in 74 epochs), 224x224
   crops of images rescaled to a shorter side S = 256 (or jittered in [256, 512]: add
-  `--config.train_scale_range=(256,512)`), flips and AlexNet's RGB colour shift. The paper gives
-  no decay epochs; these follow the common reimplementation schedule (30, 60). The errors are the
-  paper's Table 3: single net, single test scale Q = S = 256, dense evaluation. The paper started
+  `--config.train_scale_range=(256,512)`), flips and AlexNet's RGB colour shift. That decay is
+  `lr_schedule='plateau'` on each epoch's validation top-1 error, at most 3 decays; the paper gives
+  no patience: 5 epochs without a new best is this project's choice, long enough that the error's
+  epoch-to-epoch noise at a high rate does not trigger a decay, short enough that three decays
+  fit in 74 epochs with most epochs spent training, not waiting. The errors are the paper's
+  Table 3: single net, single test scale Q = S = 256, dense evaluation of the image and its mirror
+  (evaluate.py's default for these configs); `--dense --flip --scales=224,256,288` is Table 4's
+  multi-scale testing, `--crops=50 --scales=224,256,288` Table 5's multi-crop and
+  `--crops=50 --dense --flip --scales=224,256,288` their combination. The paper started
   nets B-E from a trained net A: `--config.init_from=runs/vgg11` copies net A's layers into the
   layers of the same names (README, "Published weights").
   """
   return get_imagenet_config(
-      model, image_size=224, batch_size=256, learning_rate=0.01, lr_decay_epochs=(30, 60),
-      num_epochs=74, weight_decay=5e-4, top1_error=top1_error, top5_error=top5_error,
-      protocol='single net, single scale (Q = S = 256), dense evaluation (Table 3)',
-      train_crop='scaled', train_scale_range=(256, 256), pca_lighting=0.1, eval_resize=256)
+      model, image_size=224, batch_size=256, learning_rate=0.01, lr_schedule='plateau',
+      plateau_patience=5, plateau_max_decays=3, num_epochs=74, weight_decay=5e-4,
+      top1_error=top1_error, top5_error=top5_error,
+      protocol='single net, dense with the mirror image, shorter side Q = S = 256 (Table 3)',
+      crops=0, dense=True, flip=True, scales=(256,), train_crop='scaled', train_scale_range=(256, 256), pca_lighting=0.1, eval_resize=256)
 
 
 def get_resnet_config(depth: int, *, top1_error: float | None, top5_error: float | None,
@@ -158,7 +183,10 @@ def get_resnet_config(depth: int, *, top1_error: float | None, top5_error: float
   on 224x224 crops of images rescaled to a shorter side in [256, 480] with AlexNet's colour noise
   (`--config.train_crop=scaled --config.train_scale_range=(256,480) --config.pca_lighting=0.1`);
   this follows torchvision's reference: random-resized crops with flips, dividing the rate by 10
-  at epochs 30 and 60 of 90. Evaluated on 10 crops (`evaluate.py --crops=10`) as the paper.
+  at epochs 30 and 60 of 90 (`--config.lr_schedule=plateau` divides it when the validation error
+  plateaus instead, as the paper). Evaluated on 10 crops as the paper's Table 3 (evaluate.py's
+  default); `--dense --scales=224,256,384,480,640` is its multi-scale fully-convolutional testing
+  (Tables 4 and 5).
   `model_kwargs.stride_on_3x3=True` gives "ResNet v1.5",
   `model_kwargs.zero_init_residual=True` starts every block as the identity, and
   `model_kwargs.padding='symmetric'` pads as Caffe and torchvision (see cnns/resnet.py).

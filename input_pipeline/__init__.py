@@ -14,7 +14,8 @@ import tempfile
 import numpy as np
 
 from input_pipeline import base
-from input_pipeline.base import Batch, DataError, DatasetSpec, Source, num_eval_steps
+from input_pipeline.base import (Batch, DataError, DatasetSpec, EvalView, Source, eval_resize_size,
+                                 num_eval_steps)
 
 # Dataset name -> the module that registers its source; True where that module needs TensorFlow.
 SOURCE_FILES = {
@@ -101,7 +102,7 @@ def prediction_image(config, image):
   size = config.image_size
   image = tf.constant(image, tf.uint8)
   if source_class(config.dataset).PHOTOGRAPHS:
-    resize = preprocessing.eval_resize_size(size, config.eval_resize)
+    resize = base.eval_resize_size(size, config.eval_resize)
     return preprocessing.center_crop_image(image, size, resize, config.eval_antialias).numpy()
   if min(image.shape[:2]) > size:
     image = preprocessing.center_crop_image(image, size, size)
@@ -139,30 +140,21 @@ def import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-def create_source(config, *, process_index: int, process_count: int,
-                  eval_crops: int = 1) -> Source:
-  """The source that `config.dataset` names, reading this process's slice of each split.
-
-  `eval_crops` = 10 evaluates on AlexNet's ten crops (image batches [B, 10, H, W, C]) where the
-  source supports it.
-  """
+def create_source(config, *, process_index: int, process_count: int) -> Source:
+  """The source that `config.dataset` names, reading this process's slice of each split."""
   num_shards = num_data_shards(config, process_count)
   if config.batch_size % num_shards:
     raise DataError(f'batch_size={config.batch_size} must be a multiple of '
                     f'data_shards={num_shards}')
-  cls = source_class(config.dataset)
-  if eval_crops not in cls.EVAL_CROPS:
-    raise DataError(f'{config.dataset} evaluates on {" or ".join(map(str, cls.EVAL_CROPS))} '
-                    f'crop(s) per image, not {eval_crops}')
-  source = cls.from_config(config.dataset, config, eval_crops=eval_crops, seed=config.seed,
-                           process_index=process_index, process_count=process_count,
-                           num_shards=num_shards)
+  source = source_class(config.dataset).from_config(
+      config.dataset, config, seed=config.seed, process_index=process_index,
+      process_count=process_count, num_shards=num_shards)
   if source.num_eval_examples < process_count:  # A process with nothing would wait forever.
     raise DataError(f'{config.dataset} has {source.num_eval_examples} evaluation images, fewer '
                     f'than the {process_count} processes')
   return source
 
 
-__all__ = ['Batch', 'DataError', 'DatasetSpec', 'INPUT_CONVENTIONS', 'Source',
-           'available_datasets', 'create_source', 'normalization', 'num_data_shards',
-           'num_eval_steps', 'prediction_image', 'read_image', 'source_class']
+__all__ = ['Batch', 'DataError', 'DatasetSpec', 'EvalView', 'INPUT_CONVENTIONS',
+           'Source', 'available_datasets', 'create_source', 'eval_resize_size', 'normalization',
+           'num_data_shards', 'num_eval_steps', 'prediction_image', 'read_image', 'source_class']

@@ -36,6 +36,11 @@ class DatasetSpec:
   std: tuple[float, ...]
 
 
+def eval_resize_size(image_size: int, eval_resize: int) -> int:
+  """`eval_resize`, or -1 for the common ratio 224/256 = 0.875 (256 for 224, 342 for 299)."""
+  return eval_resize if eval_resize > 0 else round(image_size / 0.875)
+
+
 def epoch_seed(seed: int, epoch: int, shard: int = 0) -> int:
   """An independent 32-bit seed for each (seed, epoch, shard), so each epoch's order can be rebuilt
   alone; shard 0 keeps the seed of (seed, epoch), the order of a single-shard run."""
@@ -68,14 +73,15 @@ def pad_eval_batches(batches: Iterable[Batch], local_batch: int, num_steps: int)
   """Pads each batch to `local_batch` rows and appends all-padding batches up to `num_steps`.
 
   So the last partial batch is evaluated rather than dropped, every process runs the same number of
-  steps (a collective program needs that), and `mask` says which rows are real.
+  steps (a collective program needs that), and `mask` says which rows are real. Batches may differ
+  in image shape (dense evaluation's whole images); each is padded in its own.
   """
   template = None
   steps = 0
   for batch in batches:
     n = len(batch['label'])
     template = template or {k: (v.shape[1:], v.dtype) for k, v in batch.items()}
-    padded = {k: np.zeros((local_batch, *shape), dtype) for k, (shape, dtype) in template.items()}
+    padded = {k: np.zeros((local_batch, *v.shape[1:]), v.dtype) for k, v in batch.items()}
     for k, v in batch.items():
       padded[k][:n] = v
     padded['mask'] = np.arange(local_batch) < n
@@ -87,6 +93,33 @@ def pad_eval_batches(batches: Iterable[Batch], local_batch: int, num_steps: int)
     empty = {k: np.zeros((local_batch, *shape), dtype) for k, (shape, dtype) in template.items()}
     empty['mask'] = np.zeros(local_batch, bool)
     yield empty
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalView:
+  """How one pass of an evaluation protocol shows each image to the model (the papers' test
+  crops, preprocessing.py), at shorter side `scale` (0: the config's `eval_resize`):
+
+    'centre'     the central crop: [H, W, C] per image
+    'five'       AlexNet's four corner and centre crops of the central square: [5, H, W, C]
+    'grid'       VGG's multi-crop, a 5 x 5 regular grid over the whole image: [25, H, W, C]
+    'googlenet'  GoogLeNet's left/centre/right (top/centre/bottom) squares, each giving its four
+                 corner and centre crops and itself resized: [18, H, W, C]
+    'dense'      the whole image (VGG's and ResNet's fully-convolutional testing), its longer
+                 side rounded to a multiple of DENSE_MULTIPLE pixels: [h, w, C], h and w varying
+                 from batch to batch, each batch of one shape
+
+  Mirror images are added on the device (evaluation.py), not here.
+  """
+  crops: str = 'centre'
+  scale: int = 0
+
+
+CENTRE = EvalView()
+# Dense evaluation's whole images: the longer side is rounded to a multiple of the networks' total
+# stride (32), so that ImageNet's images fall into a few dozen shapes per scale (one compilation
+# each) instead of hundreds; the aspect ratio changes by at most 16 pixels of the longer side.
+DENSE_MULTIPLE = 32
 
 
 _SOURCES: dict[str, type['Source']] = {}
@@ -113,13 +146,13 @@ class Source(abc.ABC):
   """A dataset read by one process: its slice of the train and eval splits.
 
   A source registers the dataset names it reads (`@register`) and declares what it supports:
-  `EVAL_CROPS`, the evaluation crops per image, and `PHOTOGRAPHS`, whether images of any size are
-  centre-cropped as ImageNet's (True) or padded to `image_size` as the small datasets' (False),
-  which predict.py follows. `from_config` checks every config field the source reads, one
-  DataError each, before it reads any data.
+  `EVAL_VIEWS`, the kinds of `EvalView` its evaluation batches show, and `PHOTOGRAPHS`, whether
+  images of any size are centre-cropped as ImageNet's (True) or padded to `image_size` as the
+  small datasets' (False), which predict.py follows. `from_config` checks every config field the
+  source reads, one DataError each, before it reads any data.
   """
 
-  EVAL_CROPS: tuple[int, ...] = (1,)
+  EVAL_VIEWS: tuple[str, ...] = ('centre',)
   PHOTOGRAPHS: bool = False
 
   spec: DatasetSpec
@@ -133,8 +166,8 @@ class Source(abc.ABC):
 
   @classmethod
   @abc.abstractmethod
-  def from_config(cls, name: str, config, *, eval_crops: int, seed: int, process_index: int,
-                  process_count: int, num_shards: int) -> 'Source':
+  def from_config(cls, name: str, config, *, seed: int, process_index: int, process_count: int,
+                  num_shards: int) -> 'Source':
     """The source of dataset `name` for `config`, reading this process's part."""
 
   @classmethod
@@ -150,5 +183,8 @@ class Source(abc.ABC):
     """Batches `first_step` .. `steps_per_epoch - 1` of `epoch`, in an order fixed by the seed."""
 
   @abc.abstractmethod
-  def eval_batches(self, local_batch: int, num_steps: int) -> Iterator[Batch]:
-    """Exactly `num_steps` padded batches covering this process's eval slice once."""
+  def eval_batches(self, local_batch: int, num_steps: int,
+                   view: EvalView = CENTRE) -> Iterator[Batch]:
+    """At least `num_steps` padded batches (exactly that many unless `view` is dense) covering
+    this process's eval slice once, each image as `view` shows it; `index` numbers the images
+    of the slice (dense batches group images by shape, out of order)."""

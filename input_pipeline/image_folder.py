@@ -149,10 +149,9 @@ def checked_statistics(files: dict, digest: str, announce: bool) -> tuple[list[f
 class ImageFolderSource(imagenet.PhotographSource):
 
   @classmethod
-  def from_config(cls, name, config, *, eval_crops, seed, process_index, process_count,
-                  num_shards):
+  def from_config(cls, name, config, *, seed, process_index, process_count, num_shards):
     del name
-    photographs = imagenet.Photographs(config, eval_crops)
+    photographs = imagenet.Photographs(config)
     if not config.data_dir:
       raise base.DataError('dataset=image_folder needs --config.data_dir=ROOT, the folder of '
                            'train/ and val/')

@@ -27,6 +27,8 @@ SPEC = base.DatasetSpec(num_classes=1000, image_shape=(0, 0, 3), train_split='tr
                         eval_split='validation', mean=(123.675, 116.28, 103.53),
                         std=(58.395, 57.12, 57.375))
 TRAIN_CROPS = ('inception', 'scaled')
+TRAIN_INTERPOLATIONS = ('bilinear', 'random')
+COLOR_DISTORTIONS = ('none', *preprocessing.COLOR_DISTORTIONS)
 CLASS_NAMES_FILE = os.path.join(os.path.dirname(__file__), 'imagenet_classes.txt')
 
 
@@ -70,12 +72,18 @@ def prepared_builder(data_dir: str | None, process_count: int) -> tfds.core.Data
 class Photographs:
   """ImageNet's preprocessing of encoded photographs (preprocessing.py), set up from the config
   and checked before any data is read; every source of photographs uses it (imagenet2012,
-  image_folder): training crops with flips and colour noise, and 1 or 10 evaluation crops."""
+  image_folder): training crops with flips and colour noise, and every `base.EvalView`."""
 
-  def __init__(self, config, eval_crops: int):
+  def __init__(self, config):
     if config.train_crop not in TRAIN_CROPS:
       raise base.DataError(f'unknown train_crop {config.train_crop!r}; known: '
                            f'{", ".join(TRAIN_CROPS)}')
+    if config.train_interpolation not in TRAIN_INTERPOLATIONS:
+      raise base.DataError(f'unknown train_interpolation {config.train_interpolation!r}; known: '
+                           f'{", ".join(TRAIN_INTERPOLATIONS)}')
+    if config.color_distortion not in COLOR_DISTORTIONS:
+      raise base.DataError(f'unknown color_distortion {config.color_distortion!r}; known: '
+                           f'{", ".join(COLOR_DISTORTIONS)}')
     low, high = config.train_scale_range
     size = config.image_size
     if config.train_crop == 'scaled' and not size <= low <= high:
@@ -85,14 +93,16 @@ class Photographs:
     if not 0 < area[0] <= area[1] <= 1:
       raise base.DataError(f'crop_area_range={tuple(area)} must be fractions of the image area, '
                            'smallest first')
-    self._eval_resize = preprocessing.eval_resize_size(size, config.eval_resize)
+    self._eval_resize = base.eval_resize_size(size, config.eval_resize)
     if self._eval_resize < size:
       raise base.DataError(f'eval_resize={self._eval_resize} is smaller than the {size}-pixel '
                            'crop')
     self.image_shape = (size, size, 3)
-    self._eval_crops, self._antialias = eval_crops, config.eval_antialias
+    self._antialias = config.eval_antialias
     self._augment = dict(crop=config.train_crop, size=size, area_range=tuple(area),
-                         scale_range=(low, high), lighting=config.pca_lighting)
+                         scale_range=(low, high), lighting=config.pca_lighting,
+                         interpolation=config.train_interpolation,
+                         color_distortion=config.color_distortion)
 
   def train_examples(self, records: tf.data.Dataset, seed: int, first: int) -> tf.data.Dataset:
     def example(position, record):
@@ -102,25 +112,35 @@ class Photographs:
 
     return parallel_map(records.enumerate().skip(first), example)
 
-  def eval_examples(self, records: tf.data.Dataset) -> tf.data.Dataset:
-    crop = preprocessing.ten_crops if self._eval_crops == 10 else preprocessing.center_crop
-    size = self.image_shape[0]
-    return parallel_map(records, lambda record: {
-        'image': crop(record['image'], size, self._eval_resize, self._antialias),
-        'label': record['label']})
+  def eval_examples(self, records: tf.data.Dataset, view: base.EvalView) -> tf.data.Dataset:
+    size, scale = self.image_shape[0], view.scale or self._eval_resize
+    if scale < size:
+      raise base.DataError(f'evaluation at shorter side {scale} is smaller than the {size}-pixel '
+                           'crop')
+    crop = {
+        'centre': lambda image: preprocessing.center_crop(image, size, scale, self._antialias),
+        'five': lambda image: preprocessing.five_crops(image, size, scale, self._antialias),
+        'grid': lambda image: preprocessing.grid_crops(image, size, scale, self._antialias),
+        'googlenet': lambda image: preprocessing.googlenet_crops(image, size, scale,
+                                                                 self._antialias),
+        'dense': lambda image: preprocessing.dense_image(image, scale, base.DENSE_MULTIPLE,
+                                                         self._antialias),
+    }[view.crops]
+    return parallel_map(records, lambda record: {'image': crop(record['image']),
+                                                 'label': record['label']})
 
 
 class PhotographSource(ShardedSource):
   """A source of encoded photographs, turned into examples by its `Photographs`."""
-  EVAL_CROPS = (1, 10)
+  EVAL_VIEWS = ('centre', 'five', 'grid', 'googlenet', 'dense')
   PHOTOGRAPHS = True
   _photographs: Photographs
 
   def _train_examples(self, records, seed, first):
     return self._photographs.train_examples(records, seed, first)
 
-  def _eval_examples(self, records):
-    return self._photographs.eval_examples(records)
+  def _eval_examples(self, records, view):
+    return self._photographs.eval_examples(records, view)
 
 
 @base.register('imagenet2012')
@@ -131,9 +151,9 @@ class ImageNetSource(PhotographSource, TFDSSource):
     return {'mean': SPEC.mean, 'std': SPEC.std, 'class_names': class_names()}
 
   @classmethod
-  def from_config(cls, name, config, *, eval_crops, **kwargs):
+  def from_config(cls, name, config, **kwargs):
     del name
-    return cls(Photographs(config, eval_crops), data_dir=config.data_dir,
+    return cls(Photographs(config), data_dir=config.data_dir,
                shuffle_buffer_size=config.shuffle_buffer_size, **kwargs)
 
   def __init__(self, photographs: Photographs, *, data_dir: str | None,

@@ -10,7 +10,11 @@ or BMP files are decoded whole.
 Images leave as uint8; per-channel normalisation happens on the accelerator. AlexNet's PCA colour
 noise adds one RGB offset to every pixel of an image, so it also travels as that offset
 (`lighting`, 3 floats) and is added on the device, exactly rather than rounded into uint8.
+GoogLeNet's random interpolation and photometric distortions, and Inception's colour distortion,
+change the pixels themselves and are optional (`train_example`).
 """
+
+import functools
 
 import tensorflow as tf
 
@@ -20,11 +24,13 @@ PCA_EIGENVALUES = (0.2175, 0.0188, 0.0045)
 PCA_EIGENVECTORS = ((-0.5675, 0.7192, 0.4009),
                     (-0.5808, -0.0045, -0.8140),
                     (-0.5836, -0.6948, 0.4203))
-
-
-def eval_resize_size(image_size: int, eval_resize: int) -> int:
-  """`eval_resize`, or -1 for the common ratio 224/256 = 0.875 (256 for 224, 342 for 299)."""
-  return eval_resize if eval_resize > 0 else round(image_size / 0.875)
+# GoogLeNet's training interpolation methods (section 6), drawn with equal probability.
+RESIZE_METHODS = ('bilinear', 'area', 'nearest', 'bicubic')
+# TF-slim's four orderings of Inception's colour distortion (`distort_color`, fast_mode=False).
+INCEPTION_COLOR_ORDERINGS = (('brightness', 'saturation', 'hue', 'contrast'),
+                             ('saturation', 'brightness', 'contrast', 'hue'),
+                             ('contrast', 'hue', 'brightness', 'saturation'),
+                             ('hue', 'saturation', 'contrast', 'brightness'))
 
 
 def split_seed(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
@@ -32,13 +38,28 @@ def split_seed(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
   return tf.unstack(tf.random.experimental.stateless_split(seed, num))
 
 
-def resize(image: tf.Tensor, height, width, antialias: bool = False) -> tf.Tensor:
-  """Bilinear, back to uint8. Without antialiasing by default, as the TensorFlow pipelines that
-  trained the Inception models (TF-slim) and ResNet on TPUs: crops of ImageNet photographs shrink
-  by at most about 2x, and antialiasing (PIL's and torchvision's filter) halved the throughput of
-  the whole training preprocessing on a 2-core x86 VM (benchmarks/input_pipeline.py, 2026-11-26)."""
-  image = tf.image.resize(image, tf.stack([height, width]), method='bilinear', antialias=antialias)
+def to_uint8(image: tf.Tensor) -> tf.Tensor:
+  """A float image on the 0-255 scale, rounded and clipped to uint8."""
   return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def resize(image: tf.Tensor, height, width, antialias: bool = False,
+           method: str = 'bilinear') -> tf.Tensor:
+  """Bilinear (or another of `RESIZE_METHODS`), back to uint8. Without antialiasing by default,
+  as the TensorFlow pipelines that trained the Inception models (TF-slim) and ResNet on TPUs:
+  crops of ImageNet photographs shrink by at most about 2x, and antialiasing (PIL's and
+  torchvision's filter) halved the throughput of the whole training preprocessing on a 2-core x86
+  VM (benchmarks/input_pipeline.py, 2026-11-26)."""
+  image = tf.image.resize(image, tf.stack([height, width]), method=method, antialias=antialias)
+  return to_uint8(tf.cast(image, tf.float32))  # Nearest neighbour keeps the input's uint8.
+
+
+def random_resize(image: tf.Tensor, height, width, seed: tf.Tensor) -> tf.Tensor:
+  """GoogLeNet's "random interpolation methods (bilinear, area, nearest neighbor and cubic, with
+  equal probability)" (Szegedy et al., 2015, section 6), as TF-slim's `num_resize_cases=4`."""
+  choice = tf.random.stateless_uniform([], seed, 0, len(RESIZE_METHODS), dtype=tf.int32)
+  return tf.switch_case(choice, [functools.partial(resize, image, height, width, method=method)
+                                 for method in RESIZE_METHODS])
 
 
 def inception_window(shape: tf.Tensor, seed: tf.Tensor, area_range=(0.08, 1.0),
@@ -75,11 +96,12 @@ def decode(encoded: tf.Tensor) -> tf.Tensor:
   return tf.io.decode_image(encoded, channels=3, expand_animations=False)
 
 
-def decode_window(encoded: tf.Tensor, window_of, size: int, antialias: bool = False) -> tf.Tensor:
+def decode_window(encoded: tf.Tensor, window_of, size: int, antialias: bool = False,
+                  resize_seed: tf.Tensor | None = None) -> tf.Tensor:
   """Decodes the window `window_of(shape)` chooses in an image of [height, width, channels]
-  `shape`, as RGB (grayscale too), resized to size x size. A JPEG's shape comes from its header
-  and only the window is decoded; other formats (an image folder's PNG, GIF or BMP files) are
-  decoded once, whole."""
+  `shape`, as RGB (grayscale too), resized to size x size (bilinear; with `resize_seed`, by
+  `random_resize`). A JPEG's shape comes from its header and only the window is decoded; other
+  formats (an image folder's PNG, GIF or BMP files) are decoded once, whole."""
 
   def jpeg():
     window = window_of(tf.image.extract_jpeg_shape(encoded))
@@ -90,7 +112,10 @@ def decode_window(encoded: tf.Tensor, window_of, size: int, antialias: bool = Fa
     y, x, height, width = tf.unstack(window_of(tf.shape(image)))
     return image[y:y + height, x:x + width]
 
-  return resize(tf.cond(tf.io.is_jpeg(encoded), jpeg, other), size, size, antialias)
+  window = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+  if resize_seed is not None:
+    return random_resize(window, size, size, resize_seed)
+  return resize(window, size, size, antialias)
 
 
 def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -105,6 +130,80 @@ def pca_lighting(seed: tf.Tensor, stddev: float) -> tf.Tensor:
   alpha = tf.random.stateless_normal([3], seed, stddev=stddev)
   offset = tf.linalg.matvec(tf.constant(PCA_EIGENVECTORS), alpha * tf.constant(PCA_EIGENVALUES))
   return 255.0 * offset
+
+
+def luma(image: tf.Tensor) -> tf.Tensor:
+  """PIL's "L" (ITU-R 601-2 luma) of a float RGB image: 0.299 R + 0.587 G + 0.114 B, [H, W, 1]."""
+  return tf.tensordot(image, tf.constant([0.299, 0.587, 0.114]), axes=1)[..., None]
+
+
+def _blend(degenerate: tf.Tensor, image: tf.Tensor, factor) -> tf.Tensor:
+  """PIL's `Image.blend(degenerate, image, factor)` (what ImageEnhance's `enhance` does) on the
+  0-255 scale, clipped as PIL's uint8 result (which PIL truncates where this keeps the float)."""
+  return tf.clip_by_value(degenerate + factor * (image - degenerate), 0.0, 255.0)
+
+
+def enhance_brightness(image: tf.Tensor, factor) -> tf.Tensor:
+  """PIL's `ImageEnhance.Brightness`: a blend with black."""
+  return _blend(tf.zeros_like(image), image, factor)
+
+
+def enhance_contrast(image: tf.Tensor, factor) -> tf.Tensor:
+  """PIL's `ImageEnhance.Contrast`: a blend with the mean grey level of the image's luma."""
+  return _blend(tf.reduce_mean(luma(image)), image, factor)
+
+
+def enhance_color(image: tf.Tensor, factor) -> tf.Tensor:
+  """PIL's `ImageEnhance.Color` (saturation): a blend with the image's luma, as grey RGB."""
+  return _blend(luma(image), image, factor)
+
+
+def howard_distortion(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """GoogLeNet's photometric distortions (Szegedy et al., 2015, section 6, citing Howard, 2013,
+  "Some improvements on deep convolutional neural network based image classification", section
+  2.1): contrast, brightness and colour each enhanced as PIL's ImageEnhance does (Pillow's
+  src/PIL/ImageEnhance.py: a blend with black, the mean luma, the luma image) by a factor drawn
+  uniformly in [0.5, 1.5] (1 leaves the image unchanged), in a random order. Each step clips to
+  0-255 as PIL's uint8 images; the result is rounded once, to uint8."""
+  factor_seed, order_seed = split_seed(seed, 2)
+  factors = tf.random.stateless_uniform([3], factor_seed, 0.5, 1.5)
+  order = tf.argsort(tf.random.stateless_uniform([3], order_seed))  # A uniform permutation.
+  enhancements = (enhance_contrast, enhance_brightness, enhance_color)
+  image = tf.cast(image, tf.float32)
+  for step in range(3):
+    image = tf.switch_case(order[step], [functools.partial(enhance, image, factors[k])
+                                         for k, enhance in enumerate(enhancements)])
+  return to_uint8(image)
+
+
+def inception_distortion(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """Inception's colour distortion, as the authors' TF-slim `distort_color` (research/slim/
+  preprocessing/inception_preprocessing.py) with fast_mode=False: brightness delta uniform in
+  +-32/255, saturation and contrast factors in [0.5, 1.5], hue delta in +-0.2, applied in one of
+  `INCEPTION_COLOR_ORDERINGS` drawn per image (`apply_with_random_selector`, num_cases=4) on the
+  0-1 scale without clamping between ops, then clipped to [0, 1]; TensorFlow's stateless ops
+  here. Slim's `train_image_classifier.py` leaves `fast_mode` at its default True, which instead
+  applies only brightness and saturation (in that order for one case of 4, else reversed) and
+  resizes bilinearly only; the Inception (v3) release (research/inception) used all four ops in
+  2 orderings and the 4 resize methods, both chosen by preprocessing thread."""
+  ordering_seed, brightness_seed, saturation_seed, hue_seed, contrast_seed = split_seed(seed, 5)
+  ops = {
+      'brightness': lambda x: tf.image.stateless_random_brightness(x, 32 / 255, brightness_seed),
+      'saturation': lambda x: tf.image.stateless_random_saturation(x, 0.5, 1.5, saturation_seed),
+      'hue': lambda x: tf.image.stateless_random_hue(x, 0.2, hue_seed),
+      'contrast': lambda x: tf.image.stateless_random_contrast(x, 0.5, 1.5, contrast_seed)}
+  image = tf.cast(image, tf.float32) / 255
+
+  def ordered(names):
+    return lambda: functools.reduce(lambda x, name: ops[name](x), names, image)
+
+  ordering = tf.random.stateless_uniform([], ordering_seed, 0, len(INCEPTION_COLOR_ORDERINGS),
+                                         dtype=tf.int32)
+  image = tf.switch_case(ordering, [ordered(names) for names in INCEPTION_COLOR_ORDERINGS])
+  return to_uint8(255 * tf.clip_by_value(image, 0.0, 1.0))
+
+
+COLOR_DISTORTIONS = {'howard': howard_distortion, 'inception': inception_distortion}
 
 
 def central_window(shape: tf.Tensor, fraction: float) -> tf.Tensor:
@@ -131,31 +230,94 @@ def center_crop_image(image: tf.Tensor, size: int, resize_size: int,
   return resize(image[y:y + height, x:x + width], size, size, antialias)
 
 
-def ten_crops(encoded: tf.Tensor, size: int, resize_size: int,
-              antialias: bool = False) -> tf.Tensor:
-  """AlexNet's test-time crops (section 4.1): the four corner and the centre size x size patches
-  of the central resize_size x resize_size square of the image rescaled to shorter side
-  `resize_size`, and their mirror images. Returns [10, size, size, 3]: the five, then mirrors."""
+def five_crops(encoded: tf.Tensor, size: int, resize_size: int,
+               antialias: bool = False) -> tf.Tensor:
+  """AlexNet's test-time patches (section 4.1) before their mirrors: the four corner and the
+  centre size x size patches of the central resize_size x resize_size square of the image
+  rescaled to shorter side `resize_size`. Returns [5, size, size, 3]."""
   square = decode_window(encoded, lambda shape: central_window(shape, 1.0), resize_size,
                          antialias)
-  far, middle = resize_size - size, (resize_size - size) // 2
-  corners = [(0, 0), (0, far), (far, 0), (far, far), (middle, middle)]
-  five = tf.stack([square[y:y + size, x:x + size] for y, x in corners])
-  return tf.concat([five, tf.reverse(five, axis=[2])], axis=0)
+  return corners_and_centre(square, size)
+
+
+def corners_and_centre(image: tf.Tensor, size: int) -> tf.Tensor:
+  """The four corner (top-left, top-right, bottom-left, bottom-right) and the centre size x size
+  crops of `image`, [5, size, size, C]."""
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  bottom, right = height - size, width - size
+  offsets = [(0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2)]
+  return tf.stack([image[y:y + size, x:x + size] for y, x in offsets])
+
+
+def rescale(image: tf.Tensor, shorter: int, multiple: int = 1,
+            antialias: bool = False) -> tf.Tensor:
+  """`image` [H, W, C] resized so that its shorter side is `shorter`, the aspect ratio kept: the
+  longer side is rounded to a multiple of `multiple` pixels (at least `shorter`)."""
+  shape = tf.cast(tf.shape(image)[:2], tf.float32)
+  longer = tf.round(tf.reduce_max(shape) * shorter / tf.reduce_min(shape) / multiple) * multiple
+  longer = tf.maximum(tf.cast(longer, tf.int32), shorter)
+  portrait = shape[0] > shape[1]
+  return resize(image, tf.where(portrait, longer, shorter), tf.where(portrait, shorter, longer),
+                antialias)
+
+
+def grid_crops(encoded: tf.Tensor, size: int, shorter: int, antialias: bool = False) -> tf.Tensor:
+  """VGG's multi-crop evaluation (section 3.2, after Szegedy et al.) before the mirrors: a 5 x 5
+  regular grid of size x size crops over the whole image rescaled to shorter side `shorter`,
+  corners included. Returns [25, size, size, 3], row by row."""
+  image = rescale(decode(encoded), shorter, antialias=antialias)
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  return tf.stack([image[(height - size) * i // 4:(height - size) * i // 4 + size,
+                         (width - size) * j // 4:(width - size) * j // 4 + size]
+                   for i in range(5) for j in range(5)])
+
+
+def googlenet_crops(encoded: tf.Tensor, size: int, shorter: int,
+                    antialias: bool = False) -> tf.Tensor:
+  """One scale of GoogLeNet's 144-crop testing (Szegedy et al., 2015, section 7) before the
+  mirrors: the image rescaled to shorter side `shorter`, its left, centre and right squares (top,
+  centre and bottom for portrait images), and of each square the four corner and the centre
+  size x size crops and the square itself resized to size x size. Returns [18, size, size, 3]:
+  per square, the five crops then the resized square."""
+  image = rescale(decode(encoded), shorter, antialias=antialias)
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  squares = []
+  for part in range(3):  # Left (top), centre, right (bottom).
+    y, x = (height - shorter) * part // 2, (width - shorter) * part // 2
+    square = image[y:y + shorter, x:x + shorter]
+    squares += [corners_and_centre(square, size), resize(square, size, size, antialias)[None]]
+  return tf.concat(squares, axis=0)
+
+
+def dense_image(encoded: tf.Tensor, shorter: int, multiple: int,
+                antialias: bool = False) -> tf.Tensor:
+  """Dense (fully-convolutional) evaluation's input: the whole image rescaled to shorter side
+  `shorter`, its longer side rounded to a multiple of `multiple`."""
+  return rescale(decode(encoded), shorter, multiple, antialias)
 
 
 def train_example(encoded: tf.Tensor, seed: tf.Tensor, *, crop: str, size: int, area_range,
-                  scale_range, lighting: float) -> dict[str, tf.Tensor]:
-  """One training example: `crop` ('inception' or 'scaled') + flip, and AlexNet's colour noise
-  as a `lighting` offset when its standard deviation is positive."""
+                  scale_range, lighting: float, interpolation: str = 'bilinear',
+                  color_distortion: str = 'none') -> dict[str, tf.Tensor]:
+  """One training example: `crop` ('inception' or 'scaled') resized by `interpolation`
+  ('bilinear', or 'random': `random_resize`), a `color_distortion` ('none', or 'howard' or
+  'inception': `COLOR_DISTORTIONS`), a flip, and AlexNet's colour noise as a `lighting` offset
+  when its standard deviation is positive."""
   crop_seed, flip_seed, lighting_seed = split_seed(seed, 3)
+  # The later additions draw from a seed of their own: the three above, and so the crops, flips
+  # and noise of earlier runs, stay as they were.
+  resize_seed, color_seed = split_seed(tf.random.fold_in(seed, 1), 2)
 
   def window_of(shape):
     if crop == 'inception':
       return inception_window(shape, crop_seed, area_range)
     return scaled_crop_window(shape, crop_seed, size, scale_range)
 
-  example = {'image': random_flip(decode_window(encoded, window_of, size), flip_seed)}
+  image = decode_window(encoded, window_of, size,
+                        resize_seed=resize_seed if interpolation == 'random' else None)
+  if color_distortion != 'none':
+    image = COLOR_DISTORTIONS[color_distortion](image, color_seed)
+  example = {'image': random_flip(image, flip_seed)}
   if lighting > 0:
     example['lighting'] = pca_lighting(lighting_seed, lighting)
   return example

@@ -18,8 +18,8 @@ SPEC = base.DatasetSpec(num_classes=10, image_shape=(32, 32, 3), train_split='tr
 class SyntheticSource(base.Source):
 
   @classmethod
-  def from_config(cls, name, config, *, eval_crops, **kwargs):
-    del name, eval_crops
+  def from_config(cls, name, config, **kwargs):
+    del name
     return cls(image_size=config.image_size,
                channels=config.in_channels if config.in_channels > 0 else SPEC.image_shape[-1],
                num_classes=config.num_classes if config.num_classes > 0 else SPEC.num_classes,
@@ -75,8 +75,10 @@ class SyntheticSource(base.Source):
       yield {'image': np.concatenate([p[0] for p in parts]),
              'label': np.concatenate([p[1] for p in parts])}
 
-  def eval_batches(self, local_batch, num_steps) -> Iterator[base.Batch]:
+  def eval_batches(self, local_batch, num_steps, view=base.CENTRE) -> Iterator[base.Batch]:
+    del view  # Only the centre view (EVAL_VIEWS), of images already image_size.
     images, labels = self._eval
-    batches = ({'image': images[i:i + local_batch], 'label': labels[i:i + local_batch]}
+    batches = ({'image': images[i:i + local_batch], 'label': labels[i:i + local_batch],
+                'index': np.arange(i, min(i + local_batch, len(labels)))}
                for i in range(0, len(labels), local_batch))
     return base.pad_eval_batches(batches, local_batch, num_steps)

@@ -101,7 +101,9 @@ class ShardedSource(base.Source):
     `first` on; `seed` with an example's position seeds its augmentation."""
     return records.skip(first)
 
-  def _eval_examples(self, records: tf.data.Dataset) -> tf.data.Dataset:
+  def _eval_examples(self, records: tf.data.Dataset, view: base.EvalView) -> tf.data.Dataset:
+    """Evaluation examples of `view` (by default records are examples: the centre view)."""
+    del view
     return records
 
   def _shard_batches(self, shard: int, epoch: int, first_step: int, per_shard: int,
@@ -120,10 +122,18 @@ class ShardedSource(base.Source):
         lambda *parts: {k: tf.concat([p[k] for p in parts], axis=0) for k in parts[0]})
     return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
-  def eval_batches(self, local_batch, num_steps) -> Iterator[base.Batch]:
-    ds = self._eval_examples(self._records(self._eval_split, None))
-    return base.pad_eval_batches(ds.batch(local_batch).prefetch(tf.data.AUTOTUNE)
-                                 .as_numpy_iterator(), local_batch, num_steps)
+  def eval_batches(self, local_batch, num_steps, view=base.CENTRE) -> Iterator[base.Batch]:
+    ds = self._eval_examples(self._records(self._eval_split, None), view).enumerate()
+    ds = parallel_map(ds, lambda index, example: {**example, 'index': index})
+    if view.crops == 'dense':  # Whole images: a batch holds images of one shape.
+      ds = ds.group_by_window(
+          key_func=lambda e: tf.cast(tf.shape(e['image'])[0] * 65536 + tf.shape(e['image'])[1],
+                                     tf.int64),
+          reduce_func=lambda _, images: images.batch(local_batch), window_size=local_batch)
+    else:
+      ds = ds.batch(local_batch)
+    return base.pad_eval_batches(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator(), local_batch,
+                                 num_steps)
 
 
 class TFDSSource(ShardedSource):
@@ -151,8 +161,7 @@ class SmallImageSource(TFDSSource):
   to image_size; each epoch is a fresh shuffle of the cache."""
 
   @classmethod
-  def from_config(cls, name, config, *, eval_crops, **kwargs):
-    del eval_crops
+  def from_config(cls, name, config, **kwargs):
     return cls(name, data_dir=config.data_dir, image_size=config.image_size,
                shuffle_buffer_size=config.shuffle_buffer_size, **kwargs)
 

@@ -56,9 +56,10 @@ def test_restored_checkpoint_scores_what_training_scored(tmp_path):
                  'synthetic_eval_examples': 100, 'batch_size': 32, 'eval_batch_size': 24,
                  'num_epochs': 1, 'learning_rate': 0.02})
   summary = loop.train_and_evaluate(config, str(tmp_path))
-  alone = evaluation.evaluate_checkpoints(config, [str(tmp_path)], crops=1)
+  alone = evaluation.evaluate_checkpoints(config, [str(tmp_path)], evaluation.Protocol())
   assert alone.checkpoint_steps == [summary.steps]
-  twice = evaluation.evaluate_checkpoints(config, [str(tmp_path)] * 2, crops=1)
+  twice = evaluation.evaluate_checkpoints(config, [str(tmp_path)] * 2,
+                                         evaluation.Protocol())
   for key, value in summary.last_eval.items():  # An ensemble of one model twice is that model.
     np.testing.assert_allclose([alone.metrics[key], twice.metrics[key]], value, rtol=1e-6)
 
@@ -68,7 +69,15 @@ SYNTHETIC = ('--config=configs/lenet5.py', '--config.dataset=synthetic')
 
 @pytest.mark.parametrize('args,message', [
     ((), 'no checkpoint in '),
-    (('--crops=10',), 'synthetic evaluates on 1 crop(s) per image, not 10'),
+    (('--crops=10',), 'synthetic is evaluated on its images as they are (--crops=1'),
+    (('--scales=40,48',), 'synthetic is evaluated on its images as they are'),
+    (('--crops=7',), '--crops=7: known crops per image are 1, 10, 50, 144'),
+    (('--crops=10', '--flip'), '--flip: 10 crops include their mirror images already'),
+    (('--crops=144', '--scales=256'), "--crops=144 is GoogLeNet's protocol at its own four"),
+    (('--crops=0',), '--crops=0 evaluates nothing without --dense'),
+    (('--scales=a,b',), '--scales=a,b: shorter sides in pixels'),
+    (('--protocol=paper', '--crops=1'), "--protocol=paper runs the paper's protocol: drop"),
+    (('--crop_chunk=0',), '--crop_chunk=0 must be positive'),
 ])
 def test_evaluate_errors_are_one_line_and_create_nothing(tmp_path, args, message):
   workdir = tmp_path / 'never_trained'

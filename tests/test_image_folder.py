@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import input_pipeline
+from input_pipeline import EvalView
 from configs import resnet18
 from tests import ilsvrc_fixture
 from tests.conftest import DEBIAN_FASHION_MNIST, assert_one_line_error, run_evaluate, run_train
@@ -79,19 +80,20 @@ def test_folder_trains_an_epoch_and_evaluates_on_one_and_ten_crops(folder, tmp_p
   assert_one_line_error(result, 'was trained on other files of image_folder')
 
 
-@pytest.mark.parametrize('crops', [1, 10])
-def test_every_image_is_counted_once_on_one_and_two_processes(folder, crops):
+@pytest.mark.parametrize('view,shape', [(EvalView(), (32, 32, 3)),
+                                        (EvalView('five'), (5, 32, 32, 3))])
+def test_every_image_is_counted_once_on_one_and_two_processes(folder, view, shape):
   config = config_for(folder)
 
   def images(process_count):
     found = []
     for p in range(process_count):
       source = input_pipeline.create_source(config, process_index=p,
-                                            process_count=process_count, eval_crops=crops)
+                                            process_count=process_count)
       assert source.class_names == list(CLASSES)
       steps = input_pipeline.num_eval_steps(source.num_eval_examples, 4, process_count)
-      for batch in source.eval_batches(4 // process_count, steps):
-        assert batch['image'].shape[1:] == ((crops,) if crops > 1 else ()) + (32, 32, 3)
+      for batch in source.eval_batches(4 // process_count, steps, view):
+        assert batch['image'].shape[1:] == shape
         found += [(label, image.tobytes()) for label, image, real in
                   zip(batch['label'], batch['image'], batch['mask']) if real]
     return sorted(found)

@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 import input_pipeline
+from input_pipeline import EvalView
 from configs import resnet50
 from input_pipeline import imagenet
 from tests import ilsvrc_fixture
@@ -35,9 +36,9 @@ def small_config(data_dir, **overrides):
   return config
 
 
-def source(config, process_index=0, process_count=1, eval_crops=1):
+def source(config, process_index=0, process_count=1):
   return input_pipeline.create_source(config, process_index=process_index,
-                                      process_count=process_count, eval_crops=eval_crops)
+                                      process_count=process_count)
 
 
 def test_tfds_prepares_every_image_with_its_official_label(data_dir):
@@ -100,8 +101,11 @@ def test_train_order_is_the_same_on_one_and_two_processes_and_resumable(data_dir
   assert not np.array_equal(epoch[0]['image'], next(one.train_batches(2, 0, 4, 3))['image'])
 
 
-@pytest.mark.parametrize('crops', [1, 10])
-def test_every_validation_image_is_counted_once_on_any_process_count(data_dir, crops):
+@pytest.mark.parametrize('view,shape', [
+    (EvalView(), (32, 32, 3)), (EvalView('five'), (5, 32, 32, 3)),
+    (EvalView('grid', 40), (25, 32, 32, 3)), (EvalView('googlenet', 36), (18, 32, 32, 3)),
+    (EvalView('dense', 64), None)])
+def test_every_validation_image_is_counted_once_on_any_process_count(data_dir, view, shape):
   config = small_config(data_dir, batch_size=12)  # Training's batch: a multiple of 1, 2, 3 shards.
   num_images = len(ilsvrc_fixture.VAL)
 
@@ -109,11 +113,17 @@ def test_every_validation_image_is_counted_once_on_any_process_count(data_dir, c
     steps = input_pipeline.num_eval_steps(num_images, global_batch, process_count)
     found = []
     for p in range(process_count):
-      for batch in source(config, p, process_count, crops).eval_batches(
-          global_batch // process_count, steps):
-        assert batch['image'].shape[1:] == ((crops,) if crops > 1 else ()) + (32, 32, 3)
+      indices = []
+      for batch in source(config, p, process_count).eval_batches(
+          global_batch // process_count, steps, view):
+        if shape:
+          assert batch['image'].shape[1:] == shape
+        else:  # Whole images: shorter side 64, longer side a multiple of 32.
+          assert min(batch['image'].shape[1:3]) == 64 and max(batch['image'].shape[1:3]) % 32 == 0
         found += [(label, image.tobytes()) for label, image, real in
                   zip(batch['label'], batch['image'], batch['mask']) if real]
+        indices += list(batch['index'][batch['mask']])
+      assert sorted(indices) == list(range(len(indices)))  # Each image of the slice, once.
     return sorted(found)
 
   one = records(1, 4)
@@ -129,13 +139,17 @@ def test_resnet50_trains_and_evaluate_reports_ten_crops_beside_the_paper(data_di
   result = run_train(*overrides, f'--workdir={workdir}')
   assert result.returncode == 0, result.stderr
   assert 'on 13 examples' in result.stdout
-  evaluate = run_evaluate(*overrides, f'--workdir={workdir}', '--crops=10')
+  evaluate = run_evaluate(*overrides, f'--workdir={workdir}')  # The paper's protocol.
   assert evaluate.returncode == 0, evaluate.stderr
-  assert '13 validation images, 10 crop(s), 1 model (checkpoint step 3)' in evaluate.stdout
+  assert ("13 validation images, AlexNet's 10 crops (4 corners and centre, and mirrors), shorter "
+          'side 37, 1 model (checkpoint step 3)') in evaluate.stdout
   assert '22.85%' in evaluate.stdout and '6.71%' in evaluate.stdout  # The paper's row.
   with open(os.path.join(workdir, 'eval_results.json')) as f:
     results = json.load(f)
-  assert (results['num_examples'], results['crops'], results['checkpoint_steps']) == (13, 10, [3])
+  assert (results['num_examples'], results['checkpoint_steps']) == (13, [3])
+  assert results['protocol'] == {
+      'description': "AlexNet's 10 crops (4 corners and centre, and mirrors), shorter side 37",
+      'crops': 10, 'scales': [37], 'dense': False, 'flip': False, 'views': 10, 'paper': True}
   correct = results['top5_acc'] * 13
   assert abs(correct - round(correct)) < 1e-6  # A fraction of the 13 images.
   assert np.isclose(results['top1_error'], 100 * (1 - results['top1_acc']))

@@ -10,14 +10,18 @@ import signal
 import subprocess
 import time
 
+import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from flax import struct
 
+import cnns
 from configs import lenet5
 from tests.conftest import (DEBIAN_FASHION_MNIST, ROOT, assert_one_line_error, read_metrics,
                             run_train, subprocess_env, train_command)
-from training import loop, writers
+from training import loop, weights, writers
 from training.errors import ConfigError, Stopped
 
 # 32 steps per epoch; training records every 8 steps.
@@ -392,3 +396,79 @@ def test_wrong_manual_files_are_refused_and_the_fixed_ones_are_prepared_afresh(t
   from input_pipeline import tfds_source
   builder = tfds_source.prepared_builder('fashion_mnist', str(data_dir))
   assert builder.info.splits['train'].num_examples == 60_000
+
+
+@struct.dataclass
+class FourFieldState:
+  """The TrainState of checkpoints saved before `ema_params` existed."""
+  step: jax.Array
+  params: dict
+  batch_stats: dict
+  opt_state: object
+
+
+def test_checkpoint_saved_before_ema_restores_and_refuses_turning_ema_on(tmp_path):
+  workdir = str(tmp_path)
+  config = synthetic_config(checkpoint_every_steps=1000)
+  with loop.Run(config, workdir) as run:
+    run.train_epoch(0)
+    old = FourFieldState(run.state.step, run.state.params, run.state.batch_stats,
+                         run.state.opt_state)
+    record = json.loads(json.dumps({**run._record, 'train_metrics': {
+        'count': 0.0, 'loss': 0.0, 'top1_acc': 0.0, 'nonfinite': 0.0}}))
+    del record['config']['ema_decay']  # As recorded before the field.
+    run._checkpointer.save(run.step, old, record)
+    params = jax.device_get(run.state.params)
+  assert 'ema_params' not in (tmp_path / 'checkpoints' / '8' / 'state' / '_METADATA').read_text()
+  with loop.Run(config, workdir) as run:
+    assert run.step == 8 and run.state.ema_params is None
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(run.state.params), params)
+  # evaluate.py and predict.py read it through the recorded config, which lacks the field.
+  recorded = weights.recorded_config(workdir)
+  model, _ = cnns.trace('lenet5', **weights.architecture(recorded))
+  _, abstract = weights.abstract_train_state(ml_collections.ConfigDict(recorded), model,
+                                             run._replicated)
+  assert weights.restore(workdir, abstract)[1] == 8
+  with pytest.raises(ConfigError, match=r'written with ema_decay=0.0; this run has '
+                                        r'ema_decay=0.999: that changes what the saved state'):
+    loop.Run(synthetic_config(checkpoint_every_steps=1000, ema_decay=0.999), workdir)
+
+
+# Decays happen: 64 evaluation images reach 0 top-1 error, which no later evaluation improves.
+PLATEAU = dict(lr_schedule='plateau', plateau_patience=1, plateau_max_decays=2, ema_decay=0.9,
+               num_epochs=6, checkpoint_every_steps=1000)
+
+
+def final_state(workdir: str, config):
+  with loop.Run(config, workdir) as run:
+    return jax.device_get(run.state), run._plateau.record()
+
+
+def test_plateau_run_with_ema_resumes_exactly(tmp_path):
+  """Stopped during the evaluation of epoch 2 (saved before it was applied: redone and applied),
+  then finished at epoch 5 (saved after: redone, not applied again), then run to the end. Decays
+  follow the evaluations of epochs 3 and 4; that of 5 leaves the scale at min_scale, up to a
+  float32 rounding that the resumed run must use too."""
+  config = synthetic_config(**PLATEAU)
+  loop.train_and_evaluate(config, str(tmp_path / 'uninterrupted'))
+  expected, expected_plateau = final_state(str(tmp_path / 'uninterrupted'), config)
+
+  workdir = str(tmp_path / 'stopped')
+  with loop.Run(config, workdir) as run:
+    run.train_epoch(0)
+    run.evaluate(1)
+    run.train_epoch(1)
+    run._request_stop(signal.SIGTERM, None)
+    with pytest.raises(Stopped, match='at step 16, saved'):
+      run.evaluate(2)
+  assert weights.record(workdir)['plateau']['epoch'] == 1
+  loop.train_and_evaluate(synthetic_config(**{**PLATEAU, 'num_epochs': 5}), workdir)
+  assert checkpoint_steps(workdir) == [16, 40]
+  assert weights.record(workdir)['plateau']['epoch'] == 5
+  loop.train_and_evaluate(config, workdir)
+
+  got, plateau = final_state(workdir, config)
+  assert plateau == expected_plateau and plateau['scale'] == pytest.approx(0.01)
+  assert got.ema_params is not None
+  jax.tree.map(np.testing.assert_array_equal, got, expected)
+  assert_same_records(read_metrics(workdir), read_metrics(str(tmp_path / 'uninterrupted')))

@@ -1,12 +1,18 @@
-"""Learning-rate schedules and the papers' L2 weight decay (kernels only)."""
+"""Learning-rate schedules (the plateau schedule's host side among them), the papers' L2 weight
+decay (kernels only), and the train step's learning-rate scale and weight averaging."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 
+import cnns
 from configs import lenet5
-from training import optim
+from training import optim, steps
 from training.errors import ConfigError
+from training.state import create_train_state, with_ema
 
 
 def config(**overrides):
@@ -77,3 +83,73 @@ def test_rmsprop_matches_tensorflows_update():
     mom = 0.9 * mom + 0.045 * np.array(g) / np.sqrt(ms + 1.0)
     w = w - mom
   np.testing.assert_allclose(params['kernel'], w, rtol=1e-5)
+
+
+def test_plateau_scales_as_optax_reduce_on_plateau_across_saved_records():
+  c = config(lr_schedule='plateau', plateau_patience=2, plateau_max_decays=2)
+  errors = [0.9, 0.8, 0.8, 0.81, 0.7, 0.7, 0.7, 0.7, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.5]
+  tx = optax.contrib.reduce_on_plateau(factor=0.1, patience=2, min_scale=0.1**2)
+  state, expected = tx.init({}), []
+  for error in errors:
+    _, state = tx.update({}, state, value=error)
+    expected.append(float(state.scale))
+  plateau, got = optim.Plateau(c), []
+  for epoch, error in enumerate(errors, 1):
+    plateau = optim.Plateau(c, plateau.record())  # As a resume from any checkpoint would.
+    plateau.update(epoch, error)
+    assert not plateau.update(epoch, 0.0)  # An evaluation redone after a resume: applied once.
+    got.append(plateau.scale)
+  assert got == expected
+  assert got[3] == pytest.approx(0.1) and got[-1] == pytest.approx(0.01)  # Two decays, no more.
+  assert optim.learning_rate_schedule(c, steps_per_epoch=10)(55) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize('overrides,message', [
+    ({'plateau_patience': 0}, 'plateau_patience=0 must be a whole number >= 1'),
+    ({'plateau_max_decays': -1}, 'plateau_max_decays=-1 must be a whole number >= 0'),
+    ({'lr_decay_factor': 1.0}, 'lr_decay_factor=1.0: it must be greater than 1'),
+])
+def test_bad_plateau_fields_are_config_errors(overrides, message):
+  with pytest.raises(ConfigError, match=message):
+    optim.create_optimizer(config(lr_schedule='plateau', **overrides), steps_per_epoch=10)
+
+
+def test_ema_decay_outside_zero_one_is_a_config_error():
+  with pytest.raises(ConfigError, match=r'ema_decay=1.0 must be in \[0, 1\)'):
+    optim.ema_decay(config(ema_decay=1.0))
+  assert optim.ema_decay({'learning_rate': 0.1}) == 0.0  # Recorded before the field: off.
+
+
+def _lenet_step(tx, **kwargs):
+  model = cnns.create_model('lenet5', num_classes=10, in_channels=1, rngs=nnx.Rngs(0))
+  graphdef, state = create_train_state(model, tx)
+  step = steps.make_train_step(graphdef, tx, mean=(127.5,), std=(64.0,), dtype=jnp.float32,
+                               num_classes=10, label_smoothing=0.0, seed=0, out_sharding=None,
+                               **kwargs)
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.integers(0, 256, (8, 32, 32, 1), dtype=np.uint8),
+           'label': rng.integers(0, 10, 8).astype(np.int32)}
+  return state, lambda s, *scale: step(s, steps.zero_metrics(*steps.TRAIN_METRICS), batch,
+                                        *scale)[0]
+
+
+def test_lr_scale_multiplies_the_learning_rate():
+  state, step = _lenet_step(optax.sgd(0.1))
+  half, _ = jax.tree.flatten(step(state, np.float32(0.5)).params)
+  state, step = _lenet_step(optax.sgd(0.05))
+  expected, _ = jax.tree.flatten(step(state).params)
+  for a, b in zip(half, expected):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+
+
+def test_ema_follows_tensorflows_exponential_moving_average():
+  state, step = _lenet_step(optax.sgd(0.1, momentum=0.9), ema_decay=0.5)
+  average = state.params
+  state = with_ema(state)
+  for t in range(3):  # TF: decay min(0.5, (1 + t) / (10 + t)) with num_updates = t.
+    state = step(state)
+    decay = min(0.5, (1 + t) / (10 + t))
+    average = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, average, state.params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+               state.ema_params, average)
+  assert not jax.tree.all(jax.tree.map(np.array_equal, state.ema_params, state.params))

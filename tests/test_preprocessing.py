@@ -1,5 +1,5 @@
 """ImageNet preprocessing ops on small images: crop geometry, decoding only the window, flips,
-10-crop positions, AlexNet's colour-noise statistics, and the device-side normalisation."""
+the test crops' positions, AlexNet's colour-noise statistics, and the device-side normalisation."""
 
 import numpy as np
 import pytest
@@ -85,17 +85,64 @@ def test_random_flip_mirrors_half_of_the_images():
   np.testing.assert_array_equal(mirrored.numpy(), image.numpy()[:, ::-1])
 
 
-def test_ten_crops_are_corners_centre_and_their_mirrors():
+def test_five_crops_are_the_corners_and_centre_of_the_central_square():
   # A 64 x 80 image: its central 64 x 64 square starts at column 8; resize_size 64 keeps it as is.
   jpeg, pixels = jpeg_and_pixels(64, 80)
   square = pixels[:, 8:72]
-  crops = pp.ten_crops(jpeg, 48, 64).numpy()
-  assert crops.shape == (10, 48, 48, 3)
+  crops = pp.five_crops(jpeg, 48, 64).numpy()
+  assert crops.shape == (5, 48, 48, 3)
   expected = [square[:48, :48], square[:48, 16:], square[16:, :48], square[16:, 16:],
               square[8:56, 8:56]]
   for k, patch in enumerate(expected):
     np.testing.assert_array_equal(crops[k], patch)
-    np.testing.assert_array_equal(crops[k + 5], patch[:, ::-1])
+
+
+@pytest.mark.parametrize('height,width', [(64, 112), (112, 64)])
+def test_googlenet_crops_follow_the_paper_on_landscape_and_portrait_images(height, width):
+  """Szegedy et al. (2015), section 7, at shorter side 64 (the image's own: no resize): the left,
+  centre and right squares (top, centre, bottom for portrait images); of each, the 4 corners and
+  the centre 48 x 48 crop and the square resized to 48 x 48."""
+  jpeg, pixels = jpeg_and_pixels(height, width)
+  crops = pp.googlenet_crops(jpeg, 48, 64).numpy()
+  assert crops.shape == (18, 48, 48, 3)
+  longer = max(height, width)
+  for part, start in enumerate((0, (longer - 64) // 2, longer - 64)):
+    square = pixels[start:start + 64] if height > width else pixels[:, start:start + 64]
+    expected = [square[:48, :48], square[:48, 16:], square[16:, :48], square[16:, 16:],
+                square[8:56, 8:56], pp.resize(square, 48, 48).numpy()]
+    for k, patch in enumerate(expected):
+      np.testing.assert_array_equal(crops[6 * part + k], patch)
+  assert len({crop.tobytes() for crop in crops}) == 18
+
+
+def test_googlenet_crops_rescale_the_shorter_side_first():
+  jpeg, pixels = jpeg_and_pixels(60, 90)
+  rescaled = pp.resize(pixels, 40, 60).numpy()  # Shorter side 40: 60 x 90 -> 40 x 60.
+  crops = pp.googlenet_crops(jpeg, 32, 40).numpy()
+  np.testing.assert_array_equal(crops[0], rescaled[:32, :32])  # Left square's top-left corner.
+  np.testing.assert_array_equal(crops[17], pp.resize(rescaled[:, 20:], 32, 32).numpy())
+
+
+def test_grid_crops_are_a_five_by_five_grid_over_the_whole_image():
+  jpeg, pixels = jpeg_and_pixels(64, 96)
+  crops = pp.grid_crops(jpeg, 32, 64).numpy()
+  assert crops.shape == (25, 32, 32, 3)
+  for i in range(5):
+    for j in range(5):
+      y, x = 32 * i // 4, 64 * j // 4  # Corners included: from 0 to 64 - 32 and 96 - 32.
+      np.testing.assert_array_equal(crops[5 * i + j], pixels[y:y + 32, x:x + 32])
+
+
+@pytest.mark.parametrize('height,width,shorter,expected', [
+    (64, 96, 64, (64, 96)), (96, 64, 64, (96, 64)), (64, 80, 64, (64, 64)),
+    (64, 90, 64, (64, 96)), (375, 500, 224, (224, 288)), (100, 100, 256, (256, 256))])
+def test_dense_images_keep_the_aspect_to_a_multiple_of_32_pixels(height, width, shorter,
+                                                                  expected):
+  jpeg, pixels = jpeg_and_pixels(height, width)
+  image = pp.dense_image(jpeg, shorter, 32).numpy()
+  assert image.shape == (*expected, 3)
+  if (height, width) == expected:
+    np.testing.assert_array_equal(image, pixels)  # At its own size, untouched.
 
 
 def test_center_crop_is_the_centre_of_the_rescaled_image():
@@ -128,15 +175,106 @@ def test_lighting_offset_is_added_before_normalisation():
   np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
+def random_image(height=12, width=10, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize('name', ['Brightness', 'Contrast', 'Color'])
+@pytest.mark.parametrize('factor', [0.5, 0.8, 1.3, 1.5])
+def test_howards_enhancements_are_pils(name, factor):
+  from PIL import Image, ImageEnhance
+  image = random_image()
+  pil = np.asarray(getattr(ImageEnhance, name)(Image.fromarray(image)).enhance(factor), int)
+  enhance = {'Brightness': pp.enhance_brightness, 'Contrast': pp.enhance_contrast,
+             'Color': pp.enhance_color}[name]
+  ours = pp.to_uint8(enhance(tf.constant(image, tf.float32), factor)).numpy().astype(int)
+  # PIL rounds its luma, and truncates where this rounds: at most one grey level apart.
+  assert np.abs(ours - pil).max() <= 1
+
+
+def test_howard_distortion_draws_factors_in_its_range():
+  # On a grey image contrast and colour change nothing: only the brightness factor shows.
+  grey = tf.fill([4, 4, 3], tf.constant(100, tf.uint8))
+  out = np.array([pp.howard_distortion(grey, s).numpy() for s in seeds(200)], float)
+  assert (out == out[:, :1, :1, :1]).all()  # Still one grey level per image.
+  factors = out[:, 0, 0, 0] / 100
+  assert factors.min() >= 0.5 and factors.max() <= 1.5
+  assert factors.min() < 0.6 and factors.max() > 1.4  # The whole range is used.
+  # On a colour image, colour factors < 1 and > 1 both occur: saturation goes down and up.
+  image = tf.constant(random_image())
+  spread = [np.ptp(pp.howard_distortion(image, s).numpy().astype(int), axis=-1).mean()
+            / np.ptp(random_image().astype(int), axis=-1).mean() for s in seeds(50)]
+  assert min(spread) < 0.8 and max(spread) > 1.2
+
+
+def test_inception_distortion_stays_within_its_deltas():
+  # On a grey image saturation, hue and contrast change nothing: brightness moves it by at most
+  # 32 grey levels.
+  grey = tf.fill([4, 4, 3], tf.constant(128, tf.uint8))
+  out = np.array([pp.inception_distortion(grey, s).numpy() for s in seeds(200)], int)
+  assert np.abs(out - out[:, :1, :1, :1]).max() <= 1
+  assert out.min() >= 128 - 32 and out.max() <= 128 + 32
+  assert out.min() < 128 - 25 and out.max() > 128 + 25
+  # Any image stays uint8 of the same shape, its values clipped to 0-255.
+  image = tf.constant(random_image())
+  distorted = pp.inception_distortion(image, seeds(1)[0])
+  assert distorted.dtype == tf.uint8 and distorted.shape == image.shape
+
+
+@pytest.mark.parametrize('distortion', ['howard', 'inception'])
+def test_color_distortions_are_functions_of_the_seed(distortion):
+  distort = pp.COLOR_DISTORTIONS[distortion]
+  image = tf.constant(random_image())
+  first, second = seeds(2)
+  np.testing.assert_array_equal(distort(image, first), distort(image, first))
+  assert (distort(image, first).numpy() != distort(image, second).numpy()).any()
+
+
+def test_random_resize_chooses_each_of_the_four_methods():
+  image = random_image(9, 7)
+  by_method = {method: pp.resize(image, 4, 5, method=method).numpy().tobytes()
+               for method in pp.RESIZE_METHODS}
+  assert len(set(by_method.values())) == 4  # This image tells the methods apart.
+  chosen = [pp.random_resize(image, 4, 5, s).numpy().tobytes() for s in seeds(200)]
+  counts = {method: chosen.count(result) for method, result in by_method.items()}
+  assert sum(counts.values()) == 200
+  assert all(25 < count < 75 for count in counts.values())  # Binomial(200, 1/4): p < 1e-4.
+  assert pp.random_resize(image, 4, 5, seeds(1)[0]).numpy().tobytes() == chosen[0]  # Fixed.
+
+
+@pytest.mark.parametrize('crop', ['inception', 'scaled'])
+def test_default_training_example_is_the_plain_crop_flip_and_lighting(crop):
+  """Bilinear without colour distortion is exactly the path of earlier runs: the same seeds for
+  the same crops, flips and colour noise."""
+  jpeg, _ = jpeg_and_pixels(48, 64)
+  augment = dict(crop=crop, size=24, area_range=(0.08, 1.0), scale_range=(24, 40), lighting=0.1)
+  for seed in seeds(5):
+    crop_seed, flip_seed, lighting_seed = pp.split_seed(seed, 3)
+    window_of = ((lambda shape: pp.inception_window(shape, crop_seed)) if crop == 'inception'
+                 else (lambda shape: pp.scaled_crop_window(shape, crop_seed, 24, (24, 40))))
+    plain = pp.random_flip(pp.decode_window(jpeg, window_of, 24), flip_seed)
+    for example in (pp.train_example(jpeg, seed, **augment),
+                    pp.train_example(jpeg, seed, **augment, interpolation='bilinear',
+                                     color_distortion='none')):
+      np.testing.assert_array_equal(example['image'], plain)
+      np.testing.assert_array_equal(example['lighting'], pp.pca_lighting(lighting_seed, 0.1))
+    distorted = pp.train_example(jpeg, seed, **augment, interpolation='random',
+                                 color_distortion='howard')
+    assert distorted['image'].shape == plain.shape and distorted['image'].dtype == tf.uint8
+    np.testing.assert_array_equal(distorted['lighting'], pp.pca_lighting(lighting_seed, 0.1))
+
+
 @pytest.mark.parametrize('bad', [dict(train_crop='center'), dict(train_scale_range=(200, 256)),
-                                 dict(crop_area_range=(0.5, 0.1)), dict(eval_resize=100)])
+                                 dict(crop_area_range=(0.5, 0.1)), dict(eval_resize=100),
+                                 dict(train_interpolation='lanczos3'),
+                                 dict(color_distortion='autoaugment')])
 def test_impossible_preprocessing_is_a_clear_error(bad):
   from configs import vgg16
   from input_pipeline import DataError, imagenet
   config = vgg16.get_config()
   config.update(bad)
   with pytest.raises(DataError, match=next(iter(bad))):  # Before looking for the data.
-    imagenet.Photographs(config, eval_crops=1)
+    imagenet.Photographs(config)
 
 
 def test_train_step_adds_the_lighting_offset_to_the_pixels():

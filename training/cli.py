@@ -24,11 +24,11 @@ USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError, cn
                published.WeightsError)
 
 
-def run_reporting_errors(fn, *args):
-  """Calls `fn(*args)`; a user or environment error, or a run ended early, becomes one line on
+def run_reporting_errors(fn, *args, **kwargs):
+  """Calls `fn(*args, **kwargs)`; a user or environment error, or a run ended early, becomes one line on
   stderr and the documented exit status."""
   try:
-    return fn(*args)
+    return fn(*args, **kwargs)
   except USER_ERRORS as e:
     fail(e)
   except RunEnded as e:

@@ -1,53 +1,206 @@
-"""Saved checkpoints evaluated with the papers' protocols (crops, ensembles).
+"""Saved checkpoints evaluated with the papers' protocols: crops, scales, dense testing, mirrors.
 
-`evaluate_checkpoints` is evaluate.py's work: it restores the latest checkpoint of one workdir (or
-of several, an ensemble of the same config), without building real weights first, and evaluates
-the validation split on one centre crop or on ten crops per image, every image counted once.
+A `Protocol` is a list of passes over the validation split, each one kind of view of every image at
+one scale (`input_pipeline.EvalView`, with or without mirror images); a pass scores an image with
+the softmax outputs averaged over its views and over the models of an ensemble, and the image's
+prediction is the average over the passes, combined on the host by the image's index. So a
+multi-scale protocol averages its scales, and VGG's multi-crop + dense combination its two
+methods, as the papers do.
+
+Each process evaluates its own slice of the split on its own devices, with no collective: dense
+testing's batches hold whole images of one shape, which differ between processes. The counts and
+sums of the processes are added at the end, so every image counts exactly once on any number of
+processes.
 """
 
 import dataclasses
+import math
 
 import jax
 import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
 
-import cnns
 import input_pipeline
-from training import loop, steps, weights
-from training import mesh as mesh_lib
+from input_pipeline import EvalView
+from training import steps, weights
+from training.errors import ConfigError
+from training.setup import set_up
+
+# `--crops`: the views per image at each scale, and their mirrors (added on the device).
+CROPS = {
+    1: ('centre', 'the centre crop'),
+    10: ('five', "AlexNet's 10 crops (4 corners and centre, and mirrors)"),
+    50: ('grid', "VGG's 50 crops (a 5 x 5 grid, and mirrors)"),
+    144: ('googlenet', "GoogLeNet's 144 crops (3 squares x 6 crops x 4 scales, and mirrors)"),
+}
+# GoogLeNet's four scales (shorter sides) for its 224-pixel crops; in proportion for other sizes.
+GOOGLENET_SCALES = (256, 288, 320, 352)
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """An evaluation protocol: `crops` per image at each scale (0: none, with `dense`), the
+  `scales` (shorter sides; empty: the config's `eval_resize`), `dense` fully-convolutional
+  testing of the whole image, and `flip`, the mirror image of the centre crop or whole image."""
+  crops: int = 1
+  scales: tuple[int, ...] = ()
+  dense: bool = False
+  flip: bool = False
+
+  @classmethod
+  def of_paper(cls, config) -> 'Protocol':
+    """The protocol behind `config.paper`'s numbers."""
+    paper = config.paper
+    return cls(crops=paper.crops, scales=tuple(paper.scales), dense=paper.dense,
+               flip=paper.flip)
+
+  def check(self) -> None:
+    """Combinations that mean nothing: one line each."""
+    if self.crops not in (0, *CROPS):
+      raise ConfigError(f'--crops={self.crops}: known crops per image are '
+                        f'{", ".join(map(str, CROPS))} (0 with --dense: the whole image only)')
+    if not self.crops and not self.dense:
+      raise ConfigError('--crops=0 evaluates nothing without --dense')
+    if self.flip and self.crops > 1 and not self.dense:
+      raise ConfigError(f'--flip: {self.crops} crops include their mirror images already')
+    if self.crops == 144 and self.scales:
+      raise ConfigError("--crops=144 is GoogLeNet's protocol at its own four scales "
+                        f'{", ".join(map(str, GOOGLENET_SCALES))}: drop --scales')
+    if any(s <= 0 for s in self.scales) or len(set(self.scales)) != len(self.scales):
+      raise ConfigError(f'--scales={",".join(map(str, self.scales))} must be distinct positive '
+                        'shorter sides')
+
+  def resolved_scales(self, config) -> tuple[int, ...]:
+    """The shorter sides the images are rescaled to (GoogLeNet's for its 144 crops)."""
+    if self.scales:
+      return self.scales
+    default = input_pipeline.eval_resize_size(config.image_size, config.eval_resize)
+    return (default,)
+
+  def passes(self, config) -> list[tuple[EvalView, bool]]:
+    """(view, with mirror images) of each pass over the data."""
+    out = []
+    for scale in self.resolved_scales(config):
+      if self.dense:
+        out.append((EvalView('dense', scale), self.flip))
+      if self.crops == 1:
+        out.append((EvalView('centre', scale), self.flip))
+      elif self.crops in (10, 50):
+        out.append((EvalView(CROPS[self.crops][0], scale), True))
+    if self.crops == 144:
+      out += [(EvalView('googlenet', round(s * config.image_size / 224)), True)
+              for s in GOOGLENET_SCALES]
+    return out
+
+  def describe(self, config) -> str:
+    """One line: what is averaged, at which shorter sides."""
+    parts = []
+    if self.dense:
+      parts.append('dense' + (' with the mirror image' if self.flip else ''))
+    if self.crops:
+      parts.append(CROPS[self.crops][1] + (' and its mirror' if self.crops == 1 and self.flip
+                                           else ''))
+    scales = ([round(s * config.image_size / 224) for s in GOOGLENET_SCALES]
+              if self.crops == 144 and not self.dense else self.resolved_scales(config))
+    return (' + '.join(parts) + ', shorter side' + ('s ' if len(scales) > 1 else ' ')
+            + ', '.join(map(str, scales)))
+
+  def views(self, config) -> int:
+    """Forward passes per image and model."""
+    per_view = {'centre': 1, 'dense': 1, 'five': 5, 'grid': 25, 'googlenet': 18}
+    return sum(per_view[view.crops] * (2 if mirror else 1) for view, mirror in self.passes(config))
 
 
 @dataclasses.dataclass
 class CheckpointResult:
   metrics: dict  # loss, top1_acc, top5_acc, num_examples.
   checkpoint_steps: list[int]  # One per workdir, in order.
+  ema: bool  # Whether the models were the averaged weights.
 
 
-def evaluate_checkpoints(config, workdirs: list[str], crops: int) -> CheckpointResult:
-  """Evaluates the ensemble of the latest checkpoints in `workdirs` on `crops` crops per image."""
-  for workdir in workdirs:
-    loop.validate(config, workdir)
-  eval_batch_size = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
-  local_batch = mesh_lib.local_batch_size(eval_batch_size, 'eval_batch_size')
-  mesh = mesh_lib.create_mesh()
-  replicated = mesh_lib.replicated_sharding(mesh)
-  source = input_pipeline.create_source(config, process_index=jax.process_index(),
-                                        process_count=jax.process_count(), eval_crops=crops)
+def evaluate_checkpoints(config, workdirs: list[str], protocol: Protocol, *, ema: bool = True,
+                         chunk: int | None = None) -> CheckpointResult:
+  """Evaluates the ensemble of the latest checkpoints in `workdirs` with `protocol`; the weights'
+  running average where the checkpoints have one, unless `ema` is False. `chunk` views of each
+  image are evaluated together (all if None)."""
+  protocol.check()
+  passes = protocol.passes(config)
+  source_class = input_pipeline.source_class(config.dataset)
+  if ({view.crops for view, _ in passes} - set(source_class.EVAL_VIEWS)
+      or (protocol.scales and not source_class.PHOTOGRAPHS)):
+    raise ConfigError(f'{config.dataset} is evaluated on its images as they are (--crops=1, '
+                      'optionally --flip): they are not photographs to crop or rescale')
+  small = [view.scale for view, _ in passes if view.scale < config.image_size]
+  if small:
+    raise ConfigError(f'--scales: shorter side {small[0]} is smaller than the '
+                      f'{config.image_size}-pixel crops')
   config = weights.checkpoint_config(config, workdirs, note=print if jax.process_index() == 0
                                      else lambda _: None)
-  dtype = loop.DTYPES[config.dtype]
-  abstract_model, _ = cnns.trace(config.model, dtype=dtype,
-                                 **loop.model_architecture(config, source))
+  setup = set_up(config, workdirs, local=True)
+  source = setup.source
+  if protocol.dense and not hasattr(setup.abstract_model, 'dense'):
+    raise ConfigError(f'--dense: {config.model} has no fully-convolutional form (VGG and '
+                      'ResNet have)')
+  graphdef, states, checkpoint_steps, used_ema = _restore(config, workdirs, setup, ema)
+  predict_steps = {}
+  num_local = math.ceil(source.num_eval_examples / jax.process_count())
+  totals = np.zeros((num_local, setup.architecture['num_classes']))
+  labels = np.zeros(num_local, np.int64)
+  seen = np.zeros(num_local, np.int64)
+  for number, (view, mirror) in enumerate(passes, start=1):
+    if jax.process_index() == 0 and len(passes) > 1:
+      print(f'pass {number} of {len(passes)}: {view.crops} at shorter side {view.scale}'
+            + (', and mirrors' if mirror else ''), flush=True)
+    dense = view.crops == 'dense'
+    if (dense, mirror) not in predict_steps:
+      predict_steps[dense, mirror] = steps.make_predict_step(
+          graphdef, dense=dense, mirror=mirror, chunk=chunk,
+          out_sharding=setup.data_sharding, **setup.normalization)
+    predict = predict_steps[dense, mirror]
+    for batch in source.eval_batches(setup.local_eval_batch, 0, view):
+      images = jax.device_put(batch['image'], setup.data_sharding)
+      probabilities = np.asarray(predict(states, images))
+      real = batch['mask']
+      index = batch['index'][real]
+      totals[index] += probabilities[real]
+      labels[index] = batch['label'][real]
+      seen[index] += 1
+  counted = seen > 0
+  if not np.all(seen[counted] == len(passes)):
+    raise AssertionError(f'a pass saw an image {seen[counted].min()} to {seen[counted].max()} '
+                         f'times, not once each in {len(passes)} passes')
+  sums = ranks_and_loss(totals[counted] / len(passes), labels[counted])
+  if jax.process_count() > 1:
+    sums = multihost_utils.process_allgather(sums).sum(axis=0)
+  count, top1, top5, loss = (float(v) for v in sums)
+  return CheckpointResult(
+      metrics={'loss': loss / count, 'top1_acc': top1 / count, 'top5_acc': top5 / count,
+               'num_examples': int(count)},
+      checkpoint_steps=checkpoint_steps, ema=used_ema)
+
+
+def ranks_and_loss(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """[images, top-1 correct, top-5 correct, summed cross-entropy] of averaged `probabilities`;
+  a tie ranks the lower class first, as `steps.top_k_correct`."""
+  truth = probabilities[np.arange(len(labels)), labels]
+  classes = np.arange(probabilities.shape[1])
+  rank = ((probabilities > truth[:, None])
+          | ((probabilities == truth[:, None]) & (classes < labels[:, None]))).sum(axis=1)
+  return np.array([len(labels), (rank < 1).sum(), (rank < 5).sum(),
+                   -np.log(np.maximum(truth, np.finfo(np.float64).tiny)).sum()])
+
+
+def _restore(config, workdirs, setup, ema: bool):
+  """(graphdef, the models' states, their steps, whether they are the averaged weights), restored
+  onto `setup`'s devices without building real weights first."""
   # The optimizer state's shapes are those of the optimizer that trained the checkpoint.
   recorded = weights.recorded_config(workdirs[0])
   graphdef, abstract_state = weights.abstract_train_state(
-      ml_collections.ConfigDict(recorded) if recorded else config, abstract_model, replicated)
+      ml_collections.ConfigDict(recorded) if recorded else config, setup.abstract_model,
+      setup.replicated)
   restored = [weights.restore(workdir, abstract_state) for workdir in workdirs]
-  mean, std = input_pipeline.normalization(config, source.spec)
-  eval_step = steps.make_eval_step(graphdef, mean=mean, std=std, dtype=dtype,
-                                   out_sharding=replicated)
-  metrics = loop.evaluate_split(
-      eval_step, tuple(state for state, _ in restored), source, local_batch=local_batch,
-      num_steps=input_pipeline.num_eval_steps(source.num_eval_examples, eval_batch_size,
-                                              jax.process_count()),
-      data_sharding=mesh_lib.batch_sharding(mesh), replicated=replicated)
-  return CheckpointResult(metrics=metrics, checkpoint_steps=[step for _, step in restored])
+  averaged = ema and all(state.ema_params is not None for state, _ in restored)
+  states = tuple(state.replace(params=state.ema_params) if averaged else state
+                 for state, _ in restored)
+  return graphdef, states, [step for _, step in restored], averaged

@@ -19,7 +19,6 @@ import signal
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -29,17 +28,16 @@ from training import mesh as mesh_lib
 from training import optim, steps, weights
 from training.checkpoints import Checkpointer, disk_full
 from training.errors import ConfigError, Diverged, NonFiniteError, Stopped
-from training.state import TrainState, count_params, create_train_state
+from training.setup import set_up
+from training.state import TrainState, count_params, create_train_state, with_ema
 from training.workdir import WorkdirLock, write_atomic
 from training.writers import MetricWriter, Progress
 
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-BATCHNORM = ('global', 'per_device')
 # Fields that fix what a checkpoint's state and position in the data order mean: a resume must
 # keep them. Any other change (learning rate, epochs, cadence, ...) is allowed and printed.
 MEANING_FIELDS = ('model', 'model_kwargs', 'dataset', 'image_size', 'num_classes', 'in_channels',
-                  'input_convention', 'optimizer', 'batch_size', 'seed', 'data_shards',
-                  'shuffle_buffer_size', 'synthetic_train_examples')
+                  'input_convention', 'optimizer', 'ema_decay', 'batch_size', 'seed',
+                  'data_shards', 'shuffle_buffer_size', 'synthetic_train_examples')
 
 
 @dataclasses.dataclass
@@ -49,40 +47,6 @@ class Summary:
   best_top1_acc: float
   last_eval: dict[str, float]
   wall_seconds: float
-
-
-def validate(config, workdir: str) -> None:
-  """Errors a user can cause that need no data: one message each, raised as ConfigError."""
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise ConfigError(f'workdir {workdir} exists and is not a directory')
-  if config.num_epochs <= 0:
-    raise ConfigError(f'num_epochs={config.num_epochs} must be positive')
-  if config.batchnorm not in BATCHNORM:
-    raise ConfigError(f'unknown batchnorm {config.batchnorm!r}; known: {", ".join(BATCHNORM)}')
-  if config.dtype not in DTYPES:
-    raise ConfigError(f'unknown dtype {config.dtype!r}; known: {", ".join(DTYPES)}')
-  if config.input_convention not in ('dataset', *input_pipeline.INPUT_CONVENTIONS):
-    raise ConfigError(f'unknown input_convention {config.input_convention!r}; known: dataset, '
-                      + ', '.join(input_pipeline.INPUT_CONVENTIONS))
-  if config.model not in cnns.available_models():
-    raise ConfigError(f'unknown model {config.model!r}; known models: '
-                      f'{", ".join(cnns.available_models())}')
-  for field in ('log_every_steps', 'checkpoint_every_steps', 'eval_every_epochs',
-                'keep_checkpoints', 'learning_rate', 'lr_decay_factor'):
-    if not config[field] > 0:
-      raise ConfigError(f'{field}={config[field]} must be positive')
-  for field, low, high in (('label_smoothing', 0, 1), ('momentum', 0, 1),
-                           ('rmsprop_decay', 0, 1)):
-    if not low <= config[field] < high:
-      raise ConfigError(f'{field}={config[field]} must be in [{low}, {high})')
-  for field in ('weight_decay', 'warmup_epochs', 'aux_loss_weight', 'prefetch_to_device'):
-    if not config[field] >= 0:
-      raise ConfigError(f'{field}={config[field]} must not be negative')
-  profile = tuple(config.profile_steps)
-  if profile and not (len(profile) == 2 and all(isinstance(s, int) for s in profile)
-                      and 0 <= profile[0] < profile[1]):
-    raise ConfigError(f'profile_steps={profile} must be (start, stop), whole steps with '
-                      '0 <= start < stop, or () for none')
 
 
 def evaluate_split(eval_step, states: tuple[TrainState, ...], source: input_pipeline.Source, *,
@@ -96,18 +60,6 @@ def evaluate_split(eval_step, states: tuple[TrainState, ...], source: input_pipe
       return None
     metrics = eval_step(states, metrics, mesh_lib.to_global(batch, data_sharding))
   return steps.summarize(metrics)
-
-
-def model_architecture(config, source: input_pipeline.Source) -> dict:
-  """Constructor arguments of `config.model` for `source`'s images: classes, channels, size, and
-  the family's own options."""
-  num_classes = config.num_classes if config.num_classes > 0 else source.spec.num_classes
-  channels = source.image_shape[-1]
-  if config.in_channels > 0 and config.in_channels != channels:
-    raise ConfigError(f'in_channels={config.in_channels} but {config.dataset} images have '
-                      f'{channels} channels: set --config.in_channels={channels}')
-  return dict(num_classes=num_classes, in_channels=channels, image_size=source.image_shape[0],
-              **config.model_kwargs)
 
 
 class Run:
@@ -136,35 +88,26 @@ class Run:
       raise
 
   def _set_up(self, config, workdir: str) -> None:
-    validate(config, workdir)
+    setup = set_up(config, [workdir])
     self.config = config
-    eval_batch_size = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
     self._local_batch = mesh_lib.local_batch_size(config.batch_size)
-    self._local_eval_batch = mesh_lib.local_batch_size(eval_batch_size, 'eval_batch_size')
-    mesh = mesh_lib.create_mesh()
-    self._replicated = mesh_lib.replicated_sharding(mesh)
-    self._data_sharding = mesh_lib.batch_sharding(mesh)
-
-    self.source = input_pipeline.create_source(config, process_index=jax.process_index(),
-                                               process_count=jax.process_count())
+    self._local_eval_batch = setup.local_eval_batch
+    self._replicated, self._data_sharding = setup.replicated, setup.data_sharding
+    self.source = setup.source
     self.steps_per_epoch = self.source.num_train_examples // config.batch_size
     if self.steps_per_epoch == 0:
       raise ConfigError(f'batch_size={config.batch_size} exceeds the '
                         f'{self.source.num_train_examples} training examples')
     self._num_eval_steps = input_pipeline.num_eval_steps(
-        self.source.num_eval_examples, eval_batch_size, jax.process_count())
-    dtype = DTYPES[config.dtype]
-    architecture = model_architecture(config, self.source)
-    num_classes = architecture['num_classes']
-    # A window that does not tile its input (GeometryError) surfaces here, before any weights.
-    abstract, _ = cnns.trace(config.model, **architecture)
+        self.source.num_eval_examples, setup.eval_batch_size, jax.process_count())
+    architecture, abstract = setup.architecture, setup.abstract_model
     # A fresh run starts from init_from's layers; a resumed one from its own checkpoints.
     init_source = (weights.check_init_from(config)
                    if config.init_from and not weights.has_checkpoint(workdir) else None)
     if config.batchnorm == 'per_device' and not any(
         isinstance(m, nnx.BatchNorm) for _, m in nnx.iter_modules(abstract)):
       raise ConfigError(f"batchnorm='per_device' but {config.model} has no BatchNorm layers")
-    model = cnns.create_model(config.model, dtype=dtype, rngs=nnx.Rngs(config.seed),
+    model = cnns.create_model(config.model, dtype=setup.dtype, rngs=nnx.Rngs(config.seed),
                               **architecture)
     tx = optim.create_optimizer(config, self.steps_per_epoch)
     self.graphdef, state = create_train_state(model, tx)
@@ -172,12 +115,16 @@ class Run:
     if init_source is not None:
       state = weights.init_from(config, init_source, abstract, state, self._replicated,
                                 note=notes.append)
-    mean, std = input_pipeline.normalization(config, self.source.spec)
-    norm = dict(mean=mean, std=std, dtype=dtype)
+    ema_decay = optim.ema_decay(config)
+    if ema_decay > 0:  # Starts at the initial (or copied) params.
+      state = with_ema(state)
+    norm = setup.normalization
     self._train_step = steps.make_train_step(
-        self.graphdef, tx, num_classes=num_classes, label_smoothing=config.label_smoothing,
-        seed=config.seed, out_sharding=self._replicated, aux_loss_weight=config.aux_loss_weight,
-        bn_groups=jax.device_count() if config.batchnorm == 'per_device' else 1, **norm)
+        self.graphdef, tx, num_classes=architecture['num_classes'],
+        label_smoothing=config.label_smoothing, seed=config.seed, out_sharding=self._replicated,
+        aux_loss_weight=config.aux_loss_weight,
+        bn_groups=jax.device_count() if config.batchnorm == 'per_device' else 1,
+        ema_decay=ema_decay, **norm)
     self._eval_step = steps.make_eval_step(self.graphdef, out_sharding=self._replicated, **norm)
     self._lr_schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
     self._record = {'config': resolved_config(config, architecture),
@@ -196,11 +143,15 @@ class Run:
       changes = []
       check = lambda saved, step: changes.append(check_resume(saved, self._record, step))
       restored = self._checkpointer.restore_latest(state, check_record=check)
-      train_sums = None
+      train_sums, saved = None, {}
       if restored is not None:
         state, saved, _ = restored
         train_sums = saved.get('train_metrics')
       self.state = state
+      # The plateau schedule's state travels in the record too (its scale set by evaluations).
+      self._plateau = (optim.Plateau(config, saved.get('plateau'))
+                       if config.lr_schedule == 'plateau' else None)
+      self._set_lr_scale()
       self.step = int(self.state.step)
       if is_chief:
         write_atomic(os.path.join(workdir, 'config.json'),
@@ -252,6 +203,10 @@ class Run:
       signal.signal(signum, handler)
     self._previous_handlers = {}
 
+  def _set_lr_scale(self) -> None:
+    self._lr_scale = jax.device_put(
+        np.float32(self._plateau.scale if self._plateau else 1.0), self._replicated)
+
   def _zero_metrics(self, names):
     return jax.device_put(steps.zero_metrics(*names), self._replicated)
 
@@ -268,7 +223,8 @@ class Run:
         self._data_sharding, config.prefetch_to_device)
     for batch in batches:
       self._profile(self.step)
-      self.state, self._train_metrics = self._train_step(self.state, self._train_metrics, batch)
+      self.state, self._train_metrics = self._train_step(self.state, self._train_metrics, batch,
+                                                         self._lr_scale)
       self.step += 1
       if self.startup_seconds is None:
         self._first_step_done()
@@ -337,9 +293,12 @@ class Run:
       return
     sums = {k: float(v) for k, v in jax.device_get(self._train_metrics).items()}
     self._check_finite(sums['nonfinite'])
+    record = {**self._record, 'train_metrics': sums}
+    if self._plateau:
+      record['plateau'] = self._plateau.record()
     with self._disk_full_as_one_line():
       try:
-        self._checkpointer.save(self.step, self.state, {**self._record, 'train_metrics': sums})
+        self._checkpointer.save(self.step, self.state, record)
       except NonFiniteError:  # Only BatchNorm statistics can get here: the flag covers the rest.
         self._check_finite(1.0)
 
@@ -378,16 +337,21 @@ class Run:
     self.writer.write(self.step, {
         'epoch': self.step / self.steps_per_epoch, 'train/loss': result['loss'],
         'train/top1_acc': result['top1_acc'], 'train/img_per_sec': img_per_sec,
-        'train/learning_rate': float(self._lr_schedule(self.step - 1))})
+        'train/learning_rate': float(self._lr_schedule(self.step - 1))
+                               * (self._plateau.scale if self._plateau else 1.0)})
     self.progress.advance(1, loss=f'{result["loss"]:.4f}', img_per_sec=f'{img_per_sec:,.0f}')
 
   def evaluate(self, epoch: int, *, write: bool = True) -> dict[str, float]:
-    """Loss, top-1 and top-5 over the whole eval split, each example counted exactly once.
+    """Loss, top-1 and top-5 over the whole eval split, each example counted exactly once; of
+    the averaged weights where `ema_decay` > 0 (what the papers evaluated). The 'plateau'
+    schedule takes its top-1 error.
 
     A diverged state is not evaluated (`Diverged`); a stop requested meanwhile saves and raises
     `Stopped` at the next batch."""
     self._check_finite(float(jax.device_get(self._train_metrics['nonfinite'])))
-    result = evaluate_split(self._eval_step, (self.state,), self.source,
+    ema = self.state.ema_params is not None
+    state = self.state.replace(params=self.state.ema_params, ema_params=None) if ema else self.state
+    result = evaluate_split(self._eval_step, (state,), self.source,
                             local_batch=self._local_eval_batch, num_steps=self._num_eval_steps,
                             data_sharding=self._data_sharding, replicated=self._replicated,
                             interrupted=lambda: self._stop_signal is not None)
@@ -397,8 +361,14 @@ class Run:
       self.writer.write(self.step, {'epoch': epoch,
                                     **{f'eval/{k}': v for k, v in result.items()}})
     self.progress.print(
-        f'epoch {epoch}: eval loss {result["loss"]:.4f}, top-1 {result["top1_acc"]:.4f}, '
-        f'top-5 {result["top5_acc"]:.4f} on {result["num_examples"]} examples')
+        f'epoch {epoch}: eval{" of the EMA weights" if ema else ""} loss {result["loss"]:.4f}, '
+        f'top-1 {result["top1_acc"]:.4f}, top-5 {result["top5_acc"]:.4f} on '
+        f'{result["num_examples"]} examples')
+    if self._plateau:
+      if self._plateau.update(epoch, 1.0 - result['top1_acc']):
+        self.progress.print(f'epoch {epoch}: top-1 error plateaued; learning rate scaled by '
+                            f'{self._plateau.scale:g}')
+      self._set_lr_scale()  # Exactly the saved scale, float32 roundings at min_scale included.
     self._last_log = (time.time(), self.step)  # Evaluation time is not training throughput.
     return result
 
@@ -443,10 +413,12 @@ def check_resume(saved: dict, record: dict, step: int) -> str:
   """Refuses a resume that changes a MEANING_FIELDS value; returns the other changes, printable.
 
   Checkpoints older than the saved config hold only the data position; those older than
-  `input_convention` standardised with the dataset's statistics.
+  `input_convention` standardised with the dataset's statistics, those older than `ema_decay`
+  averaged nothing.
   """
   config = record['config']
-  before = ({'input_convention': 'dataset', **saved['config']} if saved.get('config') else
+  before = ({'input_convention': 'dataset', 'ema_decay': 0.0, **saved['config']}
+            if saved.get('config') else
             {'seed': saved.get('seed'), 'data_shards': saved.get('data_shards'),
              'batch_size': saved.get('global_batch_size')})
   changed = {k: (before[k], config[k]) for k in before if k in config and before[k] != config[k]}

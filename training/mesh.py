@@ -18,7 +18,11 @@ from training.errors import ConfigError
 DATA_AXIS = 'data'
 
 
-def create_mesh() -> Mesh:
+def create_mesh(local: bool = False) -> Mesh:
+  """Every device of every process; with `local`, this process's devices alone (a computation
+  on them involves no other process)."""
+  if local:
+    return Mesh(np.array(jax.local_devices()), (DATA_AXIS,))
   return jax.make_mesh((jax.device_count(),), (DATA_AXIS,))
 
 

@@ -1,23 +1,34 @@
-"""Optimizers and learning-rate schedules from the config, built from optax parts."""
+"""Optimizers and learning-rate schedules from the config, built from optax parts.
+
+The 'plateau' schedule (AlexNet, ZFNet, VGG: divide the rate by 10 when the validation error stops
+improving) is a constant rate here, times a scale that optax's `reduce_on_plateau` decides from
+each train-time evaluation's top-1 error. That decision is made on the host (`Plateau`), once per
+evaluation, and the scale is an argument of the train step (`steps.make_train_step`): the jitted
+optimizer holds no plateau state and needs no validation value at every step.
+"""
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from training.errors import ConfigError
 
 OPTIMIZERS = ('adam', 'adamw', 'rmsprop', 'sgd')
-SCHEDULES = ('constant', 'cosine', 'exponential', 'step')
+SCHEDULES = ('constant', 'cosine', 'exponential', 'plateau', 'step')
 
 
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   """Linear warm-up from 0 for `warmup_epochs`, then constant, step decay at given epochs,
-  staircase exponential decay (every `lr_decay_every_epochs`) or cosine decay to 0."""
+  staircase exponential decay (every `lr_decay_every_epochs`) or cosine decay to 0. 'plateau' is
+  the constant peak: `Plateau.scale` multiplies it."""
   peak = config.learning_rate
   warmup = int(config.warmup_epochs * steps_per_epoch)
   total = config.num_epochs * steps_per_epoch
   if config.lr_schedule == 'cosine':
     return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total, warmup + 1))
-  if config.lr_schedule == 'constant':
+  if config.lr_schedule in ('constant', 'plateau'):
+    if config.lr_schedule == 'plateau':
+      check_plateau(config)
     main = optax.constant_schedule(peak)
   elif config.lr_schedule == 'step':
     # Decay epochs count from the start of training; `join_schedules` restarts steps at `warmup`.
@@ -34,6 +45,67 @@ def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   if warmup == 0:
     return main
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
+
+
+def check_plateau(config) -> None:
+  """The plateau fields, one line each where wrong."""
+  if config.lr_decay_factor <= 1:
+    raise ConfigError(f"lr_schedule='plateau' divides the rate by lr_decay_factor="
+                      f'{config.lr_decay_factor}: it must be greater than 1')
+  for field, low in (('plateau_patience', 1), ('plateau_max_decays', 0)):
+    if not (isinstance(config[field], int) and config[field] >= low):
+      raise ConfigError(f'{field}={config[field]} must be a whole number >= {low}')
+
+
+class Plateau:
+  """`optax.contrib.reduce_on_plateau` on the host, fed the top-1 error of each train-time
+  evaluation: after `plateau_patience` evaluations in a row without a new best (by optax's
+  default relative tolerance, 1e-4) the scale is divided by `lr_decay_factor`, at most
+  `plateau_max_decays` times. Its state and the epoch of the last evaluation applied travel in a
+  checkpoint's JSON record (`record()`, and back as `saved`), so that a resumed run scales as the
+  uninterrupted one and an evaluation redone after a resume is not counted twice.
+  """
+
+  def __init__(self, config, saved: dict | None = None):
+    check_plateau(config)
+    factor = 1.0 / config.lr_decay_factor
+    self._tx = optax.contrib.reduce_on_plateau(
+        factor=factor, patience=config.plateau_patience,
+        min_scale=factor**config.plateau_max_decays)
+    self.state, self.epoch = self._tx.init({}), -1
+    if saved:
+      self.epoch = saved['epoch']
+      self.state = self.state._replace(**{
+          k: jnp.asarray(float('inf') if saved[k] is None else saved[k], x.dtype)
+          for k, x in self.state._asdict().items()})
+
+  @property
+  def scale(self) -> float:
+    return float(self.state.scale)
+
+  def update(self, epoch: int, top1_error: float) -> bool:
+    """Applies the evaluation at the end of `epoch` unless applied already; whether the scale
+    decayed."""
+    if epoch <= self.epoch:
+      return False
+    before = self.scale
+    _, self.state = self._tx.update({}, self.state, value=top1_error)
+    self.epoch = epoch
+    return self.scale < before * (1 - 1e-6)  # Not float32 rounding at `min_scale`.
+
+  def record(self) -> dict:
+    """JSON types (an infinite best value, before any evaluation, as None)."""
+    values = {k: x.item() for k, x in self.state._asdict().items()}
+    return {**{k: None if v == float('inf') else v for k, v in values.items()},
+            'epoch': self.epoch}
+
+
+def ema_decay(config) -> float:
+  """config.ema_decay, 0.0 (off) for recorded configs from before the field."""
+  decay = config.get('ema_decay', 0.0)
+  if not 0 <= decay < 1:
+    raise ConfigError(f'ema_decay={decay} must be in [0, 1) (0: no averaging)')
+  return decay
 
 
 def _kernels(params):

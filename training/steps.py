@@ -5,6 +5,10 @@ donated, so the host fetches nothing until it wants to log: no per-step synchron
 step also counts the examples of steps whose loss or new state holds a NaN or an infinity
 ('nonfinite'), which the loop checks whenever it fetches the sums anyway: divergence is caught at no
 per-step host cost.
+
+The train step also takes `lr_scale`, a float32 scalar multiplying the optimizer's updates (the
+learning rate): the plateau schedule's factor, decided on the host once per evaluation and passed
+as an argument, so that a change neither retraces nor puts the schedule's state in the optimizer.
 """
 
 from collections.abc import Callable
@@ -68,16 +72,23 @@ def top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *, mean, std,
                     dtype, num_classes: int, label_smoothing: float, seed: int,
-                    out_sharding, aux_loss_weight: float = 0.0, bn_groups: int = 1
-                    ) -> Callable[[TrainState, Metrics, Any], tuple[TrainState, Metrics]]:
-  """A jitted `(state, metrics, batch) -> (state, metrics)`; state and metrics are donated.
+                    out_sharding, aux_loss_weight: float = 0.0, bn_groups: int = 1,
+                    ema_decay: float = 0.0) -> Callable[..., tuple[TrainState, Metrics]]:
+  """A jitted `(state, metrics, batch, lr_scale=1.0) -> (state, metrics)`; state and metrics are
+  donated.
 
   A model returning `AuxiliaryOutputs` in training (GoogLeNet) is trained on the main loss plus
   `aux_loss_weight` x each auxiliary loss; the logged loss is that total, accuracy the main head's.
   `bn_groups` > 1 gives BatchNorm per-group statistics (per device: see `cnns.layers.BatchNorm`).
+  `ema_decay` > 0 updates `state.ema_params` after each optimizer step as TensorFlow's
+  `ExponentialMovingAverage(ema_decay, num_updates=step)` of the Inception authors' training:
+  decay min(ema_decay, (1 + t) / (10 + t)) at step t (the steps done before this one), so that the
+  average forgets its random start quickly. Only params are averaged: BatchNorm's statistics are
+  running averages already (TensorFlow's script averaged them once more, "for
+  backward-compatibility"; evaluating the EMA weights uses the statistics as trained).
   """
 
-  def train_step(state: TrainState, metrics: Metrics, batch):
+  def train_step(state: TrainState, metrics: Metrics, batch, lr_scale=1.0):
     images = normalize(batch['image'], mean, std, dtype, batch.get('lighting'))
     labels = batch['label']
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
@@ -99,10 +110,17 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                          batch_stats=batch_stats, opt_state=opt_state)
+    updates = jax.tree.map(lambda u: (lr_scale * u).astype(u.dtype), updates)
+    params = optax.apply_updates(state.params, updates)
+    if ema_decay > 0:
+      t = state.step.astype(jnp.float32)
+      decay = jnp.minimum(ema_decay, (1 + t) / (10 + t))
+      state = state.replace(ema_params=optax.incremental_update(params, state.ema_params,
+                                                                1 - decay))
+    state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                          opt_state=opt_state)
     n = labels.shape[0]
-    finite = jnp.isfinite(loss) & all_finite((state.params, state.batch_stats))
+    finite = jnp.isfinite(loss) & all_finite((state.params, state.batch_stats, state.ema_params))
     metrics = {
         'count': metrics['count'] + n,
         'loss': metrics['loss'] + loss * n,
@@ -114,28 +132,50 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
   return jax.jit(train_step, donate_argnums=_donate(0, 1), out_shardings=out_sharding)
 
 
-def make_eval_step(graphdef: nnx.GraphDef, *, mean, std, dtype,
-                   out_sharding) -> Callable[[tuple[TrainState, ...], Metrics, Any], Metrics]:
-  """A jitted `(states, metrics, batch) -> metrics` that ignores rows whose `mask` is False.
+def mean_log_probabilities(graphdef: nnx.GraphDef, states: tuple[TrainState, ...],
+                           images: jax.Array, *, mean, std, dtype, dense: bool = False,
+                           mirror: bool = False, chunk: int | None = None) -> jax.Array:
+  """Log of the softmax outputs averaged over models and views, as the papers average them.
 
   `states` is a tuple of models (one, or an ensemble of the same architecture). Images are
-  [N, H, W, C], or [N, crops, H, W, C] for multi-crop testing; predictions are the softmax outputs
-  averaged over models and crops, as the papers average them, and the loss is the cross-entropy
-  of that average (for one model and one crop: the usual cross-entropy of the logits).
+  [N, H, W, C], or [N, views, H, W, C] for multi-crop testing; `mirror` adds each view's mirror
+  image; `dense` scores whole images with the model's fully-convolutional form (`model.dense`:
+  VGG, ResNet). Views are evaluated `chunk` at a time (all at once if None), so that the device
+  holds the activations of N x chunk images rather than of N x views. Returns [N, classes].
   """
+  views = images[:, None] if images.ndim == 4 else images
+  if mirror:
+    views = jnp.concatenate([views, views[:, :, :, ::-1]], axis=1)
+  n, num_views = views.shape[:2]
 
-  def eval_step(states: tuple[TrainState, ...], metrics: Metrics, batch):
-    images, labels, mask = batch['image'], batch['label'], batch['mask']
-    crops = images.shape[1] if images.ndim == 5 else 1
-    images = normalize(images.reshape(-1, *images.shape[-3:]), mean, std, dtype)
-    log_probs = []
+  def log_probs(x):  # [M, H, W, C] -> [models, M, classes]
+    x = normalize(x, mean, std, dtype)
+    out = []
     for state in states:
       model = nnx.merge(graphdef, state.params, state.batch_stats)
       model.eval()
-      logits = at_least_float32(model(images))
-      log_probs.append(jax.nn.log_softmax(logits).reshape(labels.shape[0], crops, -1))
-    log_probs = jnp.concatenate(log_probs, axis=1)  # [N, models x crops, classes]
-    mean_log_probs = jax.nn.logsumexp(log_probs, axis=1) - jnp.log(log_probs.shape[1])
+      out.append(jax.nn.log_softmax(at_least_float32(model.dense(x) if dense else model(x))))
+    return jnp.stack(out)
+
+  if chunk is None or num_views <= chunk:
+    per_view = log_probs(views.reshape(-1, *views.shape[2:])).reshape(len(states), n, num_views, -1)
+    per_view = jnp.moveaxis(per_view, 2, 0)
+  else:
+    per_view = jax.lax.map(log_probs, jnp.swapaxes(views, 0, 1), batch_size=chunk)
+  per_view = per_view.reshape(-1, n, per_view.shape[-1])  # [views x models, N, classes]
+  return jax.nn.logsumexp(per_view, axis=0) - jnp.log(per_view.shape[0])
+
+
+def make_eval_step(graphdef: nnx.GraphDef, *, mean, std, dtype,
+                   out_sharding) -> Callable[[tuple[TrainState, ...], Metrics, Any], Metrics]:
+  """A jitted `(states, metrics, batch) -> metrics` that ignores rows whose `mask` is False:
+  the loss is the cross-entropy of `mean_log_probabilities` (for one model and one crop: the
+  usual cross-entropy of the logits), top-1 and top-5 its ranks."""
+
+  def eval_step(states: tuple[TrainState, ...], metrics: Metrics, batch):
+    labels, mask = batch['label'], batch['mask']
+    mean_log_probs = mean_log_probabilities(graphdef, states, batch['image'], mean=mean, std=std,
+                                            dtype=dtype)
     loss = -jnp.take_along_axis(mean_log_probs, labels[:, None], axis=1)[:, 0]
     return {
         'count': metrics['count'] + mask.sum(),
@@ -145,6 +185,19 @@ def make_eval_step(graphdef: nnx.GraphDef, *, mean, std, dtype,
     }
 
   return jax.jit(eval_step, donate_argnums=_donate(1), out_shardings=out_sharding)
+
+
+def make_predict_step(graphdef: nnx.GraphDef, *, mean, std, dtype, dense: bool, mirror: bool,
+                      chunk: int | None, out_sharding) -> Callable[[tuple, jax.Array], jax.Array]:
+  """A jitted `(states, images) -> probabilities` [N, classes], `mean_log_probabilities`
+  exponentiated: for evaluations that combine several passes over the data per image (evaluate.py's
+  multi-scale protocols). Compiled once per image shape."""
+
+  def predict(states: tuple[TrainState, ...], images):
+    return jnp.exp(mean_log_probabilities(graphdef, states, images, mean=mean, std=std,
+                                          dtype=dtype, dense=dense, mirror=mirror, chunk=chunk))
+
+  return jax.jit(predict, out_shardings=out_sharding)
 
 
 def summarize(metrics: Metrics) -> dict[str, float]:

@@ -68,11 +68,13 @@ def architecture(recorded: dict) -> dict:
 
 
 def abstract_train_state(config, abstract_model: nnx.Module, replicated):
-  """(graphdef, shapes and shardings of the TrainState that train.py saves for `config`)."""
+  """(graphdef, shapes and shardings of the TrainState that train.py saves for `config`): with
+  `ema_params` where `config.ema_decay` > 0 (absent from configs recorded before it: 0)."""
   graphdef, params, batch_stats = split_model(abstract_model)
   tx = optim.create_optimizer(config, steps_per_epoch=1)  # The schedule does not shape the state.
   state = TrainState(step=jax.ShapeDtypeStruct((), 'int32'), params=params,
-                     batch_stats=batch_stats, opt_state=jax.eval_shape(tx.init, params))
+                     batch_stats=batch_stats, opt_state=jax.eval_shape(tx.init, params),
+                     ema_params=params if optim.ema_decay(config) > 0 else None)
   return graphdef, jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state)
 
