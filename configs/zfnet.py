@@ -24,6 +24,6 @@ def get_config():
       'zfnet', image_size=227, batch_size=128, learning_rate=0.01, lr_schedule='plateau',
       plateau_patience=5, plateau_max_decays=3, num_epochs=70, weight_decay=5e-4,
       top1_error=37.5, top5_error=16.0,
-      protocol='1 convnet, model (b) with 512/1024/512 maps (Table 2); 10 crops: the paper names '
-               "none and compares with AlexNet's 10-patch numbers", crops=10,
+      protocol='1 convnet, model (b) with 512/1024/512 maps, 10 crops (Table 2: the paper names no '
+               "test crops and compares with AlexNet's 10-patch numbers)", crops=10,
       train_crop='scaled', train_scale_range=(256, 256), eval_resize=256)

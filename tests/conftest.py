@@ -38,6 +38,18 @@ def fashion_mnist_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
+def ilsvrc_dir(tmp_path_factory):
+  """A TFDS data_dir holding the miniature ILSVRC2012 (ilsvrc_fixture.py), prepared by TFDS's own
+  imagenet2012 builder from the tars."""
+  from input_pipeline import imagenet
+  from tests import ilsvrc_fixture
+  data_dir = str(tmp_path_factory.mktemp('imagenet'))
+  ilsvrc_fixture.write_tars(imagenet.manual_dir(data_dir))
+  imagenet.prepared_builder(data_dir, process_count=1)
+  return data_dir
+
+
+@pytest.fixture(scope='session')
 def system_torchvision():
   """Debian's system Python with torchvision, which writes the reference models and files that
   the published-weights tests read (the virtual environment has no PyTorch)."""

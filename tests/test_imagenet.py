@@ -20,12 +20,9 @@ from tests.conftest import (assert_one_line_error, assert_same_global_batches, r
                             run_train)
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp('imagenet'))
-  ilsvrc_fixture.write_tars(imagenet.manual_dir(data_dir))
-  imagenet.prepared_builder(data_dir, process_count=1)  # TFDS's builder, from the tars.
-  return data_dir
+@pytest.fixture
+def data_dir(ilsvrc_dir):
+  return ilsvrc_dir
 
 
 def small_config(data_dir, **overrides):

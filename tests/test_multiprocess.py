@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -21,16 +22,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def processes(count: int, args: tuple[str, ...], log_dir: str):
-  """Starts `count` train.py processes of one job (one CPU device each); kills any left on exit."""
+def processes(count: int, args: tuple[str, ...], log_dir: str, script: str = 'train.py'):
+  """Starts `count` train.py (or `script`) processes of one job (one CPU device each); kills any
+  left on exit."""
   port = free_port()
   running = []
   try:
     for i in range(count):
       log = open(os.path.join(log_dir, f'process_{i}.log'), 'w')
       running.append(subprocess.Popen(
-          train_command(*args, f'--coordinator_address=127.0.0.1:{port}',
-                        f'--num_processes={count}', f'--process_id={i}'),
+          [sys.executable, os.path.join(ROOT, script), *args,
+           f'--coordinator_address=127.0.0.1:{port}', f'--num_processes={count}',
+           f'--process_id={i}'],
           env=subprocess_env(1), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
     yield running
   finally:
@@ -40,13 +43,16 @@ def processes(count: int, args: tuple[str, ...], log_dir: str):
       p.wait()
 
 
-def run_job(count: int, args: tuple[str, ...], log_dir: str, timeout: float = 600) -> None:
-  with processes(count, args, log_dir) as running:
+def run_job(count: int, args: tuple[str, ...], log_dir: str, timeout: float = 600,
+            script: str = 'train.py') -> list[str]:
+  """Runs a job of `count` processes to completion; returns their logs."""
+  with processes(count, args, log_dir, script) as running:
     deadline = time.time() + timeout
     for p in running:
       p.wait(timeout=max(1.0, deadline - time.time()))
     logs = [open(os.path.join(log_dir, f'process_{i}.log')).read() for i in range(count)]
     assert all(p.returncode == 0 for p in running), logs
+  return logs
 
 
 def run_one_process(args: tuple[str, ...], devices: int) -> None:

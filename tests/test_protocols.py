@@ -1,0 +1,224 @@
+"""The papers' evaluation protocols (training/evaluation.py) end to end on the miniature ILSVRC2012:
+VGG's dense multi-scale testing against a reference computed image by image, its exactness at the
+crop size, GoogLeNet's 144 crops with Polyak-averaged weights, ResNet's fully-convolutional
+multi-scale testing on one and on two processes, and the configs' protocol strings."""
+
+import importlib
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from flax import nnx
+
+import cnns
+import input_pipeline
+from configs import default
+from input_pipeline import EvalView
+from training import evaluation, loop, steps, weights
+from training.errors import ConfigError
+from tests.conftest import run_evaluate
+from tests.test_multiprocess import run_job
+
+NUM_IMAGES = 13  # ilsvrc_fixture.VAL
+
+
+def tiny_run(data_dir, workdir, config_name, **overrides):
+  """One epoch (3 steps of 4 images) of `config_name` on the miniature ILSVRC2012, in `workdir`;
+  returns the config."""
+  config = importlib.import_module(f'configs.{config_name}').get_config()
+  config.update({'data_dir': data_dir, 'batch_size': 4, 'num_epochs': 1, 'log_every_steps': 1,
+                 'shuffle_buffer_size': 100, **overrides})
+  loop.train_and_evaluate(config, workdir)
+  return config
+
+
+def flags(config_name, data_dir, **overrides):
+  return (f'--config=configs/{config_name}.py', f'--config.data_dir={data_dir}',
+          *(f'--config.{k}={v}' for k, v in overrides.items()))
+
+
+@pytest.fixture(scope='module')
+def vgg(ilsvrc_dir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('vgg11'))
+  return tiny_run(ilsvrc_dir, workdir, 'vgg11', image_size=32, eval_resize=32,
+                  train_scale_range=(32, 40)), workdir
+
+
+@pytest.fixture(scope='module')
+def resnet(ilsvrc_dir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('resnet18'))
+  return tiny_run(ilsvrc_dir, workdir, 'resnet18', image_size=32), workdir
+
+
+def reference_probabilities(config, workdir, passes):
+  """Per image (keyed by label and the first pass's pixels), the softmax outputs of the model
+  averaged over each pass's views and then over the passes, one image at a time in float64."""
+  source = input_pipeline.create_source(config, process_index=0, process_count=1)
+  model = cnns.create_model(config.model, rngs=nnx.Rngs(0),
+                            **weights.architecture(weights.recorded_config(workdir)))
+  graphdef, _ = nnx.split(model)
+  state = weights.restore(workdir, weights.abstract_train_state(
+      config, model, jax.sharding.SingleDeviceSharding(jax.devices()[0]))[1])[0]
+  model = nnx.merge(graphdef, state.params, state.batch_stats)
+  model.eval()
+  mean, std = input_pipeline.normalization(config, source.spec)
+  per_image = {}
+  for view, mirror in passes:
+    for batch in source.eval_batches(1, 0, view):
+      image = batch['image'][0]
+      views = image[None] if image.ndim == 3 else image
+      if mirror:
+        views = np.concatenate([views, views[:, :, ::-1]])
+      x = steps.normalize(views, mean, std, np.float32)
+      logits = np.asarray(model.dense(x) if view.crops == 'dense' else model(x), np.float64)
+      p = np.exp(logits - logits.max(1, keepdims=True))
+      p = (p / p.sum(1, keepdims=True)).mean(0)
+      key = int(batch['index'][0])
+      per_image.setdefault(key, [int(batch['label'][0]), []])[1].append(p)
+  return [(label, np.mean(ps, axis=0)) for label, ps in per_image.values()]
+
+
+def assert_metrics_of(result, reference):
+  labels = np.array([label for label, _ in reference])
+  p = np.stack([p for _, p in reference])
+  truth = p[np.arange(len(labels)), labels]
+  rank = (p > truth[:, None]).sum(1)
+  assert result['num_examples'] == NUM_IMAGES == len(reference)
+  assert result['top1_acc'] == pytest.approx(np.mean(rank < 1), abs=1e-9)
+  assert result['top5_acc'] == pytest.approx(np.mean(rank < 5), abs=1e-9)
+  assert result['loss'] == pytest.approx(-np.log(truth).mean(), rel=1e-4)
+
+
+def test_vgg_dense_multi_scale_testing_matches_a_per_image_reference(ilsvrc_dir, vgg):
+  """VGG Table 4's protocol at small scales: whole images at two shorter sides and their
+  mirrors, the class score maps averaged, the softmax outputs averaged over all four."""
+  config, workdir = vgg
+  result = run_evaluate(*flags('vgg11', ilsvrc_dir, image_size=32), f'--workdir={workdir}',
+                        '--dense', '--flip', '--scales=32,64')
+  assert result.returncode == 0, result.stderr
+  assert 'dense with the mirror image, shorter sides 32, 64' in result.stdout
+  assert "note: the paper's numbers are for dense with the mirror image, shorter side 256" in (
+      result.stdout)
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    record = json.load(f)
+  assert record['protocol'] == {
+      'description': 'dense with the mirror image, shorter sides 32, 64', 'crops': 0,
+      'scales': [32, 64], 'dense': True, 'flip': True, 'views': 4, 'paper': False}
+  passes = [(EvalView('dense', s), True) for s in (32, 64)]
+  assert_metrics_of(record, reference_probabilities(config, workdir, passes))
+
+
+def test_dense_testing_at_the_crop_size_is_single_crop_testing(ilsvrc_dir, vgg):
+  """At Q equal to the crop size, a square image is its own centre crop, and fc6-as-a-convolution
+  over pool5 is fc6: the same pixels and the same logits."""
+  config, _ = vgg
+  source = input_pipeline.create_source(config, process_index=0, process_count=1)
+  dense = {int(b['index'][0]): b['image'][0] for b in source.eval_batches(1, 0,
+                                                                        EvalView('dense', 32))}
+  centre = {int(b['index'][0]): b['image'][0] for b in source.eval_batches(1, 0,
+                                                                         EvalView('centre', 32))}
+  records = tfds.builder('imagenet2012', data_dir=ilsvrc_dir).as_dataset(split='validation')
+  square = [i for i, record in enumerate(records) if record['image'].shape[0] ==
+            record['image'].shape[1]]  # The fixture's 256 x 256 and 500 x 500 images.
+  assert len(square) == 2
+  for i in square:
+    np.testing.assert_array_equal(dense[i], centre[i])
+  model = cnns.create_model('vgg11', num_classes=1000, image_size=32, rngs=nnx.Rngs(0))
+  model.eval()
+  x = steps.normalize(np.stack([dense[i] for i in square]), (120.0,) * 3, (60.0,) * 3,
+                      np.float32)
+  np.testing.assert_allclose(model.dense(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_googlenet_evaluates_its_144_crops_with_the_averaged_weights(ilsvrc_dir, tmp_path):
+  """The paper's protocol of the GoogLeNet config (144 crops: 4 scales, scaled to the 128-pixel
+  crops here) on Polyak-averaged weights, every image once; --ema=false evaluates the raw
+  weights."""
+  workdir = str(tmp_path)
+  config = tiny_run(ilsvrc_dir, workdir, 'googlenet', image_size=128)
+  assert config.ema_decay > 0 and config.paper.crops == 144
+  result = run_evaluate(*flags('googlenet', ilsvrc_dir, image_size=128), f'--workdir={workdir}')
+  assert result.returncode == 0, result.stderr
+  assert ("13 validation images, GoogLeNet's 144 crops (3 squares x 6 crops x 4 scales, and "
+          'mirrors), shorter sides 146, 165, 183, 201, 1 model, averaged weights') in result.stdout
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    averaged = json.load(f)
+  assert averaged['protocol']['views'] == 144 and averaged['protocol']['paper']
+  assert averaged['ema'] and averaged['num_examples'] == NUM_IMAGES
+  raw = run_evaluate(*flags('googlenet', ilsvrc_dir, image_size=128), f'--workdir={workdir}',
+                     '--crops=1', '--ema=false')
+  assert raw.returncode == 0, raw.stderr
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    raw_record = json.load(f)
+  assert not raw_record['ema'] and raw_record['protocol']['views'] == 1
+  ema = evaluation.evaluate_checkpoints(config, [workdir], evaluation.Protocol())
+  assert ema.ema and ema.metrics['loss'] != pytest.approx(raw_record['loss'], rel=1e-6)
+
+
+def test_resnet_multi_scale_counts_every_image_once_on_two_processes(ilsvrc_dir, resnet,
+                                                                     tmp_path):
+  """ResNet's fully-convolutional multi-scale testing (Table 4's, at small scales) on two
+  processes, each evaluating its half on its own device: the numbers of one process."""
+  config, workdir = resnet
+  protocol = evaluation.Protocol(crops=0, scales=(32, 40, 64), dense=True)
+  one = evaluation.evaluate_checkpoints(config, [workdir], protocol)
+  passes = [(EvalView('dense', s), False) for s in (32, 40, 64)]
+  assert_metrics_of(one.metrics, reference_probabilities(config, workdir, passes))
+  logs = run_job(2, (*flags('resnet18', ilsvrc_dir, image_size=32, eval_batch_size=4),
+                     f'--workdir={workdir}', '--dense', '--scales=32,40,64'),
+                 str(tmp_path), script='evaluate.py')
+  assert 'dense, shorter sides 32, 40, 64' in logs[0]
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    two = json.load(f)
+  assert two['num_examples'] == NUM_IMAGES
+  for key in ('top1_acc', 'top5_acc', 'loss'):
+    assert two[key] == pytest.approx(one.metrics[key], rel=1e-5), key
+
+
+def test_impossible_protocols_are_refused_before_anything_is_read():
+  config = importlib.import_module('configs.resnet18').get_config()
+  for protocol, message in [
+      (evaluation.Protocol(crops=3), '--crops=3: known crops per image are 1, 10, 50, 144'),
+      (evaluation.Protocol(crops=50, flip=True), '--flip: 50 crops include their mirror'),
+      (evaluation.Protocol(scales=(256, 256)), 'must be distinct positive shorter sides'),
+      (evaluation.Protocol(scales=(256, 200)), 'shorter side 200 is smaller than the 224-pixel')]:
+    with pytest.raises(ConfigError, match=message):
+      evaluation.evaluate_checkpoints(config, ['/nonexistent'], protocol)
+
+
+IMAGENET_CONFIGS = ('alexnet', 'zfnet', 'vgg11', 'vgg11_lrn', 'vgg13', 'vgg16c', 'vgg16', 'vgg19',
+                    'googlenet', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152',
+                    'inception_resnet_v2')
+
+
+@pytest.mark.parametrize('name', IMAGENET_CONFIGS)
+def test_each_configs_protocol_string_says_what_evaluate_runs(name):
+  config = importlib.import_module(f'configs.{name}').get_config()
+  protocol = evaluation.Protocol.of_paper(config)
+  protocol.check()
+  text = config.paper.protocol
+  first = text.split(';')[0]  # The protocol of the numbers; alternatives follow a semicolon.
+  if protocol.crops:
+    assert f'{protocol.crops} crop' in first or f'{protocol.crops} patches' in first, text
+  assert ('dense' in first) == protocol.dense, text
+  assert ('mirror' in first and 'dense' in first) == (protocol.dense and protocol.flip), text
+  for scale in protocol.scales:
+    assert str(scale) in first, text
+  if protocol.dense:  # The model has the fully-convolutional form the protocol needs.
+    assert hasattr(cnns.trace(config.model, num_classes=10, in_channels=3, image_size=224)[0],
+                   'dense')
+
+
+def test_every_paper_config_is_listed():
+  configs_dir = os.path.dirname(default.__file__)
+  with_numbers = set()
+  for name in sorted(os.listdir(configs_dir)):
+    module = importlib.import_module(f'configs.{name[:-3]}') if name.endswith('.py') else None
+    if module and hasattr(module, 'get_config'):
+      config = module.get_config()
+      if config.dataset == 'imagenet2012' and config.paper.top5_error is not None:
+        with_numbers.add(name[:-3])
+  assert with_numbers == set(IMAGENET_CONFIGS) - {'resnet18'}  # ResNet-18: top-1 only.
