@@ -19,6 +19,7 @@ from configs import default
 from input_pipeline import EvalView
 from training import evaluation, loop, steps, weights
 from training.errors import ConfigError
+from training.state import split_model
 from tests.conftest import run_evaluate
 from tests.test_multiprocess import run_job
 
@@ -50,7 +51,7 @@ def vgg(ilsvrc_dir, tmp_path_factory):
 @pytest.fixture(scope='module')
 def resnet(ilsvrc_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('resnet18'))
-  return tiny_run(ilsvrc_dir, workdir, 'resnet18', image_size=32), workdir
+  return tiny_run(ilsvrc_dir, workdir, 'resnet18', image_size=32, learning_rate=1e-3), workdir
 
 
 def reference_probabilities(config, workdir, passes):
@@ -59,7 +60,7 @@ def reference_probabilities(config, workdir, passes):
   source = input_pipeline.create_source(config, process_index=0, process_count=1)
   model = cnns.create_model(config.model, rngs=nnx.Rngs(0),
                             **weights.architecture(weights.recorded_config(workdir)))
-  graphdef, _ = nnx.split(model)
+  graphdef, _, _ = split_model(model)
   state = weights.restore(workdir, weights.abstract_train_state(
       config, model, jax.sharding.SingleDeviceSharding(jax.devices()[0]))[1])[0]
   model = nnx.merge(graphdef, state.params, state.batch_stats)
@@ -96,8 +97,8 @@ def test_vgg_dense_multi_scale_testing_matches_a_per_image_reference(ilsvrc_dir,
   """VGG Table 4's protocol at small scales: whole images at two shorter sides and their
   mirrors, the class score maps averaged, the softmax outputs averaged over all four."""
   config, workdir = vgg
-  result = run_evaluate(*flags('vgg11', ilsvrc_dir, image_size=32), f'--workdir={workdir}',
-                        '--dense', '--flip', '--scales=32,64')
+  result = run_evaluate(*flags('vgg11', ilsvrc_dir, image_size=32, eval_batch_size=2),
+                        f'--workdir={workdir}', '--dense', '--flip', '--scales=32,64')
   assert result.returncode == 0, result.stderr
   assert 'dense with the mirror image, shorter sides 32, 64' in result.stdout
   assert "note: the paper's numbers are for dense with the mirror image, shorter side 256" in (
@@ -140,7 +141,8 @@ def test_googlenet_evaluates_its_144_crops_with_the_averaged_weights(ilsvrc_dir,
   workdir = str(tmp_path)
   config = tiny_run(ilsvrc_dir, workdir, 'googlenet', image_size=128)
   assert config.ema_decay > 0 and config.paper.crops == 144
-  result = run_evaluate(*flags('googlenet', ilsvrc_dir, image_size=128), f'--workdir={workdir}')
+  result = run_evaluate(*flags('googlenet', ilsvrc_dir, image_size=128, eval_batch_size=4),
+                        f'--workdir={workdir}')
   assert result.returncode == 0, result.stderr
   assert ("13 validation images, GoogLeNet's 144 crops (3 squares x 6 crops x 4 scales, and "
           'mirrors), shorter sides 146, 165, 183, 201, 1 model, averaged weights') in result.stdout
@@ -148,8 +150,8 @@ def test_googlenet_evaluates_its_144_crops_with_the_averaged_weights(ilsvrc_dir,
     averaged = json.load(f)
   assert averaged['protocol']['views'] == 144 and averaged['protocol']['paper']
   assert averaged['ema'] and averaged['num_examples'] == NUM_IMAGES
-  raw = run_evaluate(*flags('googlenet', ilsvrc_dir, image_size=128), f'--workdir={workdir}',
-                     '--crops=1', '--ema=false')
+  raw = run_evaluate(*flags('googlenet', ilsvrc_dir, image_size=128, eval_batch_size=4),
+                     f'--workdir={workdir}', '--crops=1', '--ema=false')
   assert raw.returncode == 0, raw.stderr
   with open(os.path.join(workdir, 'eval_results.json')) as f:
     raw_record = json.load(f)

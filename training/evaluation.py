@@ -193,13 +193,16 @@ def ranks_and_loss(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def _restore(config, workdirs, setup, ema: bool):
   """(graphdef, the models' states, their steps, whether they are the averaged weights), restored
-  onto `setup`'s devices without building real weights first."""
-  # The optimizer state's shapes are those of the optimizer that trained the checkpoint.
-  recorded = weights.recorded_config(workdirs[0])
-  graphdef, abstract_state = weights.abstract_train_state(
-      ml_collections.ConfigDict(recorded) if recorded else config, setup.abstract_model,
-      setup.replicated)
-  restored = [weights.restore(workdir, abstract_state) for workdir in workdirs]
+  onto `setup`'s devices without building real weights first. Each state has the shapes its own
+  training gave it (optimizer state, a running average or none); an ensemble is averaged only
+  where every model has the average."""
+  graphdef, restored = None, []
+  for workdir in workdirs:
+    recorded = weights.recorded_config(workdir)
+    graphdef, abstract_state = weights.abstract_train_state(
+        ml_collections.ConfigDict(recorded) if recorded else config, setup.abstract_model,
+        setup.replicated)
+    restored.append(weights.restore(workdir, abstract_state))
   averaged = ema and all(state.ema_params is not None for state, _ in restored)
   states = tuple(state.replace(params=state.ema_params) if averaged else state
                  for state, _ in restored)

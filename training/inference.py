@@ -46,8 +46,9 @@ class Checkpoint:
 
 
 def load(config, workdir: str, note=lambda line: print(line, file=sys.stderr)) -> Checkpoint:
-  """The latest checkpoint of `workdir`, restored for inference; `note` hears what the
-  checkpoint changes in `config`."""
+  """The latest checkpoint of `workdir`, restored for inference (its averaged weights where
+  training kept an average, `config.ema_decay`); `note` hears what the checkpoint changes in
+  `config`."""
   config = weights.checkpoint_config(config, [workdir], note=note)
   saved = weights.record(workdir)
   recorded = saved.get('config')
@@ -78,4 +79,6 @@ def load(config, workdir: str, note=lambda line: print(line, file=sys.stderr)) -
   mean, std = input_pipeline.normalization(config, spec)
   names = list(dataset['class_names'])
   names += [f'class {i}' for i in range(len(names), recorded['num_classes'])]
-  return Checkpoint(config, graphdef, state.params, state.batch_stats, names, mean, std, step)
+  # The running average of the weights where training kept one: what evaluate.py scores.
+  params = state.params if state.ema_params is None else state.ema_params
+  return Checkpoint(config, graphdef, params, state.batch_stats, names, mean, std, step)
