@@ -163,8 +163,16 @@ def get_vgg_config(model: str, *, top1_error: float,
   (evaluate.py's default for these configs); `--dense --flip --scales=224,256,288` is Table 4's
   multi-scale testing, `--crops=50 --scales=224,256,288` Table 5's multi-crop and
   `--crops=50 --dense --flip --scales=224,256,288` their combination. The paper started
-  nets B-E from a trained net A: `--config.init_from=runs/vgg11` copies net A's layers into the
-  layers of the same names (README, "Published weights").
+  nets B-E from a trained net A (section 3.1):
+
+    python train.py --config=configs/vgg11.py --workdir=runs/vgg11
+    python train.py --config=configs/vgg16.py --config.init_from=runs/vgg11 --workdir=runs/vgg16
+
+  copies every layer of net A whose name and shape match (README, "Published weights"): all
+  eight of A's convolutional layers (conv1_1, conv2_1, conv3_1, conv3_2, ...) and fc6-fc8, where
+  the paper copied the first four convolutional and the three fully connected layers and left
+  the rest random. The paper adds that Glorot & Bengio's random initialisation makes the
+  pre-training unnecessary (this project's layers start from Flax's LeCun normal).
   """
   return get_imagenet_config(
       model, image_size=224, batch_size=256, learning_rate=0.01, lr_schedule='plateau',
