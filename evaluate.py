@@ -15,8 +15,9 @@ The protocol is the paper's (`config.paper`: README, "Evaluation protocols") unl
 AlexNet's; 50: VGG's 5 x 5 grid; 144: GoogLeNet's, at its own four scales), the shorter sides of the
 test scales, fully-convolutional testing of the whole image (VGG, ResNet), and the mirror of the
 centre crop or whole image (the larger crop sets include their mirrors). Protocols of several
-passes average them per image. The host holds `eval_batch_size` images x their crops at a time,
-the device `eval_batch_size` x `--crop_chunk` images' activations.
+passes average them per image. The host holds `eval_batch_size` images x their crops of one scale
+at a time, the device the activations of `eval_batch_size` x `--crop_chunk` crops, or of
+`--crop_chunk` whole images per device in dense testing.
 """
 
 import json
@@ -25,6 +26,7 @@ import os
 import jax
 from absl import app, flags
 
+import input_pipeline
 from training import cli, evaluation
 from training.errors import ConfigError
 from training.workdir import write_atomic
@@ -41,7 +43,8 @@ flags.DEFINE_boolean('dense', None, 'Fully-convolutional testing of the whole im
 flags.DEFINE_boolean('flip', None, 'Also the mirror image of the centre crop or whole image.')
 flags.DEFINE_boolean('ema', True, 'Evaluate the running average of the weights where training '
                      'kept one (config.ema_decay > 0); false: the raw weights.')
-flags.DEFINE_integer('crop_chunk', 10, 'Crops of each image evaluated together on the device.')
+flags.DEFINE_integer('crop_chunk', 10, 'Crops of each image evaluated together on the device; '
+                     'in dense testing, whole images per device in a batch.')
 flags.DEFINE_list('ensemble', [], 'Other workdirs trained with the same config, whose softmax '
                   'outputs are averaged with --workdir\'s.')
 RESULTS_FILE = 'eval_results.json'
@@ -52,7 +55,14 @@ def protocol_from_flags(config) -> evaluation.Protocol:
   """The paper's protocol, or the one the composing flags give (not both)."""
   given = [name for name in COMPOSING_FLAGS if cli.FLAGS[name].present]
   if not given:
-    return evaluation.Protocol.of_paper(config)
+    paper = evaluation.Protocol.of_paper(config)
+    if paper != evaluation.Protocol() and not input_pipeline.source_class(
+        config.dataset).PHOTOGRAPHS:
+      if jax.process_index() == 0:
+        print(f'note: {config.dataset} has no photographs to crop or rescale: evaluating the '
+              f'images as they are, not with the paper\'s {paper.describe(config)}')
+      return evaluation.Protocol()
+    return paper
   if cli.FLAGS['protocol'].present:
     raise ConfigError(f'--protocol=paper runs the paper\'s protocol: drop --{", --".join(given)}, '
                       'or drop --protocol to compose one')
@@ -88,14 +98,14 @@ def report(config, workdirs: list[str], protocol: evaluation.Protocol,
   if paper.top1_error is not None or paper.top5_error is not None:
     print(f'{"paper":12}{error_cell(paper.top1_error):>13}{error_cell(paper.top5_error):>13}'
           f'   ({paper.protocol})')
-    if protocol != paper_protocol:
+    if protocol.passes(config) != paper_protocol.passes(config):
       print(f'note: the paper\'s numbers are for {paper_protocol.describe(config)}')
   return {
       'model': config.model, 'dataset': config.dataset,
       'protocol': {'description': description, 'crops': protocol.crops,
                    'scales': list(protocol.resolved_scales(config)), 'dense': protocol.dense,
                    'flip': protocol.flip, 'views': protocol.views(config),
-                   'paper': protocol == paper_protocol},
+                   'paper': protocol.passes(config) == paper_protocol.passes(config)},
       'ema': result.ema, 'workdirs': [os.path.abspath(w) for w in workdirs],
       'checkpoint_steps': result.checkpoint_steps, 'num_examples': m['num_examples'],
       'top1_acc': m['top1_acc'], 'top5_acc': m['top5_acc'], 'loss': m['loss'],

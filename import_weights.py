@@ -29,7 +29,7 @@ from training import cli, loop, optim, setup
 from training import mesh as mesh_lib
 from training.checkpoints import Checkpointer, committed_steps, disk_full
 from training.errors import ConfigError
-from training.state import TrainState, count_params
+from training.state import TrainState, count_params, with_ema
 from training.workdir import WorkdirLock, write_atomic
 
 cli.define_flags()
@@ -71,9 +71,11 @@ def import_weights(config, weights: str, workdir: str) -> None:
 
   replicated = mesh_lib.replicated_sharding(mesh_lib.create_mesh())
   tx = optim.create_optimizer(config, steps_per_epoch=1)
-  state = jax.device_put(TrainState(step=jax.numpy.zeros((), 'int32'), params=params,
-                                    batch_stats=batch_stats, opt_state=tx.init(params)),
-                         replicated)
+  state = TrainState(step=jax.numpy.zeros((), 'int32'), params=params, batch_stats=batch_stats,
+                     opt_state=tx.init(params))
+  if optim.ema_decay(config) > 0:  # Published weights are the final (averaged) ones: the
+    state = with_ema(state)        # average starts there, as the config's training keeps one.
+  state = jax.device_put(state, replicated)
   record = {'config': loop.resolved_config(config, architecture),
             'dataset': input_pipeline.source_class(config.dataset).known_record(config.dataset,
                                                                                 config),

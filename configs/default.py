@@ -179,7 +179,8 @@ def get_vgg_config(model: str, *, top1_error: float,
       plateau_patience=5, plateau_max_decays=3, num_epochs=74, weight_decay=5e-4,
       top1_error=top1_error, top5_error=top5_error,
       protocol='single net, dense with the mirror image, shorter side Q = S = 256 (Table 3)',
-      crops=0, dense=True, flip=True, scales=(256,), train_crop='scaled', train_scale_range=(256, 256), pca_lighting=0.1, eval_resize=256)
+      crops=0, dense=True, flip=True, scales=(256,), train_crop='scaled',
+      train_scale_range=(256, 256), pca_lighting=0.1, eval_resize=256)
 
 
 def get_resnet_config(depth: int, *, top1_error: float | None, top5_error: float | None,

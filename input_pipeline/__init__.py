@@ -14,8 +14,8 @@ import tempfile
 import numpy as np
 
 from input_pipeline import base
-from input_pipeline.base import (Batch, DataError, DatasetSpec, EvalView, Source, eval_resize_size,
-                                 num_eval_steps)
+from input_pipeline.base import (DENSE_MULTIPLE, Batch, DataError, DatasetSpec, EvalView, Source,
+                                 eval_resize_size, num_eval_steps)
 
 # Dataset name -> the module that registers its source; True where that module needs TensorFlow.
 SOURCE_FILES = {
@@ -155,6 +155,6 @@ def create_source(config, *, process_index: int, process_count: int) -> Source:
   return source
 
 
-__all__ = ['Batch', 'DataError', 'DatasetSpec', 'EvalView', 'INPUT_CONVENTIONS',
+__all__ = ['DENSE_MULTIPLE', 'Batch', 'DataError', 'DatasetSpec', 'EvalView', 'INPUT_CONVENTIONS',
            'Source', 'available_datasets', 'create_source', 'eval_resize_size', 'normalization',
            'num_data_shards', 'num_eval_steps', 'prediction_image', 'read_image', 'source_class']

@@ -185,6 +185,7 @@ class Source(abc.ABC):
   @abc.abstractmethod
   def eval_batches(self, local_batch: int, num_steps: int,
                    view: EvalView = CENTRE) -> Iterator[Batch]:
-    """At least `num_steps` padded batches (exactly that many unless `view` is dense) covering
-    this process's eval slice once, each image as `view` shows it; `index` numbers the images
-    of the slice (dense batches group images by shape, out of order)."""
+    """Padded batches covering this process's eval slice once, each image as `view` shows it,
+    then all-padding batches up to `num_steps` (a dense view may need more than
+    num_eval_steps: its batches hold images of one shape); `index` numbers the images of the
+    slice (dense batches group them by shape, out of order)."""

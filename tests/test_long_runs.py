@@ -432,6 +432,10 @@ def test_checkpoint_saved_before_ema_restores_and_refuses_turning_ema_on(tmp_pat
   with pytest.raises(ConfigError, match=r'written with ema_decay=0.0; this run has '
                                         r'ema_decay=0.999: that changes what the saved state'):
     loop.Run(synthetic_config(checkpoint_every_steps=1000, ema_decay=0.999), workdir)
+  # Nor can an old run switch to the plateau schedule, whose state starts with the run.
+  with pytest.raises(ConfigError, match=r'written with lr_schedule=cosine; this run has '
+                                        r'lr_schedule=plateau'):
+    loop.Run(synthetic_config(checkpoint_every_steps=1000, lr_schedule='plateau'), workdir)
 
 
 # Decays happen: 64 evaluation images reach 0 top-1 error, which no later evaluation improves.

@@ -20,7 +20,7 @@ from input_pipeline import EvalView
 from training import evaluation, loop, steps, weights
 from training.errors import ConfigError
 from training.state import split_model
-from tests.conftest import run_evaluate
+from tests.conftest import assert_one_line_error, run_evaluate
 from tests.test_multiprocess import run_job
 
 NUM_IMAGES = 13  # ilsvrc_fixture.VAL
@@ -110,6 +110,13 @@ def test_vgg_dense_multi_scale_testing_matches_a_per_image_reference(ilsvrc_dir,
       'scales': [32, 64], 'dense': True, 'flip': True, 'views': 4, 'paper': False}
   passes = [(EvalView('dense', s), True) for s in (32, 64)]
   assert_metrics_of(record, reference_probabilities(config, workdir, passes))
+
+
+def test_a_scale_vggs_pools_cannot_tile_is_one_line(ilsvrc_dir, vgg):
+  _, workdir = vgg
+  result = run_evaluate(*flags('vgg11', ilsvrc_dir, image_size=32, eval_batch_size=2),
+                        f'--workdir={workdir}', '--dense', '--scales=48')
+  assert_one_line_error(result, 'images of shorter side 48 (pool5: ')
 
 
 def test_dense_testing_at_the_crop_size_is_single_crop_testing(ilsvrc_dir, vgg):

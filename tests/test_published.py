@@ -8,12 +8,14 @@ virtual environment has no PyTorch), run in a subprocess. Both sides see the sam
 each after its own preprocessing (Keras' `preprocess_input`, torchvision's normalisation).
 """
 
+import importlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -24,7 +26,7 @@ import input_pipeline
 from cnns import published
 from tests import ilsvrc_fixture
 from tests.conftest import SYSTEM_PYTHON, assert_one_line_error, read_metrics, run_train
-from training import steps
+from training import inference, steps
 
 pytestmark = pytest.mark.usefixtures('system_torchvision')
 
@@ -150,6 +152,18 @@ def test_keras_applications_compute_the_source_function(name, module, model, siz
   path, reference = keras_reference(name, module, tmp_path, images, legacy=legacy,
                                     classes=classes)
   assert_same_function(imported_logits(path, model, images, num_classes=classes), reference)
+  if model == 'inception_resnet_v2':  # Its config averages the weights (ema_decay): the import
+    workdir = str(tmp_path / 'imported')  # starts the average, so every reader restores it.
+    result = run_script('import_weights.py', f'--config=configs/{model}.py', f'--weights={path}',
+                        f'--workdir={workdir}')
+    assert result.returncode == 0, result.stderr
+    config = importlib.import_module(f'configs.{model}').get_config()
+    checkpoint = inference.load(config, workdir, note=lambda _: None)
+    chosen = published.variant(path, model)
+    abstract, _ = cnns.trace(model, num_classes=classes, in_channels=3, image_size=size,
+                             **chosen.model_kwargs)
+    params, _ = published.load(path, chosen, abstract)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(checkpoint.params), params)
 
 
 def run_script(script: str, *args: str, timeout: float = 600):

@@ -25,8 +25,8 @@ USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError, cn
 
 
 def run_reporting_errors(fn, *args, **kwargs):
-  """Calls `fn(*args, **kwargs)`; a user or environment error, or a run ended early, becomes one line on
-  stderr and the documented exit status."""
+  """Calls `fn(*args, **kwargs)`; a user or environment error, or a run ended early, becomes one
+  line on stderr and the documented exit status."""
   try:
     return fn(*args, **kwargs)
   except USER_ERRORS as e:

@@ -19,8 +19,10 @@ import math
 import jax
 import ml_collections
 import numpy as np
+from flax import nnx
 from jax.experimental import multihost_utils
 
+import cnns
 import input_pipeline
 from input_pipeline import EvalView
 from training import steps, weights
@@ -64,6 +66,9 @@ class Protocol:
       raise ConfigError('--crops=0 evaluates nothing without --dense')
     if self.flip and self.crops > 1 and not self.dense:
       raise ConfigError(f'--flip: {self.crops} crops include their mirror images already')
+    if self.crops == 144 and self.dense:
+      raise ConfigError("--crops=144 is GoogLeNet's protocol at its own four scales: it does not "
+                        'combine with --dense')
     if self.crops == 144 and self.scales:
       raise ConfigError("--crops=144 is GoogLeNet's protocol at its own four scales "
                         f'{", ".join(map(str, GOOGLENET_SCALES))}: drop --scales')
@@ -73,6 +78,8 @@ class Protocol:
 
   def resolved_scales(self, config) -> tuple[int, ...]:
     """The shorter sides the images are rescaled to (GoogLeNet's for its 144 crops)."""
+    if self.crops == 144:
+      return tuple(round(s * config.image_size / 224) for s in GOOGLENET_SCALES)
     if self.scales:
       return self.scales
     default = input_pipeline.eval_resize_size(config.image_size, config.eval_resize)
@@ -86,11 +93,8 @@ class Protocol:
         out.append((EvalView('dense', scale), self.flip))
       if self.crops == 1:
         out.append((EvalView('centre', scale), self.flip))
-      elif self.crops in (10, 50):
+      elif self.crops > 1:
         out.append((EvalView(CROPS[self.crops][0], scale), True))
-    if self.crops == 144:
-      out += [(EvalView('googlenet', round(s * config.image_size / 224)), True)
-              for s in GOOGLENET_SCALES]
     return out
 
   def describe(self, config) -> str:
@@ -101,8 +105,7 @@ class Protocol:
     if self.crops:
       parts.append(CROPS[self.crops][1] + (' and its mirror' if self.crops == 1 and self.flip
                                            else ''))
-    scales = ([round(s * config.image_size / 224) for s in GOOGLENET_SCALES]
-              if self.crops == 144 and not self.dense else self.resolved_scales(config))
+    scales = self.resolved_scales(config)
     return (' + '.join(parts) + ', shorter side' + ('s ' if len(scales) > 1 else ' ')
             + ', '.join(map(str, scales)))
 
@@ -139,10 +142,12 @@ def evaluate_checkpoints(config, workdirs: list[str], protocol: Protocol, *, ema
                                      else lambda _: None)
   setup = set_up(config, workdirs, local=True)
   source = setup.source
-  if protocol.dense and not hasattr(setup.abstract_model, 'dense'):
-    raise ConfigError(f'--dense: {config.model} has no fully-convolutional form (VGG and '
-                      'ResNet have)')
+  if protocol.dense:
+    _check_dense(config, setup, [view.scale for view, _ in passes if view.crops == 'dense'])
   graphdef, states, checkpoint_steps, used_ema = _restore(config, workdirs, setup, ema)
+  # A dense batch: `chunk` whole images per device, each about as large as many crops.
+  dense_batch = setup.local_eval_batch if chunk is None else min(
+      setup.local_eval_batch, chunk * jax.local_device_count())
   predict_steps = {}
   num_local = math.ceil(source.num_eval_examples / jax.process_count())
   totals = np.zeros((num_local, setup.architecture['num_classes']))
@@ -158,22 +163,35 @@ def evaluate_checkpoints(config, workdirs: list[str], protocol: Protocol, *, ema
           graphdef, dense=dense, mirror=mirror, chunk=chunk,
           out_sharding=setup.data_sharding, **setup.normalization)
     predict = predict_steps[dense, mirror]
-    for batch in source.eval_batches(setup.local_eval_batch, 0, view):
-      images = jax.device_put(batch['image'], setup.data_sharding)
-      probabilities = np.asarray(predict(states, images))
+
+    def add(batch, probabilities):
       real = batch['mask']
       index = batch['index'][real]
-      totals[index] += probabilities[real]
+      totals[index] += np.asarray(probabilities)[real]  # Waits for the batch's results.
       labels[index] = batch['label'][real]
       seen[index] += 1
+
+    previous = None  # Added one batch late, so the device already has the next one queued.
+    for batch in source.eval_batches(dense_batch if dense else setup.local_eval_batch, 0, view):
+      current = batch, predict(states, jax.device_put(batch['image'], setup.data_sharding))
+      if previous:
+        add(*previous)
+      previous = current
+    if previous:
+      add(*previous)
   counted = seen > 0
   if not np.all(seen[counted] == len(passes)):
     raise AssertionError(f'a pass saw an image {seen[counted].min()} to {seen[counted].max()} '
                          f'times, not once each in {len(passes)} passes')
   sums = ranks_and_loss(totals[counted] / len(passes), labels[counted])
-  if jax.process_count() > 1:
+  if jax.process_count() > 1:  # Every process reaches this, whatever its own outcome.
     sums = multihost_utils.process_allgather(sums).sum(axis=0)
-  count, top1, top5, loss = (float(v) for v in sums)
+  count, top1, top5, loss, nonfinite = (float(v) for v in sums)
+  if count != source.num_eval_examples:
+    raise AssertionError(f'{count:.0f} of the {source.num_eval_examples} images were evaluated')
+  if nonfinite:
+    raise ConfigError(f'the models\' outputs are not finite on {nonfinite:.0f} images: the '
+                      'checkpoint holds non-finite weights or statistics')
   return CheckpointResult(
       metrics={'loss': loss / count, 'top1_acc': top1 / count, 'top5_acc': top5 / count,
                'num_examples': int(count)},
@@ -181,14 +199,41 @@ def evaluate_checkpoints(config, workdirs: list[str], protocol: Protocol, *, ema
 
 
 def ranks_and_loss(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
-  """[images, top-1 correct, top-5 correct, summed cross-entropy] of averaged `probabilities`;
-  a tie ranks the lower class first, as `steps.top_k_correct`."""
+  """[images, top-1 correct, top-5 correct, summed cross-entropy, images with a non-finite
+  output] of averaged `probabilities`; a tie ranks the lower class first, as
+  `steps.top_k_correct`."""
   truth = probabilities[np.arange(len(labels)), labels]
   classes = np.arange(probabilities.shape[1])
   rank = ((probabilities > truth[:, None])
           | ((probabilities == truth[:, None]) & (classes < labels[:, None]))).sum(axis=1)
-  return np.array([len(labels), (rank < 1).sum(), (rank < 5).sum(),
-                   -np.log(np.maximum(truth, np.finfo(np.float64).tiny)).sum()])
+  finite = np.isfinite(probabilities).all(axis=1)
+  return np.array([len(labels), (rank < 1)[finite].sum(), (rank < 5)[finite].sum(),
+                   -np.log(np.maximum(truth[finite], np.finfo(np.float64).tiny)).sum(),
+                   (~finite).sum()])
+
+
+def _check_dense(config, setup, scales: list[int]) -> None:
+  """Refuses, before any data is read, a dense test of a model without a fully-convolutional
+  form or at a scale whose whole images its windows cannot tile (VGG's pools: multiples of 32)."""
+  if not hasattr(setup.abstract_model, 'dense'):
+    raise ConfigError(f'--dense: {config.model} has no fully-convolutional form (VGG and '
+                      'ResNet have)')
+  graphdef, state = nnx.split(setup.abstract_model)
+  channels = setup.architecture['in_channels']
+
+  def dense(state, images):
+    model = nnx.merge(graphdef, state)
+    model.eval()
+    return model.dense(images)
+
+  for scale in scales:
+    longer = -(-scale // input_pipeline.DENSE_MULTIPLE) * input_pipeline.DENSE_MULTIPLE
+    try:
+      jax.eval_shape(dense, state, jax.ShapeDtypeStruct((1, scale, longer, channels),
+                                                         setup.dtype))
+    except cnns.GeometryError as e:
+      raise ConfigError(f'--scales: {config.model} cannot test whole images densely at shorter '
+                        f'side {scale} ({e})') from e
 
 
 def _restore(config, workdirs, setup, ema: bool):
@@ -204,6 +249,9 @@ def _restore(config, workdirs, setup, ema: bool):
         setup.replicated)
     restored.append(weights.restore(workdir, abstract_state))
   averaged = ema and all(state.ema_params is not None for state, _ in restored)
+  if ema and not averaged and any(state.ema_params is not None for state, _ in restored):
+    print('note: not every model of the ensemble kept a running average of its weights: all are '
+          'evaluated with their raw weights')
   states = tuple(state.replace(params=state.ema_params) if averaged else state
                  for state, _ in restored)
   return graphdef, states, [step for _, step in restored], averaged

@@ -410,7 +410,8 @@ def resolved_config(config, architecture: dict) -> dict:
 
 
 def check_resume(saved: dict, record: dict, step: int) -> str:
-  """Refuses a resume that changes a MEANING_FIELDS value; returns the other changes, printable.
+  """Refuses a resume that changes a MEANING_FIELDS value or switches to or from the plateau
+  schedule (whose state starts with the run); returns the other changes, printable.
 
   Checkpoints older than the saved config hold only the data position; those older than
   `input_convention` standardised with the dataset's statistics, those older than `ema_decay`
@@ -423,6 +424,8 @@ def check_resume(saved: dict, record: dict, step: int) -> str:
              'batch_size': saved.get('global_batch_size')})
   changed = {k: (before[k], config[k]) for k in before if k in config and before[k] != config[k]}
   refused = [k for k in MEANING_FIELDS if k in changed]
+  if 'plateau' in changed.get('lr_schedule', ()):  # Its state starts with the run: no switch.
+    refused.append('lr_schedule')
   before_data = saved.get('dataset', {}).get('fingerprint')
   now_data = record.get('dataset', {}).get('fingerprint')
   if before_data and now_data and before_data != now_data:

@@ -11,7 +11,7 @@ import os
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import NamedSharding
 
 import cnns
 import input_pipeline
@@ -71,7 +71,6 @@ def model_architecture(config, source: input_pipeline.Source) -> dict:
 @dataclasses.dataclass(frozen=True)
 class Setup:
   """What a config gives every entry point before it reads a checkpoint or trains a step."""
-  mesh: Mesh  # Every device of every process (training), or this process's (evaluate.py).
   replicated: NamedSharding  # Parameters and metric sums.
   data_sharding: NamedSharding  # Batches, split along the mesh's 'data' axis.
   source: input_pipeline.Source  # This process's part of each split.
@@ -83,24 +82,24 @@ class Setup:
   local_eval_batch: int  # This process's share.
 
 
-def set_up(config, workdirs: list[str], *, local: bool = False, **source_options) -> Setup:
+def set_up(config, workdirs: list[str], *, local: bool = False) -> Setup:
   """Checks `config` (and that each of `workdirs` could be one), builds the mesh and this process's
   data source, and traces the model: a window that does not tile its input (GeometryError)
   surfaces here, before any weights. `local` meshes this process's devices only, for evaluations
-  whose batches differ between processes (evaluate.py's dense protocols); `source_options` go to
-  `input_pipeline.create_source`."""
+  whose batches differ between processes (evaluate.py's protocols: dense testing's batches hold
+  whole images of one shape)."""
   for workdir in workdirs:
     validate(config, workdir)
   eval_batch_size = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
   local_eval_batch = mesh_lib.local_batch_size(eval_batch_size, 'eval_batch_size')
   mesh = mesh_lib.create_mesh(local=local)
   source = input_pipeline.create_source(config, process_index=jax.process_index(),
-                                        process_count=jax.process_count(), **source_options)
+                                        process_count=jax.process_count())
   dtype = DTYPES[config.dtype]
   architecture = model_architecture(config, source)
   abstract_model, _ = cnns.trace(config.model, dtype=dtype, **architecture)
   mean, std = input_pipeline.normalization(config, source.spec)
-  return Setup(mesh=mesh, replicated=mesh_lib.replicated_sharding(mesh),
+  return Setup(replicated=mesh_lib.replicated_sharding(mesh),
                data_sharding=mesh_lib.batch_sharding(mesh), source=source,
                architecture=architecture, abstract_model=abstract_model, dtype=dtype,
                normalization=dict(mean=mean, std=std, dtype=dtype),

@@ -190,8 +190,8 @@ def make_eval_step(graphdef: nnx.GraphDef, *, mean, std, dtype,
 def make_predict_step(graphdef: nnx.GraphDef, *, mean, std, dtype, dense: bool, mirror: bool,
                       chunk: int | None, out_sharding) -> Callable[[tuple, jax.Array], jax.Array]:
   """A jitted `(states, images) -> probabilities` [N, classes], `mean_log_probabilities`
-  exponentiated: for evaluations that combine several passes over the data per image (evaluate.py's
-  multi-scale protocols). Compiled once per image shape."""
+  exponentiated: evaluate.py combines its protocols' passes over the data per image on the host.
+  Compiled once per image shape."""
 
   def predict(states: tuple[TrainState, ...], images):
     return jnp.exp(mean_log_probabilities(graphdef, states, images, mean=mean, std=std,

@@ -183,9 +183,10 @@ def init_from(config, source: dict, model: nnx.Module, state: TrainState, replic
     restored, step = restore(config.init_from, abstract)
   except ConfigError as e:
     raise ConfigError(f'init_from={config.init_from}: {e}') from e
+  # The source's final model: its running average of the weights where it kept one.
+  final = restored.params if restored.ema_params is None else restored.ema_params
   theirs = {name: {within: leaf for (_, _, within), leaf in parts.items()}
-            for name, parts in by_layer(source_model, restored.params,
-                                        restored.batch_stats).items()}
+            for name, parts in by_layer(source_model, final, restored.batch_stats).items()}
   ours = by_layer(model, state.params, state.batch_stats)
   copied, fresh = [], []
   tree = {'params': state.params, 'batch_stats': state.batch_stats}
