@@ -116,7 +116,7 @@ def test_a_scale_vggs_pools_cannot_tile_is_one_line(ilsvrc_dir, vgg):
   _, workdir = vgg
   result = run_evaluate(*flags('vgg11', ilsvrc_dir, image_size=32, eval_batch_size=2),
                         f'--workdir={workdir}', '--dense', '--scales=48')
-  assert_one_line_error(result, 'images of shorter side 48 (pool5: ')
+  assert_one_line_error(result, 'vgg11 cannot test whole images densely at shorter side 48 (pool5')
 
 
 def test_dense_testing_at_the_crop_size_is_single_crop_testing(ilsvrc_dir, vgg):
@@ -185,6 +185,16 @@ def test_resnet_multi_scale_counts_every_image_once_on_two_processes(ilsvrc_dir,
   assert two['num_examples'] == NUM_IMAGES
   for key in ('top1_acc', 'top5_acc', 'loss'):
     assert two[key] == pytest.approx(one.metrics[key], rel=1e-5), key
+
+
+def test_ties_rank_the_lower_class_first_and_overflows_count_as_wrong():
+  probabilities = np.array([[0.5, 0.5, 0, 0, 0, 0, 0], [0.1, 0.6, 0.3, 0, 0, 0, 0],
+                            [0, 0, 0, 0, 0, 0, 1.0], [np.nan] * 7])
+  images, top1, top5, loss, nonfinite = evaluation.ranks_and_loss(probabilities,
+                                                                  np.array([1, 1, 0, 0]))
+  # Image 0 ties class 0, ranked before it: second. Image 2's ties with higher classes: second.
+  assert (images, top1, top5, nonfinite) == (4, 1, 3, 1)
+  assert loss == pytest.approx(-np.log(0.5) - np.log(0.6) - np.log(np.finfo(np.float64).tiny))
 
 
 def test_impossible_protocols_are_refused_before_anything_is_read():

@@ -37,7 +37,17 @@ class _RaisedInTheMainThread(logging.Filter):
     return not (record.exc_info and f'{os.sep}orbax{os.sep}' in record.pathname)
 
 
+class _UnretrievedDiskFull(logging.Filter):
+  """Drops asyncio's "Future exception was never retrieved" for a write of a failed save that hit
+  a full disk, logged when the future is collected, possibly after the loop's one-line report of
+  the same full disk (seen under load)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.exc_info and disk_full(record.exc_info[1]))
+
+
 absl_logging.get_absl_logger().addFilter(_RaisedInTheMainThread())
+logging.getLogger('asyncio').addFilter(_UnretrievedDiskFull())
 
 
 def _late_write_callback(error: BaseException | None) -> bool:

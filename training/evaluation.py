@@ -117,7 +117,7 @@ class Protocol:
 
 @dataclasses.dataclass
 class CheckpointResult:
-  metrics: dict  # loss, top1_acc, top5_acc, num_examples.
+  metrics: dict  # top1_acc, top5_acc, num_examples; loss (of the finite outputs; None if none).
   checkpoint_steps: list[int]  # One per workdir, in order.
   ema: bool  # Whether the models were the averaged weights.
 
@@ -189,12 +189,12 @@ def evaluate_checkpoints(config, workdirs: list[str], protocol: Protocol, *, ema
   count, top1, top5, loss, nonfinite = (float(v) for v in sums)
   if count != source.num_eval_examples:
     raise AssertionError(f'{count:.0f} of the {source.num_eval_examples} images were evaluated')
-  if nonfinite:
-    raise ConfigError(f'the models\' outputs are not finite on {nonfinite:.0f} images: the '
-                      'checkpoint holds non-finite weights or statistics')
+  if nonfinite and jax.process_index() == 0:
+    print(f'note: the models\' outputs overflowed on {nonfinite:.0f} images: counted as wrong, '
+          'left out of the loss')
   return CheckpointResult(
-      metrics={'loss': loss / count, 'top1_acc': top1 / count, 'top5_acc': top5 / count,
-               'num_examples': int(count)},
+      metrics={'loss': loss / (count - nonfinite) if count > nonfinite else None,
+               'top1_acc': top1 / count, 'top5_acc': top5 / count, 'num_examples': int(count)},
       checkpoint_steps=checkpoint_steps, ema=used_ema)
 
 
