@@ -1,6 +1,8 @@
 """Evaluation protocols: crops and ensembles averaged as softmax outputs (against float64 numpy),
 restored checkpoints evaluated as training evaluated them, and evaluate.py's user errors."""
 
+import json
+
 import numpy as np
 import pytest
 from flax import nnx
@@ -48,6 +50,18 @@ def test_crops_and_models_average_their_softmax_outputs():
   np.testing.assert_allclose(got['loss'], -np.log(truth).mean(), rtol=1e-5)
   assert got['top1_acc'] == np.mean(rank < 1) and got['top5_acc'] == np.mean(rank < 5)
   assert got['num_examples'] == 5
+  # evaluate.py's step: the same average, its views two at a time (lax.map) or with mirrors.
+  for chunk in (None, 2):
+    predict = steps.make_predict_step(graphdef, mean=MEAN, std=STD, dtype=np.float32,
+                                      dense=False, mirror=False, chunk=chunk, out_sharding=None)
+    np.testing.assert_allclose(predict((first, second), images)[:5], p, rtol=1e-5, atol=1e-7)
+  mirrored = steps.make_predict_step(graphdef, mean=MEAN, std=STD, dtype=np.float32, dense=False,
+                                     mirror=True, chunk=4, out_sharding=None)
+  both = np.concatenate([images, images[:, :, :, ::-1]], axis=1)
+  plain = steps.make_predict_step(graphdef, mean=MEAN, std=STD, dtype=np.float32, dense=False,
+                                  mirror=False, chunk=None, out_sharding=None)
+  np.testing.assert_allclose(mirrored((first, second), images), plain((first, second), both),
+                             rtol=1e-5, atol=1e-7)
 
 
 def test_restored_checkpoint_scores_what_training_scored(tmp_path):
@@ -62,6 +76,18 @@ def test_restored_checkpoint_scores_what_training_scored(tmp_path):
                                          evaluation.Protocol())
   for key, value in summary.last_eval.items():  # An ensemble of one model twice is that model.
     np.testing.assert_allclose([alone.metrics[key], twice.metrics[key]], value, rtol=1e-6)
+  # A paper's protocol that needs photographs falls back to the images as they are, saying so.
+  result = run_evaluate(*SYNTHETIC, '--config.synthetic_train_examples=256',
+                        '--config.synthetic_eval_examples=100', '--config.batch_size=32',
+                        '--config.eval_batch_size=24', '--config.paper.crops=10',
+                        f'--workdir={tmp_path}')
+  assert result.returncode == 0, result.stderr
+  assert ("note: synthetic has no photographs to crop or rescale: evaluating the images as they "
+          "are, not with the paper's AlexNet's 10 crops") in result.stdout
+  with open(tmp_path / 'eval_results.json') as f:
+    record = json.load(f)
+  assert record['protocol']['views'] == 1 and not record['protocol']['paper']
+  np.testing.assert_allclose(record['top1_acc'], alone.metrics['top1_acc'], rtol=1e-6)
 
 
 SYNTHETIC = ('--config=configs/lenet5.py', '--config.dataset=synthetic')
