@@ -153,6 +153,14 @@ def evaluate_checkpoints(config, workdirs: list[str], protocol: Protocol, *, ema
   totals = np.zeros((num_local, setup.architecture['num_classes']))
   labels = np.zeros(num_local, np.int64)
   seen = np.zeros(num_local, np.int64)
+
+  def add(batch, probabilities):
+    real = batch['mask']
+    index = batch['index'][real]
+    totals[index] += np.asarray(probabilities)[real]  # Waits for the batch's results.
+    labels[index] = batch['label'][real]
+    seen[index] += 1
+
   for number, (view, mirror) in enumerate(passes, start=1):
     if jax.process_index() == 0 and len(passes) > 1:
       print(f'pass {number} of {len(passes)}: {view.crops} at shorter side {view.scale}'
@@ -163,13 +171,6 @@ def evaluate_checkpoints(config, workdirs: list[str], protocol: Protocol, *, ema
           graphdef, dense=dense, mirror=mirror, chunk=chunk,
           out_sharding=setup.data_sharding, **setup.normalization)
     predict = predict_steps[dense, mirror]
-
-    def add(batch, probabilities):
-      real = batch['mask']
-      index = batch['index'][real]
-      totals[index] += np.asarray(probabilities)[real]  # Waits for the batch's results.
-      labels[index] = batch['label'][real]
-      seen[index] += 1
 
     previous = None  # Added one batch late, so the device already has the next one queued.
     for batch in source.eval_batches(dense_batch if dense else setup.local_eval_batch, 0, view):
@@ -184,7 +185,7 @@ def evaluate_checkpoints(config, workdirs: list[str], protocol: Protocol, *, ema
     raise AssertionError(f'a pass saw an image {seen[counted].min()} to {seen[counted].max()} '
                          f'times, not once each in {len(passes)} passes')
   sums = ranks_and_loss(totals[counted] / len(passes), labels[counted])
-  if jax.process_count() > 1:  # Every process reaches this, whatever its own outcome.
+  if jax.process_count() > 1:
     sums = multihost_utils.process_allgather(sums).sum(axis=0)
   count, top1, top5, loss, nonfinite = (float(v) for v in sums)
   if count != source.num_eval_examples:
