@@ -6,8 +6,8 @@ Importing this package imports no data or training code (and no TensorFlow).
 # Imported for their side effects: tracing in linear time (cnns/tracing.py), then each family file
 # registers its models.
 from cnns import tracing  # noqa: F401  (first: families may trace on import)
-from cnns import (alexnet, alphago, googlenet, inception_resnet, lenet, pattern,  # noqa: F401
-                  resnet, vgg)
+from cnns import (alexnet, alphago, googlenet, inception_resnet, lenet, lenet1998,  # noqa: F401
+                  pattern, resnet, vgg)
 from cnns.layers import GeometryError
 from cnns.registry import UnknownModelError, available_models, create_model, trace
 

@@ -39,7 +39,7 @@ class PolicyNetwork(nnx.Module):
     for layer in self.hidden:
       x = record(layer.name, nnx.relu(layer(x)))
     logits = self.output(x).reshape(x.shape[0], -1) + self.position_bias[...].astype(x.dtype)
-    layers.count(self.position_bias.size, 0)
+    layers.count(self.position_bias.size, 0, self.position_bias.size)
     return record(self.output.name, logits)
 
 

@@ -9,7 +9,8 @@ with it (cnns/published/), whose exact function needs it.
 While `recording()` is active (under `jax.eval_shape`, so no weights are built, or in a real
 forward pass), convolutions and dense layers add their parameters and multiply-accumulates to the
 current row, and `record(name, x)` closes the row under the paper's layer name with its output
-volume, keeping the output itself.
+volume, keeping the output itself. Connections are counted as LeNet-5's paper counts them: each
+use of a weight or a bias by a unit (a layer's multiply-accumulates plus its bias additions).
 """
 
 import contextlib
@@ -33,6 +34,7 @@ class Row:
   output_shape: tuple[int, ...]  # Per image: H x W x C, or units.
   params: int
   macs: int
+  connections: int
 
 
 class Recorder:
@@ -44,15 +46,17 @@ class Recorder:
     self.outputs: dict[str, jax.Array] = {}
     self._params = 0
     self._macs = 0
+    self._connections = 0
 
-  def add(self, params: int, macs: int) -> None:
+  def add(self, params: int, macs: int, connections: int) -> None:
     self._params += params
     self._macs += macs
+    self._connections += connections
 
   def close_row(self, name: str, x: jax.Array) -> None:
-    self.rows.append(Row(name, tuple(x.shape[1:]), self._params, self._macs))
+    self.rows.append(Row(name, tuple(x.shape[1:]), self._params, self._macs, self._connections))
     self.outputs[name] = x
-    self._params = self._macs = 0
+    self._params = self._macs = self._connections = 0
 
 
 _RECORDER: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar('recorder',
@@ -77,13 +81,14 @@ def record(name: str, x: jax.Array) -> jax.Array:
   return x
 
 
-def count(params: int, macs: int) -> None:
+def count(params: int, macs: int, connections: int | None = None) -> None:
   """Adds a layer's parameters (from its shapes: `summary` checks the total against the model's
-  real ones) and multiply-accumulates to the current row, while recording. The layers here call
-  it; a family's own parameters (AlphaGo's position bias) too."""
+  real ones), multiply-accumulates and connections (None: as many as MACs, no bias) to the
+  current row, while recording. The layers here call it; a family's own parameters (AlphaGo's
+  position bias) and layers (LeNet-5's sub-sampling) too."""
   recorder = _RECORDER.get()
   if recorder is not None:
-    recorder.add(params, macs)
+    recorder.add(params, macs, macs if connections is None else connections)
 
 
 def check_fit(name: str, size: int, window: int, stride: int, padding: int) -> int:
@@ -149,8 +154,9 @@ class Conv(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     _check_window(self.name, x, self.kernel_size, self.stride, self.padding)
     y = self.conv(x)
-    count(self.num_params,
-           math.prod(y.shape[1:]) * math.prod(_pair(self.kernel_size)) * x.shape[-1])
+    macs = math.prod(y.shape[1:]) * math.prod(_pair(self.kernel_size)) * x.shape[-1]
+    count(self.num_params, macs,
+          macs + (math.prod(y.shape[1:]) if self.conv.bias is not None else 0))
     return y
 
 
@@ -228,7 +234,8 @@ class Linear(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     y = self.linear(x)
-    count(x.shape[-1] * y.shape[-1] + y.shape[-1], x.shape[-1] * y.shape[-1])
+    count(x.shape[-1] * y.shape[-1] + y.shape[-1], x.shape[-1] * y.shape[-1],
+          (x.shape[-1] + 1) * y.shape[-1])
     return y
 
 

@@ -1,4 +1,5 @@
-r"""The seed's layer table for any config: output volume, parameters, MACs and memory per layer.
+r"""The seed's layer table for any config: output volume, parameters, MACs, connections (LeNet-5's
+paper's count: MACs plus bias additions) and memory per layer.
 
   python -m cnns.summary --config=configs/vgg16.py [--batch_size=128] [--json]
 
@@ -55,12 +56,14 @@ def summarize(model_name: str, *, image_size: int, in_channels: int, num_classes
       'model': model_name,
       'input_shape': [image_size, image_size, in_channels],
       'layers': [{'name': r.name, 'output_shape': list(r.output_shape), 'params': r.params,
-                  'macs': r.macs, 'activations': math.prod(r.output_shape)}
+                  'macs': r.macs, 'connections': r.connections,
+                  'activations': math.prod(r.output_shape)}
                  for r in recorder.rows],
       'total_params': total_params,
       'auxiliary_params': auxiliary,
       'params_mb': total_params * BYTES / 1e6,
       'total_macs': sum(row.macs for row in recorder.rows),
+      'total_connections': sum(row.connections for row in recorder.rows),
       'total_activations': activations,
       'activations_mb_per_image': activations * BYTES / 1e6,
   }
@@ -72,12 +75,13 @@ def batch_memory_gb(summary: dict, batch_size: int, passes: float) -> float:
 
 def format_table(summary: dict, batch_size: int) -> str:
   shape = lambda s: 'x'.join(map(str, s))
-  lines = [f'{"layer":<14}{"output":>16}{"params":>14}{"MACs":>16}{"activations":>14}',
-           f'{"input":<14}{shape(summary["input_shape"]):>16}{0:>14,}{0:>16,}'
+  lines = [f'{"layer":<14}{"output":>16}{"params":>14}{"MACs":>16}{"connections":>16}'
+           f'{"activations":>14}',
+           f'{"input":<14}{shape(summary["input_shape"]):>16}{0:>14,}{0:>16,}{0:>16,}'
            f'{math.prod(summary["input_shape"]):>14,}']
   for row in summary['layers']:
     lines.append(f'{row["name"]:<14}{shape(row["output_shape"]):>16}{row["params"]:>14,}'
-                 f'{row["macs"]:>16,}{row["activations"]:>14,}')
+                 f'{row["macs"]:>16,}{row["connections"]:>16,}{row["activations"]:>14,}')
   s = summary
   lines += [
       '',
@@ -85,6 +89,7 @@ def format_table(summary: dict, batch_size: int) -> str:
       f'{s["params_mb"]:.0f} MB at float32)',
       *[f'  + {name}: {n:,} (training only)' for name, n in s['auxiliary_params'].items()],
       f'MACs:         {s["total_macs"]:,} per image ({s["total_macs"] / 1e9:.2f} G multiply-adds)',
+      f'connections:  {s["total_connections"]:,} per image',
       f'activations:  {s["total_activations"]:,} per image '
       f'({s["activations_mb_per_image"]:.1f} MB forward)',
       f'batch of {batch_size}: {batch_memory_gb(s, batch_size, 1):.1f} GB forward (seed\'s estimate),'

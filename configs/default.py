@@ -57,10 +57,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = -1  # -1: same as batch_size.
   config.num_epochs = 10
   config.seed = 0
-  config.optimizer = 'sgd'  # 'sgd', 'adam', 'adamw' or 'rmsprop'.
+  config.optimizer = 'sgd'  # 'sgd', 'adam', 'adamw', 'rmsprop' or 'sdlm' (LeNet-5 1998's).
   config.momentum = 0.9  # SGD's and RMSProp's momentum; Adam's b1.
   config.rmsprop_decay = 0.9  # RMSProp's moving average of squared gradients.
   config.rmsprop_epsilon = 1.0  # Inception-v4 paper's 1.0 (TensorFlow's RMSProp: inside the root).
+  # 'sdlm' (training/sdlm.py): each rate divided by sdlm_mu + the Hessian's diagonal, estimated
+  # on sdlm_samples training examples before each epoch (LeCun et al. 1998: 0.02 and 500).
+  config.sdlm_mu = 0.02
+  config.sdlm_samples = 500
+  config.sdlm_every_examples = -1  # Re-estimate this often; -1: before each epoch (the paper).
   config.nesterov = False
   config.learning_rate = 0.1  # Peak learning rate.
   # 'constant', 'step', 'exponential' (staircase), 'cosine' or 'plateau' (divide by
@@ -68,6 +73,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.lr_schedule = 'constant'
   config.lr_decay_epochs = ()  # 'step': divide the rate by lr_decay_factor at these epochs.
   config.lr_decay_factor = 10.0
+  config.lr_decay_factors = ()  # 'step': one factor per lr_decay_epochs entry instead.
   config.lr_decay_every_epochs = 0.0  # 'exponential': divide by lr_decay_factor this often.
   config.plateau_patience = 5  # 'plateau': evaluations without a new best before a decay.
   config.plateau_max_decays = 3  # 'plateau': decays at most (AlexNet's and VGG's three).

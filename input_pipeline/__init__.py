@@ -31,11 +31,13 @@ SOURCE_FILES = {
 # (mean, std). 'dataset' uses the dataset's own statistics; the others are the conventions of
 # published models (cnns/published/): Keras' "caffe" mode (VGG, ResNet: mean subtraction, no
 # scaling; their BGR channel order is folded into the first convolution at import), Keras' "tf"
-# mode (Inception-ResNet-v2: [-1, 1]) and torchvision's ImageNet mean and standard deviation.
+# mode (Inception-ResNet-v2: [-1, 1]) and torchvision's ImageNet mean and standard deviation;
+# 'lecun98' is the 1998 LeNet-5's grey levels: background (0) at -0.1, ink (255) at 1.175.
 INPUT_CONVENTIONS = {
     'caffe': ((123.68, 116.779, 103.939), (1.0, 1.0, 1.0)),
     'tf': ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
     'torch': ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+    'lecun98': ((20.0,), (200.0,)),
 }
 
 
@@ -65,10 +67,12 @@ def normalization(config, spec: DatasetSpec) -> tuple[tuple[float, ...], tuple[f
   """(mean, std) per channel that `config.input_convention` gives images of `spec`."""
   if config.input_convention == 'dataset':
     return spec.mean, spec.std
-  if spec.image_shape[-1] != 3:
-    raise DataError(f'input_convention={config.input_convention!r} is for RGB images; '
+  mean, std = INPUT_CONVENTIONS[config.input_convention]
+  if spec.image_shape[-1] != len(mean):
+    kind = 'RGB' if len(mean) == 3 else 'grey-level'
+    raise DataError(f'input_convention={config.input_convention!r} is for {kind} images; '
                     f'{config.dataset} has {spec.image_shape[-1]} channel(s)')
-  return INPUT_CONVENTIONS[config.input_convention]
+  return mean, std
 
 
 def read_image(path: str, channels: int):

@@ -222,7 +222,8 @@ def test_inception_resnet_v2_volumes_and_counts():
 
 # Every registered model trains a few steps in test_training_steps_lower_the_loss on its smallest
 # input that fits (ResNet: a small one), with these constructor arguments; or is in TRACED_ONLY.
-SMALL = {'lenet5': dict(image_size=32), 'alexnet': dict(image_size=67),
+SMALL = {'lenet5': dict(image_size=32), 'lenet5_1998': dict(image_size=32, in_channels=1),
+         'alexnet': dict(image_size=67),
          'zfnet': dict(image_size=67), **{name: dict(image_size=32) for name in VGG_MILLIONS},
          'googlenet': dict(image_size=128), 'resnet18': dict(image_size=32),
          'resnet50': dict(image_size=32),
@@ -252,12 +253,14 @@ def assert_training_lowers_the_loss(model: str, *, image_size: int, in_channels:
 
   @jax.jit
   def training_loss(state):
-    """The main head's loss in training mode (batch statistics), with one fixed dropout mask."""
+    """The main head's loss (the model's own criterion where it has one) in training mode (batch
+    statistics), with one fixed dropout mask."""
     model = nnx.merge(graphdef, state.params, state.batch_stats)
     model.train()
     outputs = model(steps.normalize(batch['image'], **norm), rngs=nnx.Rngs(dropout=0))
     logits = outputs.logits if isinstance(outputs, layers.AuxiliaryOutputs) else outputs
-    return optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+    criterion = getattr(model, 'loss', optax.softmax_cross_entropy)
+    return criterion(logits, jax.nn.one_hot(batch['label'], num_classes)).mean()
 
   before = float(training_loss(state))
   for _ in range(5):

@@ -25,7 +25,7 @@ from flax import nnx
 import cnns
 import input_pipeline
 from training import mesh as mesh_lib
-from training import optim, steps, weights
+from training import optim, sdlm, steps, weights
 from training.checkpoints import Checkpointer, disk_full
 from training.errors import ConfigError, Diverged, NonFiniteError, Stopped
 from training.setup import set_up
@@ -110,6 +110,8 @@ class Run:
     model = cnns.create_model(config.model, dtype=setup.dtype, rngs=nnx.Rngs(config.seed),
                               **architecture)
     tx = optim.create_optimizer(config, self.steps_per_epoch)
+    if config.optimizer == 'sdlm':
+      sdlm.check(config, model)
     self.graphdef, state = create_train_state(model, tx)
     notes = []
     if init_source is not None:
@@ -126,6 +128,9 @@ class Run:
         bn_groups=jax.device_count() if config.batchnorm == 'per_device' else 1,
         ema_decay=ema_decay, **norm)
     self._eval_step = steps.make_eval_step(self.graphdef, out_sharding=self._replicated, **norm)
+    self._curvature = (sdlm.Curvature(config, self.graphdef, self.steps_per_epoch,
+                                      out_sharding=self._replicated, **norm)
+                       if config.optimizer == 'sdlm' else None)
     self._lr_schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
     self._record = {'config': resolved_config(config, architecture),
                     'dataset': dataset_record(self.source)}
@@ -222,6 +227,11 @@ class Run:
         self.source.train_batches(epoch, first_step, self._local_batch, self.steps_per_epoch),
         self._data_sharding, config.prefetch_to_device)
     for batch in batches:
+      if self._curvature and self._curvature.due(self.step):  # SDLM's Hessian estimate.
+        into = self.step - epoch * self.steps_per_epoch
+        self.state = self._curvature.refresh(self.state, self.source.train_batches(
+            epoch, into, self._local_batch, min(into + self._curvature.num_batches,
+                                                self.steps_per_epoch)), self._data_sharding)
       self._profile(self.step)
       self.state, self._train_metrics = self._train_step(self.state, self._train_metrics, batch,
                                                          self._lr_scale)

@@ -11,15 +11,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from training import sdlm
 from training.errors import ConfigError
 
-OPTIMIZERS = ('adam', 'adamw', 'rmsprop', 'sgd')
+OPTIMIZERS = ('adam', 'adamw', 'rmsprop', 'sdlm', 'sgd')
 SCHEDULES = ('constant', 'cosine', 'exponential', 'plateau', 'step')
 
 
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
-  """Linear warm-up from 0 for `warmup_epochs`, then constant, step decay at given epochs,
-  staircase exponential decay (every `lr_decay_every_epochs`) or cosine decay to 0. 'plateau' is
+  """Linear warm-up from 0 for `warmup_epochs`, then constant, step decay at given epochs (by
+  `lr_decay_factor` at each, or by each of `lr_decay_factors`), staircase exponential decay (every `lr_decay_every_epochs`) or cosine decay to 0. 'plateau' is
   the constant peak: `Plateau.scale` multiplies it."""
   peak = config.learning_rate
   warmup = int(config.warmup_epochs * steps_per_epoch)
@@ -32,8 +33,13 @@ def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
     main = optax.constant_schedule(peak)
   elif config.lr_schedule == 'step':
     # Decay epochs count from the start of training; `join_schedules` restarts steps at `warmup`.
-    boundaries = {int(e * steps_per_epoch) - warmup: 1.0 / config.lr_decay_factor
-                  for e in config.lr_decay_epochs}
+    factors = config.get('lr_decay_factors') or (config.lr_decay_factor,) * len(
+        config.lr_decay_epochs)
+    if len(factors) != len(config.lr_decay_epochs):
+      raise ConfigError(f'lr_decay_factors={tuple(factors)} needs one factor per epoch of '
+                        f'lr_decay_epochs={tuple(config.lr_decay_epochs)}')
+    boundaries = {int(e * steps_per_epoch) - warmup: 1.0 / f
+                  for e, f in zip(config.lr_decay_epochs, factors)}
     main = optax.piecewise_constant_schedule(peak, boundaries)
   elif config.lr_schedule == 'exponential':
     if config.lr_decay_every_epochs <= 0:
@@ -120,7 +126,8 @@ def create_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformati
   """SGD (momentum, Nesterov), Adam or RMSProp with L2 weight decay on kernels, or AdamW.
 
   RMSProp is TensorFlow's, which the Inception papers trained with: epsilon inside the square
-  root, momentum on the scaled update, mean square starting at 1 (`initial_scale=1.0`).
+  root, momentum on the scaled update, mean square starting at 1 (`initial_scale=1.0`). 'sdlm' is
+  the 1998 LeNet-5's stochastic diagonal Levenberg-Marquardt method (training/sdlm.py).
   """
   lr = learning_rate_schedule(config, steps_per_epoch)
   l2 = optax.add_decayed_weights(config.weight_decay, mask=_kernels)
@@ -133,6 +140,8 @@ def create_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformati
     return optax.chain(l2, optax.rmsprop(lr, decay=config.rmsprop_decay,
                                          eps=config.rmsprop_epsilon,
                                          initial_scale=1.0, momentum=config.momentum or None))
+  if config.optimizer == 'sdlm':
+    return optax.chain(l2, sdlm.scale_by_sdlm(config.sdlm_mu), optax.scale_by_learning_rate(lr))
   if config.optimizer == 'adamw':
     return optax.adamw(lr, b1=config.momentum, weight_decay=config.weight_decay, mask=_kernels)
   raise ConfigError(f'unknown optimizer {config.optimizer!r}; known: {", ".join(OPTIMIZERS)}')

@@ -77,8 +77,10 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
   """A jitted `(state, metrics, batch, lr_scale=1.0) -> (state, metrics)`; state and metrics are
   donated.
 
-  A model returning `AuxiliaryOutputs` in training (GoogLeNet) is trained on the main loss plus
-  `aux_loss_weight` x each auxiliary loss; the logged loss is that total, accuracy the main head's.
+  The loss is softmax cross-entropy, or the model's own criterion where its class defines
+  `loss(logits, targets) -> per-example loss` (the 1998 LeNet-5's equation 9). A model returning
+  `AuxiliaryOutputs` in training (GoogLeNet) is trained on the main loss plus `aux_loss_weight` x
+  each auxiliary loss; the logged loss is that total, accuracy the main head's.
   `bn_groups` > 1 gives BatchNorm per-group statistics (per device: see `cnns.layers.BatchNorm`).
   `ema_decay` > 0 updates `state.ema_params` after each optimizer step as TensorFlow's
   `ExponentialMovingAverage(ema_decay, num_updates=step)` of the Inception authors' training:
@@ -102,8 +104,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
         outputs = model(images, rngs=nnx.Rngs(dropout=dropout_key))
       logits, aux_logits = ((outputs.logits, outputs.aux_logits)
                             if isinstance(outputs, AuxiliaryOutputs) else (outputs, ()))
-      cross_entropy = lambda logits: optax.softmax_cross_entropy(
-          at_least_float32(logits), targets).mean()
+      criterion = getattr(model, 'loss', optax.softmax_cross_entropy)
+      cross_entropy = lambda logits: criterion(at_least_float32(logits), targets).mean()
       loss = cross_entropy(logits) + sum(aux_loss_weight * cross_entropy(a) for a in aux_logits)
       _, _, batch_stats = nnx.split(model, nnx.Param, ...)
       return loss, (logits, nnx.to_pure_dict(batch_stats))
