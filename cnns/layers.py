@@ -221,7 +221,7 @@ class ConvBN(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     y = self.bn(self.conv(x))
-    count(2 * y.shape[-1], 0)  # BatchNorm's scale and bias.
+    count(2 * y.shape[-1], 0, 2 * math.prod(y.shape[1:]))  # BatchNorm's scale and bias.
     return y
 
 

@@ -8,13 +8,16 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from jax.sharding import PartitionSpec as P
 
 import cnns
 import input_pipeline
 from cnns import lenet1998, summary
 from configs import lenet5_1998
 from training import loop, optim, sdlm, steps
+from training import mesh as mesh_lib
 from training.errors import ConfigError
+from training.state import create_train_state
 
 
 def model(seed=0):
@@ -139,6 +142,10 @@ def test_the_papers_learning_rate_schedule():
   config.lr_decay_factors = (2.0,)
   with pytest.raises(ConfigError, match='one factor per epoch'):
     optim.learning_rate_schedule(config, steps_per_epoch=10)
+  for factors in ((0.0, 2.0, 2.0, 5.0), (-2.0, 2.0, 2.0, 5.0), (float('nan'), 2.0, 2.0, 5.0)):
+    config.lr_decay_factors = factors
+    with pytest.raises(ConfigError, match='must be a positive number'):
+      optim.learning_rate_schedule(config, steps_per_epoch=10)
 
 
 def synthetic_digits_config(**overrides):
@@ -169,8 +176,30 @@ def test_training_on_synthetic_digits_learns_and_resumes_exactly(tmp_path):
   assert all(float(jnp.abs(h).max()) > 0 for h in jax.tree.leaves(hessian))
 
 
-def test_sdlm_needs_a_model_with_an_estimate(tmp_path):
-  config = synthetic_digits_config(model='lenet5', input_convention='dataset')
-  with pytest.raises(ConfigError, match="optimizer='sdlm' needs .*lenet5 has none"):
+def test_the_estimate_is_placed_as_the_train_step_places_the_state():
+  """Replicated exactly as the step's outputs (P()): an estimate placed otherwise (P(None, ...),
+  what eager arithmetic gives) makes the train step compile a second time."""
+  config = synthetic_digits_config(batch_size=2)
+  mesh = mesh_lib.create_mesh()
+  replicated = mesh_lib.replicated_sharding(mesh)
+  tx = optim.create_optimizer(config, steps_per_epoch=10)
+  graphdef, state = create_train_state(model(), tx)
+  state = jax.device_put(state, replicated)
+  curvature = sdlm.Curvature(config, graphdef, 10, mean=(20.0,), std=(200.0,),
+                             dtype=jnp.float32, out_sharding=replicated)
+  images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 1), dtype=np.uint8)
+  refreshed = curvature.refresh(state, [{'image': images, 'label': np.zeros(2, np.int32)}] * 3,
+                                mesh_lib.batch_sharding(mesh))
+  assert {leaf.sharding.spec for leaf in jax.tree.leaves(refreshed.opt_state)} == {P()}
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'model': 'lenet5'}, "optimizer='sdlm' needs .*lenet5 has none"),
+    ({'sdlm_mu': 0.0}, 'sdlm_mu=0.0 must be positive'),
+    ({'sdlm_mu': float('nan')}, 'sdlm_mu=nan must be positive'),
+    ({'sdlm_samples': 0}, 'sdlm_samples=0 must be at least 1')])
+def test_sdlm_refuses_what_it_cannot_do_before_the_workdir_is_made(tmp_path, overrides, message):
+  config = synthetic_digits_config(**overrides)
+  with pytest.raises(ConfigError, match=message):
     loop.Run(config, str(tmp_path / 'w'))
   assert not (tmp_path / 'w').exists()

@@ -20,8 +20,9 @@ SCHEDULES = ('constant', 'cosine', 'exponential', 'plateau', 'step')
 
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   """Linear warm-up from 0 for `warmup_epochs`, then constant, step decay at given epochs (by
-  `lr_decay_factor` at each, or by each of `lr_decay_factors`), staircase exponential decay (every `lr_decay_every_epochs`) or cosine decay to 0. 'plateau' is
-  the constant peak: `Plateau.scale` multiplies it."""
+  `lr_decay_factor` at each, or by each of `lr_decay_factors`), staircase exponential decay
+  (every `lr_decay_every_epochs`) or cosine decay to 0. 'plateau' is the constant peak:
+  `Plateau.scale` multiplies it."""
   peak = config.learning_rate
   warmup = int(config.warmup_epochs * steps_per_epoch)
   total = config.num_epochs * steps_per_epoch
@@ -38,6 +39,9 @@ def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
     if len(factors) != len(config.lr_decay_epochs):
       raise ConfigError(f'lr_decay_factors={tuple(factors)} needs one factor per epoch of '
                         f'lr_decay_epochs={tuple(config.lr_decay_epochs)}')
+    if not all(0 < f < float('inf') for f in factors):
+      raise ConfigError(f'lr_decay_factors={tuple(factors)}: each factor divides the rate, so '
+                        'it must be a positive number')
     boundaries = {int(e * steps_per_epoch) - warmup: 1.0 / f
                   for e, f in zip(config.lr_decay_epochs, factors)}
     main = optax.piecewise_constant_schedule(peak, boundaries)

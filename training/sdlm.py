@@ -51,7 +51,7 @@ def scale_by_sdlm(mu: float) -> optax.GradientTransformation:
 
 def check(config, model: nnx.Module) -> None:
   """One line where the config asks for SDLM and cannot have it."""
-  if config.sdlm_mu <= 0:
+  if not 0 < config.sdlm_mu < float('inf'):
     raise ConfigError(f'sdlm_mu={config.sdlm_mu} must be positive (the paper: 0.02)')
   if not isinstance(config.sdlm_every_examples, int):
     raise ConfigError(f'sdlm_every_examples={config.sdlm_every_examples} must be a whole number '
@@ -65,8 +65,9 @@ def check(config, model: nnx.Module) -> None:
 
 class Curvature:
   """Re-estimates h_kk into the optimizer state, when `due`, from the `sdlm_samples` training
-  examples that come next in the epoch's order (rounded up to whole batches), so that a resumed
-  run, which re-draws the same order, gets the same estimate."""
+  examples that come next in the epoch's order (rounded up to whole batches; fewer where the
+  epoch has fewer left), so that a resumed run, which re-draws the same order, gets the same
+  estimate."""
 
   def __init__(self, config, graphdef: nnx.GraphDef, steps_per_epoch: int, *, mean, std, dtype,
                out_sharding):
@@ -85,6 +86,10 @@ class Curvature:
     self._add = jax.jit(add, out_shardings=out_sharding)
     self._zeros = jax.jit(lambda params: jax.tree.map(jnp.zeros_like, params),
                           out_shardings=out_sharding)
+    # Jitted with the step's sharding: an estimate placed otherwise would make the train step
+    # compile a second time for it.
+    self._mean = jax.jit(lambda sums, count: jax.tree.map(lambda s: s / count, sums),
+                         out_shardings=out_sharding)
 
   def due(self, step: int) -> bool:
     """Whether to re-estimate before `step`: at each epoch's start and every `_every_steps`."""
@@ -96,5 +101,5 @@ class Curvature:
     for batch in batches:
       sums = self._add(state, sums, mesh_lib.to_global(batch, data_sharding))
       count += 1
-    hessian = jax.tree.map(lambda s: s / count, sums)
+    hessian = self._mean(sums, count)
     return state.replace(opt_state=optax.tree_utils.tree_set(state.opt_state, hessian=hessian))
