@@ -111,7 +111,8 @@ class Stage(nnx.Module):
   needs (`LeNet1998.gauss_newton_diagonal`)."""
 
   def weights(self) -> dict[str, jax.Array]:
-    return {name: value for name, value in nnx.to_pure_dict(nnx.state(self, nnx.Param)).items()}
+    """This stage's parameters by name, as plain arrays."""
+    return nnx.to_pure_dict(nnx.state(self, nnx.Param))
 
   def linear(self, weights: dict[str, jax.Array], x: jax.Array) -> jax.Array:
     raise NotImplementedError
