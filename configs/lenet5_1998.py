@@ -8,7 +8,9 @@ Command (the CPU is enough; MNIST's four original files in TFDS's manual folder,
 Reported: LeCun et al. (1998), section III-C: 0.95% test error on MNIST's 10,000 test digits after
 20 passes without distortions (0.35% training error), 0.8% with distortions.
 
-Measured by this project: README.md ("Results").
+Measured by this project: 0.84% test error (84 of 10,000) and 0.44% training error after 20
+passes, 16.8 min on a 2-core x86 CPU VM (README.md, "Results", with the runs that justify the two
+differences below).
 
 The paper's training, section III-C and appendix C: 20 passes over the 60,000 training digits,
 updates after every example (batch 1), no weight decay, stochastic diagonal Levenberg-Marquardt
