@@ -27,9 +27,9 @@ import jax
 from absl import app, flags
 
 import input_pipeline
-from training import cli, evaluation
+from app import cli, evaluation
 from training.errors import ConfigError
-from training.workdir import write_atomic
+from app.workdir import write_atomic
 
 cli.define_flags()
 flags.DEFINE_enum('protocol', 'paper', ['paper'], "The paper's protocol (config.paper); "

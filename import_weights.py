@@ -22,15 +22,15 @@ import jax
 import ml_collections
 from absl import app, flags
 
-import cnns
 import input_pipeline
+from app import cli, resume
+from app.assembly import assemble_from_record, validate
+from app.workdir import WorkdirLock, write_atomic
 from cnns import published
-from training import cli, loop, optim, setup
-from training import mesh as mesh_lib
+from training import optim
 from training.checkpoints import Checkpointer, committed_steps, disk_full
 from training.errors import ConfigError
 from training.state import TrainState, count_params, with_ema
-from training.workdir import WorkdirLock, write_atomic
 
 cli.define_flags()
 flags.DEFINE_string('weights', None, 'The published weights file: Keras .h5 / .weights.h5, or '
@@ -56,27 +56,25 @@ def import_weights(config, weights: str, workdir: str) -> None:
     raise ConfigError(f'--weights={weights}: no such file')
   chosen = published.variant(weights, config.model)
   config = variant_config(config, chosen)
-  setup.validate(config, workdir)
+  validate(config, workdir)
   if config.dataset != 'imagenet2012' or config.num_classes <= 0 or config.in_channels <= 0:
     raise ConfigError('published weights are ImageNet models: import them with an ImageNet '
                       'config as it is, and fine-tune on other data with --config.init_from')
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
   refuse_taken(directory)
-  architecture = dict(num_classes=config.num_classes, in_channels=config.in_channels,
-                      image_size=config.image_size, **config.model_kwargs)
-  abstract, _ = cnns.trace(config.model, **architecture)
+  assembly = assemble_from_record(config, config.to_dict())
+  architecture = assembly.architecture
   if chosen.source == 'keras':
     input_pipeline.import_tensorflow_quietly()  # Keras runs on TensorFlow: its notices, quiet.
-  params, batch_stats = published.load(weights, chosen, abstract)
+  params, batch_stats = published.load(weights, chosen, assembly.abstract_model)
 
-  replicated = mesh_lib.replicated_sharding(mesh_lib.create_mesh())
-  tx = optim.create_optimizer(config, steps_per_epoch=1)
+  tx = assembly.optimizer(steps_per_epoch=1)
   state = TrainState(step=jax.numpy.zeros((), 'int32'), params=params, batch_stats=batch_stats,
                      opt_state=tx.init(params))
   if optim.ema_decay(config) > 0:  # Published weights are the final (averaged) ones: the
     state = with_ema(state)        # average starts there, as the config's training keeps one.
-  state = jax.device_put(state, replicated)
-  record = {'config': loop.resolved_config(config, architecture),
+  state = jax.device_put(state, assembly.replicated)
+  record = {'config': resume.resolved_config(config, architecture),
             'dataset': input_pipeline.source_class(config.dataset).known_record(config.dataset,
                                                                                 config),
             'imported_from': {'file': os.path.abspath(weights), 'source': chosen.source,

@@ -20,7 +20,7 @@ from absl import app, flags
 matplotlib.use('Agg')  # Files only: no display is needed.
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
-from training import cli  # pylint: disable=wrong-import-position
+from app import cli  # pylint: disable=wrong-import-position
 from training.errors import ConfigError  # pylint: disable=wrong-import-position
 
 flags.DEFINE_string('out', None, 'The PNG file to write.')

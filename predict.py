@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags
 
 import input_pipeline
-from training import cli, inference
+from app import cli, inference
 
 cli.define_flags()
 flags.DEFINE_bool('json', False, 'Print a JSON list instead of a table.')

@@ -14,7 +14,7 @@ saving the current step: rerun the same command to resume.
 
 from absl import app
 
-from training import cli, loop
+from app import cli, loop
 
 cli.define_flags()
 

@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
 import input_pipeline  # pylint: disable=wrong-import-position
 from cnns import layers, visualization  # pylint: disable=wrong-import-position
-from training import cli, inference, weights  # pylint: disable=wrong-import-position
+from app import cli, inference, weights  # pylint: disable=wrong-import-position
 from training.errors import ConfigError  # pylint: disable=wrong-import-position
 
 cli.define_flags()

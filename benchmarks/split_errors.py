@@ -16,7 +16,7 @@ import numpy as np
 from absl import app, flags
 
 import input_pipeline
-from training import cli, inference
+from app import cli, inference
 from training.errors import ConfigError
 
 cli.define_flags()

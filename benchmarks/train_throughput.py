@@ -48,7 +48,8 @@ from ml_collections import config_flags
 import cnns
 from cnns import summary
 from cnns.layers import AuxiliaryOutputs
-from training import cli, loop, optim, setup, steps
+from app import cli, loop, assembly
+from training import optim, steps
 from training.state import split_model
 
 FLAGS = flags.FLAGS
@@ -99,10 +100,10 @@ def with_host_delay(train_batches, seconds: float):
 def bare_loop(config, run: loop.Run):
   """A hand-written training loop over `run`'s first batches, placed on the devices once: the
   same model, optimizer, dtype and normalisation, nothing else. Returns `steps_fn(n)`."""
-  dtype = setup.DTYPES[config.dtype]
+  dtype = assembly.DTYPES[config.dtype]
   spec = run.source.spec
   model = cnns.create_model(config.model, dtype=dtype, rngs=nnx.Rngs(config.seed),
-                            **setup.model_architecture(config, run.source))
+                            **assembly.model_architecture(config, run.source))
   graphdef, params, batch_stats = split_model(model)
   tx = optim.create_optimizer(config, run.steps_per_epoch)
   state = jax.device_put((params, batch_stats, tx.init(params), jnp.zeros((), jnp.int32)),
@@ -185,7 +186,7 @@ def measure(config) -> dict:
         fn(num_steps)
         seconds[name].append(time.perf_counter() - start)
   images = num_steps * config.batch_size
-  architecture = setup.model_architecture(config, run.source)
+  architecture = assembly.model_architecture(config, run.source)
   macs = summary.summarize(config.model, **architecture)['total_macs']
   img_per_s = {name: images / statistics.median(times) for name, times in seconds.items()}
   return {

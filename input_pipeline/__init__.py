@@ -4,8 +4,13 @@ A data source is one file that registers the datasets it reads (`base.register`)
 config fields it reads; `create_source` looks `config.dataset` up. SOURCE_FILES says which file
 registers which names, so that only the file asked for is imported: TensorFlow is imported only
 when a dataset that needs it is asked for, and `synthetic` runs where it is absent.
+
+The tf.data sources are one class built from parts (sharded.py): a records part (TFDS splits,
+tfds_source.py; an image folder's files, image_folder.py) and an examples part (photographs.py's
+`Photographs` for imagenet2012 and image_folder; decoded small images as they are).
 """
 
+import dataclasses
 import importlib
 import os
 import sys
@@ -17,14 +22,28 @@ from input_pipeline import base
 from input_pipeline.base import (DENSE_MULTIPLE, Batch, DataError, DatasetSpec, EvalView, Source,
                                  eval_resize_size, num_eval_steps)
 
-# Dataset name -> the module that registers its source; True where that module needs TensorFlow.
+
+@dataclasses.dataclass(frozen=True)
+class SourceFile:
+  """What is known of a dataset's source without importing its file (which may import
+  TensorFlow): the module that registers it, whether that needs TensorFlow, and the config fields
+  that only this source reads, which a run on any other dataset leaves out of the config it
+  records (`unused_config_fields`). Fields several sources read (the photographs' crops, read by
+  imagenet2012 and image_folder) are not declared: the records of runs would change."""
+  module: str
+  uses_tensorflow: bool
+  config_fields: tuple[str, ...] = ()
+
+
+# Dataset name -> its source's file.
 SOURCE_FILES = {
-    'synthetic': ('input_pipeline.synthetic', False),
-    'mnist': ('input_pipeline.tfds_source', True),
-    'fashion_mnist': ('input_pipeline.tfds_source', True),
-    'cifar10': ('input_pipeline.tfds_source', True),
-    'imagenet2012': ('input_pipeline.imagenet', True),
-    'image_folder': ('input_pipeline.image_folder', True),
+    'synthetic': SourceFile('input_pipeline.synthetic', False,
+                            ('synthetic_train_examples', 'synthetic_eval_examples')),
+    'mnist': SourceFile('input_pipeline.tfds_source', True),
+    'fashion_mnist': SourceFile('input_pipeline.tfds_source', True),
+    'cifar10': SourceFile('input_pipeline.tfds_source', True),
+    'imagenet2012': SourceFile('input_pipeline.imagenet', True),
+    'image_folder': SourceFile('input_pipeline.image_folder', True),
 }
 
 # `config.input_convention`: how RGB pixels (0-255) are standardised on the device, as per-channel
@@ -45,17 +64,30 @@ def available_datasets() -> list[str]:
   return sorted(SOURCE_FILES)
 
 
-def source_class(name: str) -> type[Source]:
-  """The registered source of dataset `name` (its module imported on first use)."""
+def _source_file(name: str) -> SourceFile:
   if name not in SOURCE_FILES:
     raise DataError(f'unknown dataset {name!r}; known datasets: {", ".join(available_datasets())}')
-  module, uses_tensorflow = SOURCE_FILES[name]
-  if uses_tensorflow:
+  return SOURCE_FILES[name]
+
+
+def source_class(name: str) -> type[Source]:
+  """The registered source of dataset `name` (its module imported on first use)."""
+  file = _source_file(name)
+  if file.uses_tensorflow:
     import_tensorflow_quietly()
-  importlib.import_module(module)
+  importlib.import_module(file.module)
   if base.registered(name) is None:
-    raise AssertionError(f'{module} registers no source named {name!r} (SOURCE_FILES)')
+    raise AssertionError(f'{file.module} registers no source named {name!r} (SOURCE_FILES)')
   return base.registered(name)
+
+
+def unused_config_fields(config) -> set[str]:
+  """The config fields that only the sources of other datasets than `config.dataset` read: what
+  the config a run records leaves out, so that they neither show in it nor refuse a resume.
+  Imports nothing (SOURCE_FILES)."""
+  own = set(_source_file(config.dataset).config_fields)
+  return {field for name, file in SOURCE_FILES.items() if name != config.dataset
+          for field in file.config_fields} - own
 
 
 def num_data_shards(config, process_count: int) -> int:
@@ -161,4 +193,5 @@ def create_source(config, *, process_index: int, process_count: int) -> Source:
 
 __all__ = ['DENSE_MULTIPLE', 'Batch', 'DataError', 'DatasetSpec', 'EvalView', 'INPUT_CONVENTIONS',
            'Source', 'available_datasets', 'create_source', 'eval_resize_size', 'normalization',
-           'num_data_shards', 'num_eval_steps', 'prediction_image', 'read_image', 'source_class']
+           'num_data_shards', 'num_eval_steps', 'prediction_image', 'read_image', 'source_class',
+           'unused_config_fields']

@@ -3,9 +3,9 @@
   ROOT/train/<class>/<image>    the training split; classes are the folder names, sorted
   ROOT/val/<class>/<image>      the evaluation split (or ROOT/validation/, ROOT/test/), same classes
 
-Trained and evaluated exactly as ImageNet is (`imagenet.Photographs`: the config's training crops,
-flips and colour noise; one or ten evaluation crops; preprocessing.py), in the sharded, resumable
-order of every source (`tfds_source.ShardedSource`), with file names (not bytes) shuffled whole.
+Trained and evaluated exactly as ImageNet is (photographs.py: the config's training crops, flips
+and colour noise; one or ten evaluation crops; preprocessing.py), in the sharded, resumable order
+of every source (`sharded.ShardedSource`), with file names (not bytes) shuffled whole.
 JPEG, PNG, GIF and BMP files; grayscale and CMYK images become RGB.
 
 Before the first run reads it, every image is decoded once, in parallel and by the decoder that
@@ -26,8 +26,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from input_pipeline import base, imagenet, preprocessing
-from input_pipeline.tfds_source import parallel_map
+from input_pipeline import base, photographs, preprocessing, sharded
+from input_pipeline.sharded import parallel_map
 
 SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
 EVAL_SPLITS = ('val', 'validation', 'test')
@@ -145,13 +145,37 @@ def checked_statistics(files: dict, digest: str, announce: bool) -> tuple[list[f
   return mean.tolist(), std.tolist()
 
 
+class Files:
+  """An image folder's records (`sharded.Records`): this process's parts of the file lists, each
+  part a list of (path, label), shuffled whole as names (not bytes) and read as encoded bytes."""
+
+  def __init__(self, train: list, evaluation: list, *, process_index: int, process_count: int,
+               num_shards: int):
+    self.parts = sharded.Parts(
+        num_train_examples=len(train), num_eval_examples=len(evaluation),
+        train={s: train[base.process_slice(len(train), s, num_shards)]
+               for s in base.process_shards(num_shards, process_index, process_count)},
+        eval=evaluation[base.process_slice(len(evaluation), process_index, process_count)])
+
+  def read(self, part, shuffle_seed):
+    ds = tf.data.Dataset.from_tensor_slices((
+        tf.constant([os.fsencode(p) for p, _ in part] or [b''], tf.string)[:len(part)],
+        np.array([l for _, l in part], np.int32)))
+    if shuffle_seed is not None:
+      ds = ds.shuffle(max(len(part), 1), seed=shuffle_seed, reshuffle_each_iteration=False)
+    return parallel_map(ds, lambda path, label: {'image': tf.io.read_file(path), 'label': label})
+
+
 @base.register('image_folder')
-class ImageFolderSource(imagenet.PhotographSource):
+class ImageFolderSource(sharded.ShardedSource):
+  """`Files` of the folder, turned into examples by `Photographs`."""
+  EVAL_VIEWS = photographs.EVAL_VIEWS
+  PHOTOGRAPHS = True
 
   @classmethod
   def from_config(cls, name, config, *, seed, process_index, process_count, num_shards):
     del name
-    photographs = imagenet.Photographs(config)
+    examples = photographs.Photographs(config)
     if not config.data_dir:
       raise base.DataError('dataset=image_folder needs --config.data_dir=ROOT, the folder of '
                            'train/ and val/')
@@ -176,29 +200,6 @@ class ImageFolderSource(imagenet.PhotographSource):
     splits = list(files)
     spec = base.DatasetSpec(len(classes), (0, 0, 3), splits[0], splits[1], tuple(mean),
                             tuple(std))
-    source = cls(spec, classes, files[splits[0]], files[splits[1]], photographs, seed=seed,
-                 process_index=process_index, process_count=process_count,
-                 num_shards=num_shards)
-    source.fingerprint = digest
-    return source
-
-  def __init__(self, spec: base.DatasetSpec, classes: list[str], train: list, evaluation: list,
-               photographs: imagenet.Photographs, *, seed: int, process_index: int,
-               process_count: int, num_shards: int):
-    slices = {s: base.process_slice(len(train), s, num_shards)
-              for s in base.process_shards(num_shards, process_index, process_count)}
-    super().__init__(spec, image_shape=photographs.image_shape, seed=seed,
-                     num_train_examples=len(train), num_eval_examples=len(evaluation),
-                     train_parts={s: train[part] for s, part in slices.items()},
-                     eval_part=evaluation[base.process_slice(len(evaluation), process_index,
-                                                             process_count)])
-    self.class_names = classes
-    self._photographs = photographs
-
-  def _records(self, part, shuffle_seed):
-    ds = tf.data.Dataset.from_tensor_slices((
-        tf.constant([os.fsencode(p) for p, _ in part] or [b''], tf.string)[:len(part)],
-        np.array([l for _, l in part], np.int32)))
-    if shuffle_seed is not None:
-      ds = ds.shuffle(max(len(part), 1), seed=shuffle_seed, reshuffle_each_iteration=False)
-    return parallel_map(ds, lambda path, label: {'image': tf.io.read_file(path), 'label': label})
+    records = Files(files[splits[0]], files[splits[1]], process_index=process_index,
+                    process_count=process_count, num_shards=num_shards)
+    return cls(spec, classes, records, examples, seed=seed, fingerprint=digest)

@@ -6,19 +6,18 @@ runs TFDS's own builder on <data_dir>/downloads/manual/ILSVRC2012_img_{train,val
 `tfds build imagenet2012` does (whose command line, in TFDS 4.9.10, fails to start without
 apache-beam installed).
 
-Images stay JPEG bytes until a map decodes only the window each crop needs (preprocessing.py);
-shuffling happens on those bytes (about 110 kB an image), with the file order shuffled by the same
-seed as the examples, so an epoch's order is a function of (seed, epoch, shard) as for every source.
+Images stay JPEG bytes (tfds_source.EncodedImages) until a map decodes only the window each crop
+needs (photographs.py, preprocessing.py); shuffling happens on those bytes (about 110 kB an image),
+with the file order shuffled by the same seed as the examples, so an epoch's order is a function of
+(seed, epoch, shard) as for every source.
 """
 
 import os
 import sys
 
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from input_pipeline import base, preprocessing
-from input_pipeline.tfds_source import ShardedSource, TFDSSource, parallel_map
+from input_pipeline import base, photographs, sharded, tfds_source
 
 NAME = 'imagenet2012'
 TARS = ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar')
@@ -26,9 +25,6 @@ TARS = ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar')
 SPEC = base.DatasetSpec(num_classes=1000, image_shape=(0, 0, 3), train_split='train',
                         eval_split='validation', mean=(123.675, 116.28, 103.53),
                         std=(58.395, 57.12, 57.375))
-TRAIN_CROPS = ('inception', 'scaled')
-TRAIN_INTERPOLATIONS = ('bilinear', 'random')
-COLOR_DISTORTIONS = ('none', *preprocessing.COLOR_DISTORTIONS)
 CLASS_NAMES_FILE = os.path.join(os.path.dirname(__file__), 'imagenet_classes.txt')
 
 
@@ -69,111 +65,26 @@ def prepared_builder(data_dir: str | None, process_count: int) -> tfds.core.Data
   return tfds.builder(NAME, data_dir=data_dir)
 
 
-class Photographs:
-  """ImageNet's preprocessing of encoded photographs (preprocessing.py), set up from the config
-  and checked before any data is read; every source of photographs uses it (imagenet2012,
-  image_folder): training crops with flips and colour noise, and every `base.EvalView`."""
-
-  def __init__(self, config):
-    if config.train_crop not in TRAIN_CROPS:
-      raise base.DataError(f'unknown train_crop {config.train_crop!r}; known: '
-                           f'{", ".join(TRAIN_CROPS)}')
-    if config.train_interpolation not in TRAIN_INTERPOLATIONS:
-      raise base.DataError(f'unknown train_interpolation {config.train_interpolation!r}; known: '
-                           f'{", ".join(TRAIN_INTERPOLATIONS)}')
-    if config.color_distortion not in COLOR_DISTORTIONS:
-      raise base.DataError(f'unknown color_distortion {config.color_distortion!r}; known: '
-                           f'{", ".join(COLOR_DISTORTIONS)}')
-    low, high = config.train_scale_range
-    size = config.image_size
-    if config.train_crop == 'scaled' and not size <= low <= high:
-      raise base.DataError(f'train_scale_range={tuple(config.train_scale_range)} must be an '
-                           f'interval of shorter sides from image_size={size} up')
-    area = config.crop_area_range
-    if not 0 < area[0] <= area[1] <= 1:
-      raise base.DataError(f'crop_area_range={tuple(area)} must be fractions of the image area, '
-                           'smallest first')
-    self._eval_resize = base.eval_resize_size(size, config.eval_resize)
-    if self._eval_resize < size:
-      raise base.DataError(f'eval_resize={self._eval_resize} is smaller than the {size}-pixel '
-                           'crop')
-    self.image_shape = (size, size, 3)
-    self._antialias = config.eval_antialias
-    self._augment = dict(crop=config.train_crop, size=size, area_range=tuple(area),
-                         scale_range=(low, high), lighting=config.pca_lighting,
-                         interpolation=config.train_interpolation,
-                         color_distortion=config.color_distortion)
-
-  def train_examples(self, records: tf.data.Dataset, seed: int, first: int) -> tf.data.Dataset:
-    def example(position, record):
-      seeds = tf.stack([tf.constant(seed, tf.int64), position])
-      return {**preprocessing.train_example(record['image'], seeds, **self._augment),
-              'label': record['label']}
-
-    return parallel_map(records.enumerate().skip(first), example)
-
-  def eval_examples(self, records: tf.data.Dataset, view: base.EvalView) -> tf.data.Dataset:
-    size, scale = self.image_shape[0], view.scale or self._eval_resize
-    if scale < size:
-      raise base.DataError(f'evaluation at shorter side {scale} is smaller than the {size}-pixel '
-                           'crop')
-    crop = {
-        'centre': lambda image: preprocessing.center_crop(image, size, scale, self._antialias),
-        'five': lambda image: preprocessing.five_crops(image, size, scale, self._antialias),
-        'grid': lambda image: preprocessing.grid_crops(image, size, scale, self._antialias),
-        'googlenet': lambda image: preprocessing.googlenet_crops(image, size, scale,
-                                                                 self._antialias),
-        'dense': lambda image: preprocessing.dense_image(image, scale, base.DENSE_MULTIPLE,
-                                                         self._antialias),
-    }[view.crops]
-    return parallel_map(records, lambda record: {'image': crop(record['image']),
-                                                 'label': record['label']})
-
-
-class PhotographSource(ShardedSource):
-  """A source of encoded photographs, turned into examples by its `Photographs`."""
-  EVAL_VIEWS = ('centre', 'five', 'grid', 'googlenet', 'dense')
-  PHOTOGRAPHS = True
-  _photographs: Photographs
-
-  def _train_examples(self, records, seed, first):
-    return self._photographs.train_examples(records, seed, first)
-
-  def _eval_examples(self, records, view):
-    return self._photographs.eval_examples(records, view)
-
-
 @base.register('imagenet2012')
-class ImageNetSource(PhotographSource, TFDSSource):
+class ImageNetSource(sharded.ShardedSource):
+  """`tfds_source.EncodedImages` of imagenet2012, turned into examples by `Photographs`."""
+  EVAL_VIEWS = photographs.EVAL_VIEWS
+  PHOTOGRAPHS = True
+
+  @classmethod
+  def from_config(cls, name, config, *, seed, process_index, process_count, num_shards):
+    del name
+    examples = photographs.Photographs(config)
+    builder = prepared_builder(config.data_dir, process_count)
+    parts = tfds_source.split_parts(builder, SPEC, process_index=process_index,
+                                    process_count=process_count, num_shards=num_shards)
+    return cls(SPEC, class_names(), tfds_source.EncodedImages(builder, parts,
+                                                              config.shuffle_buffer_size),
+               examples, seed=seed)
 
   @classmethod
   def known_record(cls, name, config):
     return {'mean': SPEC.mean, 'std': SPEC.std, 'class_names': class_names()}
-
-  @classmethod
-  def from_config(cls, name, config, **kwargs):
-    del name
-    return cls(Photographs(config), data_dir=config.data_dir,
-               shuffle_buffer_size=config.shuffle_buffer_size, **kwargs)
-
-  def __init__(self, photographs: Photographs, *, data_dir: str | None,
-               shuffle_buffer_size: int, process_count: int, **kwargs):
-    super().__init__(prepared_builder(data_dir, process_count), SPEC,
-                     image_shape=photographs.image_shape, process_count=process_count, **kwargs)
-    self.class_names = class_names()
-    self._photographs = photographs
-    self._shuffle_buffer_size = shuffle_buffer_size
-
-  def _records(self, split, shuffle_seed):
-    shuffle = shuffle_seed is not None
-    ds = self._builder.as_dataset(
-        split=split, shuffle_files=shuffle, decoders={'image': tfds.decode.SkipDecoding()},
-        read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
-    ds = parallel_map(ds, lambda record: {'image': record['image'],
-                                          'label': tf.cast(record['label'], tf.int32)})
-    if shuffle:
-      ds = ds.shuffle(self._shuffle_buffer_size, seed=shuffle_seed, reshuffle_each_iteration=False)
-    return ds
 
 
 def main(argv: list[str]) -> None:

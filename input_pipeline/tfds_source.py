@@ -1,24 +1,18 @@
-"""tf.data sources: the sharded, resumable order they share (also image_folder's), TFDS datasets,
-and the small ones (MNIST, Fashion-MNIST, CIFAR-10), which are cached decoded in host memory.
-
-TensorFlow only reads and preprocesses here; it is kept off every accelerator so that JAX owns them.
-Each epoch's order is a function of (seed, epoch, shard) alone, which is what lets a resumed run
-rebuild it and skip the batches it already trained on.
+"""TFDS datasets: preparing them (downloaded, or from local files), the records parts that read
+their splits in the sharded order (sharded.py), and the small datasets' source (MNIST,
+Fashion-MNIST, CIFAR-10), whose records are cached decoded in host memory.
 """
 
-import abc
 import logging
 import os
 import socket
-from collections.abc import Iterator
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from input_pipeline import base, local_files
+from input_pipeline import base, local_files, sharded
+from input_pipeline.sharded import parallel_map
 
-tf.config.set_visible_devices([], 'GPU')
-tf.config.set_visible_devices([], 'TPU')
 # TFDS warns that a folder being prepared has no dataset_info.json yet: expected, not for users.
 logging.getLogger('absl').addFilter(lambda record: 'has no dataset_info.json' not in
                                     record.getMessage())
@@ -38,13 +32,6 @@ def _can_download(host: str = 'storage.googleapis.com') -> bool:
     return True
   except OSError:
     return False
-
-
-def parallel_map(ds: tf.data.Dataset, fn) -> tf.data.Dataset:
-  """`ds.map(fn)` on all cores, without AutoGraph: these functions have no Python control flow on
-  tensors to convert, and AutoGraph's conversion cache once handed one source method's converted
-  code to another in a long test session."""
-  return ds.map(tf.autograph.experimental.do_not_convert(fn), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
@@ -71,128 +58,89 @@ def prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilde
   return tfds.builder(name, data_dir=data_dir)
 
 
-class ShardedSource(base.Source):
-  """A source read as this process's train shards and eval slice, in the sharded, resumable order.
-
-  Every shard of epoch e is shuffled with the seed of (seed, e, shard), cut to the epoch's
-  batches, and only then preprocessed, each example with a seed of its own (the shard's seed, its
-  position), so that resuming skips raw records rather than decoded images and redoes exactly the
-  same augmentation. Subclasses say what a part of a split is (`train_parts`: shard -> part,
-  `eval_part`) and how its records are read and turned into examples: `_records`,
-  `_train_examples`, `_eval_examples` (by default records are examples, and no per-example map
-  costs anything).
-  """
-
-  def __init__(self, spec: base.DatasetSpec, *, image_shape: tuple[int, int, int], seed: int,
-               num_train_examples: int, num_eval_examples: int, train_parts: dict, eval_part):
-    self.spec = spec
-    self.image_shape = image_shape
-    self._seed = seed
-    self.num_train_examples, self.num_eval_examples = num_train_examples, num_eval_examples
-    self._train_splits, self._eval_split = train_parts, eval_part
-
-  @abc.abstractmethod
-  def _records(self, part, shuffle_seed: int | None) -> tf.data.Dataset:
-    """The records of a part of a split, shuffled with `shuffle_seed` unless it is None."""
-
-  def _train_examples(self, records: tf.data.Dataset, seed: int,
-                      first: int) -> tf.data.Dataset:
-    """Training examples (`image`, `label`, ...) of an epoch's shuffled records from position
-    `first` on; `seed` with an example's position seeds its augmentation."""
-    return records.skip(first)
-
-  def _eval_examples(self, records: tf.data.Dataset, view: base.EvalView) -> tf.data.Dataset:
-    """Evaluation examples of `view` (by default records are examples: the centre view)."""
-    del view
-    return records
-
-  def _shard_batches(self, shard: int, epoch: int, first_step: int, per_shard: int,
-                     steps_per_epoch: int) -> tf.data.Dataset:
-    seed = base.epoch_seed(self._seed, epoch, shard)
-    records = self._records(self._train_splits[shard], seed).take(steps_per_epoch * per_shard)
-    return self._train_examples(records, seed, first_step * per_shard).batch(
-        per_shard, drop_remainder=True)
-
-  def train_batches(self, epoch, first_step, local_batch, steps_per_epoch) -> Iterator[base.Batch]:
-    per_shard = local_batch // len(self._train_splits)
-    shards = [self._shard_batches(s, epoch, first_step, per_shard, steps_per_epoch)
-              for s in self._train_splits]
-    ds = shards[0] if len(shards) == 1 else parallel_map(
-        tf.data.Dataset.zip(tuple(shards)),
-        lambda *parts: {k: tf.concat([p[k] for p in parts], axis=0) for k in parts[0]})
-    return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
-
-  def eval_batches(self, local_batch, num_steps, view=base.CENTRE) -> Iterator[base.Batch]:
-    ds = self._eval_examples(self._records(self._eval_split, None), view).enumerate()
-    ds = parallel_map(ds, lambda index, example: {**example, 'index': index})
-    if view.crops == 'dense':  # Whole images: a batch holds images of one shape.
-      ds = ds.group_by_window(
-          key_func=lambda e: tf.cast(tf.shape(e['image'])[0] * 65536 + tf.shape(e['image'])[1],
-                                     tf.int64),
-          reduce_func=lambda _, images: images.batch(local_batch), window_size=local_batch)
-    else:
-      ds = ds.batch(local_batch)
-    return base.pad_eval_batches(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator(), local_batch,
-                                 num_steps)
+def split_parts(builder: tfds.core.DatasetBuilder, spec: base.DatasetSpec, *, process_index: int,
+                process_count: int, num_shards: int) -> sharded.Parts:
+  """The parts of `builder`'s splits that this process reads, as TFDS split strings: its shards of
+  the train split (`tfds.even_splits`, 'train[0%:50%]') and its slice of the eval split."""
+  splits = builder.info.splits
+  train_shards = tfds.even_splits(spec.train_split, n=num_shards)
+  return sharded.Parts(
+      num_train_examples=splits[spec.train_split].num_examples,
+      num_eval_examples=splits[spec.eval_split].num_examples,
+      train={s: train_shards[s]
+             for s in base.process_shards(num_shards, process_index, process_count)},
+      eval=tfds.split_for_jax_process(spec.eval_split, process_index=process_index,
+                                      process_count=process_count))
 
 
-class TFDSSource(ShardedSource):
-  """A prepared TFDS dataset: parts are TFDS split strings ('train[0%:50%]')."""
+class EncodedImages:
+  """The records of a TFDS dataset of photographs, images left encoded (JPEG bytes) for
+  photographs.py to decode only the window each crop needs: shuffled on those bytes, with the
+  file order shuffled by the same seed as the records (`sharded.Records`)."""
 
-  def __init__(self, builder: tfds.core.DatasetBuilder, spec: base.DatasetSpec, *,
-               image_shape: tuple[int, int, int], seed: int, process_index: int,
-               process_count: int, num_shards: int):
+  def __init__(self, builder: tfds.core.DatasetBuilder, parts: sharded.Parts,
+               shuffle_buffer_size: int):
+    self.parts = parts
     self._builder = builder
-    splits = builder.info.splits
-    train_shards = tfds.even_splits(spec.train_split, n=num_shards)
-    super().__init__(
-        spec, image_shape=image_shape, seed=seed,
-        num_train_examples=splits[spec.train_split].num_examples,
-        num_eval_examples=splits[spec.eval_split].num_examples,
-        train_parts={s: train_shards[s]
-                     for s in base.process_shards(num_shards, process_index, process_count)},
-        eval_part=tfds.split_for_jax_process(spec.eval_split, process_index=process_index,
-                                             process_count=process_count))
+    self._shuffle_buffer_size = shuffle_buffer_size
+
+  def read(self, split, shuffle_seed):
+    shuffle = shuffle_seed is not None
+    ds = self._builder.as_dataset(
+        split=split, shuffle_files=shuffle, decoders={'image': tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
+    ds = parallel_map(ds, lambda record: {'image': record['image'],
+                                          'label': tf.cast(record['label'], tf.int32)})
+    if shuffle:
+      ds = ds.shuffle(self._shuffle_buffer_size, seed=shuffle_seed, reshuffle_each_iteration=False)
+    return ds
 
 
-@base.register('mnist', 'fashion_mnist', 'cifar10')
-class SmallImageSource(TFDSSource):
-  """MNIST, Fashion-MNIST, CIFAR-10: decoded once, cached in host memory, zero-padded (centred)
-  to image_size; each epoch is a fresh shuffle of the cache."""
+class CachedImages:
+  """The records of a small TFDS dataset, examples already: decoded once, zero-padded (centred) to
+  `image_size` and cached in host memory; each epoch is a fresh shuffle of the cache
+  (`sharded.Records`)."""
 
-  @classmethod
-  def from_config(cls, name, config, **kwargs):
-    return cls(name, data_dir=config.data_dir, image_size=config.image_size,
-               shuffle_buffer_size=config.shuffle_buffer_size, **kwargs)
-
-  @classmethod
-  def known_record(cls, name, config):
-    return {'mean': SPECS[name].mean, 'std': SPECS[name].std,
-            'class_names': tfds.builder_cls(name)().info.features['label'].names}
-
-  def __init__(self, name: str, *, data_dir: str | None, image_size: int,
-               shuffle_buffer_size: int, **kwargs):
-    spec = SPECS[name]
-    height, width, channels = spec.image_shape
-    if image_size < max(height, width):
-      raise base.DataError(f'image_size={image_size} is smaller than {name}\'s {height}x{width} '
-                           'images; this pipeline pads, it does not crop')
-    super().__init__(prepared_builder(name, data_dir), spec,
-                     image_shape=(image_size, image_size, channels), **kwargs)
-    self.class_names = self._builder.info.features['label'].names
+  def __init__(self, builder: tfds.core.DatasetBuilder, parts: sharded.Parts, image_size: int,
+               shuffle_buffer_size: int):
+    self.parts = parts
 
     def pad(example):
       return {'image': tf.image.resize_with_crop_or_pad(example['image'], image_size, image_size),
               'label': tf.cast(example['label'], tf.int32)}
 
-    splits = [*self._train_splits.values(), self._eval_split]
-    self._cache = {split: parallel_map(self._builder.as_dataset(split=split, shuffle_files=False),
+    splits = [*parts.train.values(), parts.eval]
+    self._cache = {split: parallel_map(builder.as_dataset(split=split, shuffle_files=False),
                                        pad).cache() for split in splits}
-    self._buffer = {split: min(shuffle_buffer_size, self._builder.info.splits[split].num_examples)
+    self._buffer = {split: min(shuffle_buffer_size, builder.info.splits[split].num_examples)
                     for split in splits}
 
-  def _records(self, split, shuffle_seed):
+  def read(self, split, shuffle_seed):
     if shuffle_seed is None:
       return self._cache[split]
     return self._cache[split].shuffle(self._buffer[split], seed=shuffle_seed,
                                       reshuffle_each_iteration=False)
+
+
+@base.register('mnist', 'fashion_mnist', 'cifar10')
+class SmallImageSource(sharded.ShardedSource):
+  """MNIST, Fashion-MNIST, CIFAR-10: `CachedImages`, padded to image_size, never cropped."""
+
+  @classmethod
+  def from_config(cls, name, config, *, seed, **sharding):
+    spec = SPECS[name]
+    height, width, channels = spec.image_shape
+    size = config.image_size
+    if size < max(height, width):
+      raise base.DataError(f'image_size={size} is smaller than {name}\'s {height}x{width} '
+                           'images; this pipeline pads, it does not crop')
+    builder = prepared_builder(name, config.data_dir)
+    records = CachedImages(builder, split_parts(builder, spec, **sharding), size,
+                           config.shuffle_buffer_size)
+    return cls(spec, builder.info.features['label'].names, records,
+               sharded.Decoded((size, size, channels)), seed=seed)
+
+  @classmethod
+  def known_record(cls, name, config):
+    return {'mean': SPECS[name].mean, 'std': SPECS[name].std,
+            'class_names': tfds.builder_cls(name)().info.features['label'].names}

@@ -9,7 +9,8 @@ from flax import nnx
 
 import cnns
 from configs import lenet5
-from training import evaluation, loop, steps
+from app import evaluation, loop
+from training import steps
 from training.state import TrainState, split_model
 from tests.conftest import assert_one_line_error, run_evaluate
 

@@ -1,7 +1,7 @@
 """Real data: LeNet-5 learns Fashion-MNIST, read offline from Debian's files, in a few epochs."""
 
 from configs import lenet5
-from training import loop
+from app import loop
 
 
 def test_lenet5_reaches_88_percent_on_fashion_mnist(tmp_path, fashion_mnist_dir):

@@ -200,7 +200,7 @@ def test_decoding_only_the_crop_matches_decoding_the_whole_image(data_dir):
 def test_alexnet_recipe_trains_with_scaled_crops_and_colour_noise(data_dir, tmp_path):
   """AlexNet's pipeline end to end: scaled random crops, PCA colour noise added on the device."""
   from configs import alexnet
-  from training import loop
+  from app import loop
   config = alexnet.get_config()
   config.update({'data_dir': data_dir, 'image_size': 67, 'train_scale_range': (67, 90),
                  'eval_resize': 76, 'batch_size': 4, 'num_epochs': 1, 'log_every_steps': 1,

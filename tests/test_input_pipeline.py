@@ -117,3 +117,16 @@ def test_unknown_dataset_lists_the_known_ones():
   config.dataset = 'imagenet9'
   with pytest.raises(input_pipeline.DataError, match='fashion_mnist'):
     input_pipeline.create_source(config, process_index=0, process_count=1)
+
+
+def test_only_the_synthetic_sources_fields_are_unused_on_another_dataset():
+  """What a run records of its config (checkpoints compare it on resume) leaves out."""
+  config = lenet5.get_config()
+  synthetic_fields = {'synthetic_train_examples', 'synthetic_eval_examples'}
+  assert input_pipeline.unused_config_fields(config) == synthetic_fields
+  assert synthetic_fields <= set(config)
+  config.dataset = 'synthetic'
+  assert input_pipeline.unused_config_fields(config) == set()
+  config.dataset = 'imagenet9'
+  with pytest.raises(input_pipeline.DataError, match='fashion_mnist'):
+    input_pipeline.unused_config_fields(config)

@@ -14,7 +14,8 @@ import cnns
 import input_pipeline
 from cnns import lenet1998, summary
 from configs import lenet5_1998
-from training import loop, optim, sdlm, steps
+from app import loop
+from training import optim, sdlm, steps
 from training import mesh as mesh_lib
 from training.errors import ConfigError
 from training.state import create_train_state

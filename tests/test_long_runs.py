@@ -21,7 +21,7 @@ import cnns
 from configs import lenet5
 from tests.conftest import (DEBIAN_FASHION_MNIST, ROOT, assert_one_line_error, read_metrics,
                             run_train, subprocess_env, train_command)
-from training import loop, weights, writers
+from app import loop, weights, writers
 from training.errors import ConfigError, Stopped
 
 # 32 steps per epoch; training records every 8 steps.

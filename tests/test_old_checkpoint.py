@@ -11,7 +11,7 @@ import numpy as np
 
 from configs import lenet5
 from tests.conftest import ROOT, read_metrics
-from training import inference, loop
+from app import inference, loop
 
 FIXTURE = os.path.join(ROOT, 'tests', 'fixtures', 'checkpoint_3fb1680')
 

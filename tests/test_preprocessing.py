@@ -270,11 +270,11 @@ def test_default_training_example_is_the_plain_crop_flip_and_lighting(crop):
                                  dict(color_distortion='autoaugment')])
 def test_impossible_preprocessing_is_a_clear_error(bad):
   from configs import vgg16
-  from input_pipeline import DataError, imagenet
+  from input_pipeline import DataError, photographs
   config = vgg16.get_config()
   config.update(bad)
   with pytest.raises(DataError, match=next(iter(bad))):  # Before looking for the data.
-    imagenet.Photographs(config)
+    photographs.Photographs(config)
 
 
 def test_train_step_adds_the_lighting_offset_to_the_pixels():

@@ -17,7 +17,8 @@ import cnns
 import input_pipeline
 from configs import default
 from input_pipeline import EvalView
-from training import evaluation, loop, steps, weights
+from app import evaluation, loop, weights
+from training import steps
 from training.errors import ConfigError
 from training.state import split_model
 from tests.conftest import assert_one_line_error, run_evaluate

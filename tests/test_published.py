@@ -26,7 +26,8 @@ import input_pipeline
 from cnns import published
 from tests import ilsvrc_fixture
 from tests.conftest import SYSTEM_PYTHON, assert_one_line_error, read_metrics, run_train
-from training import inference, steps
+from app import inference
+from training import steps
 
 pytestmark = pytest.mark.usefixtures('system_torchvision')
 
@@ -319,7 +320,7 @@ def test_init_from_refuses_other_pixels_before_touching_the_workdir(tmp_path):
 
 def test_vgg_nets_share_the_paper_layer_names_of_net_a():
   """init_from matches layers by the paper's names: VGG's nets B-E find net A's layers."""
-  from training import weights
+  from app import weights
   names = {}
   for model in ('vgg11', 'vgg16'):
     abstract, _ = cnns.trace(model, num_classes=1000, in_channels=3, image_size=224)

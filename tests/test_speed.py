@@ -18,7 +18,8 @@ from jax._src.interpreters import partial_eval
 import cnns
 from configs import resnet18
 from tests.conftest import ROOT, run_train, subprocess_env
-from training import loop, mesh
+from app import loop
+from training import mesh
 
 TINY = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
         '--config.synthetic_train_examples=96', '--config.synthetic_eval_examples=32',

@@ -9,7 +9,8 @@ import pytest
 from flax import nnx
 
 from configs import lenet5
-from training import loop, steps
+from app import loop
+from training import steps
 from training.errors import ConfigError
 
 

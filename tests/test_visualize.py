@@ -13,7 +13,7 @@ import input_pipeline
 from cnns import visualization
 from configs import lenet5
 from tests.conftest import assert_one_line_error, read_metrics, run_train
-from training import inference
+from app import inference
 
 
 @pytest.fixture(scope='module')

@@ -20,21 +20,17 @@ import optax
 from flax import nnx
 
 from cnns.layers import AuxiliaryOutputs, batchnorm_groups
+from training import metrics as metrics_lib
+from training.metrics import Metrics
 from training.state import TrainState
 
-Metrics = dict[str, jax.Array]
 TRAIN_METRICS = ('loss', 'top1_acc', 'nonfinite')
-EVAL_METRICS = ('loss', 'top1_acc', 'top5_acc')
 
 
 def _donate(*argnums: int) -> tuple[int, ...]:
   """Buffers to donate: on accelerators donation halves the state's memory; on the CPU backend it
   made LeNet-5's step about 1.4x slower (measured, 2-core x86 VM, JAX 0.10.2), so none there."""
   return () if jax.default_backend() == 'cpu' else argnums
-
-
-def zero_metrics(*names: str) -> Metrics:
-  return {name: jnp.zeros((), jnp.float32) for name in ('count', *names)}
 
 
 def normalize(images: jax.Array, mean, std, dtype, lighting: jax.Array | None = None) -> jax.Array:
@@ -59,15 +55,6 @@ def at_least_float32(x: jax.Array) -> jax.Array:
 
 def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
-
-
-def top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
-  """Whether each label is among its row's k largest logits (ties: the lower index first).
-  Top-1 is an argmax, which costs a fraction of `lax.top_k`'s sort on the CPU."""
-  if k == 1:
-    return jnp.argmax(logits, axis=-1) == labels
-  k = min(k, logits.shape[-1])
-  return jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *, mean, std,
@@ -126,7 +113,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
     metrics = {
         'count': metrics['count'] + n,
         'loss': metrics['loss'] + loss * n,
-        'top1_acc': metrics['top1_acc'] + top_k_correct(logits, labels, 1).sum(),
+        'top1_acc': metrics['top1_acc'] + (metrics_lib.label_ranks(logits, labels) < 1).sum(),
         'nonfinite': metrics['nonfinite'] + jnp.where(finite, 0.0, n),
     }
     return state, metrics
@@ -168,23 +155,18 @@ def mean_log_probabilities(graphdef: nnx.GraphDef, states: tuple[TrainState, ...
   return jax.nn.logsumexp(per_view, axis=0) - jnp.log(per_view.shape[0])
 
 
-def make_eval_step(graphdef: nnx.GraphDef, *, mean, std, dtype,
-                   out_sharding) -> Callable[[tuple[TrainState, ...], Metrics, Any], Metrics]:
-  """A jitted `(states, metrics, batch) -> metrics` that ignores rows whose `mask` is False:
-  the loss is the cross-entropy of `mean_log_probabilities` (for one model and one crop: the
-  usual cross-entropy of the logits), top-1 and top-5 its ranks."""
+def make_eval_step(graphdef: nnx.GraphDef, *, mean, std, dtype, out_sharding, dense: bool = False,
+                   mirror: bool = False, chunk: int | None = None
+                   ) -> Callable[[tuple[TrainState, ...], Metrics, Any], Metrics]:
+  """A jitted `(states, metrics, batch) -> metrics` adding `metrics.classification_sums` of
+  `mean_log_probabilities` (for one model and one crop: the usual cross-entropy of the logits);
+  rows whose `mask` is False count nowhere."""
 
   def eval_step(states: tuple[TrainState, ...], metrics: Metrics, batch):
-    labels, mask = batch['label'], batch['mask']
-    mean_log_probs = mean_log_probabilities(graphdef, states, batch['image'], mean=mean, std=std,
-                                            dtype=dtype)
-    loss = -jnp.take_along_axis(mean_log_probs, labels[:, None], axis=1)[:, 0]
-    return {
-        'count': metrics['count'] + mask.sum(),
-        'loss': metrics['loss'] + jnp.where(mask, loss, 0.0).sum(),
-        'top1_acc': metrics['top1_acc'] + (top_k_correct(mean_log_probs, labels, 1) & mask).sum(),
-        'top5_acc': metrics['top5_acc'] + (top_k_correct(mean_log_probs, labels, 5) & mask).sum(),
-    }
+    log_probs = mean_log_probabilities(graphdef, states, batch['image'], mean=mean, std=std,
+                                       dtype=dtype, dense=dense, mirror=mirror, chunk=chunk)
+    return metrics_lib.add(metrics, metrics_lib.classification_sums(log_probs, batch['label'],
+                                                                    batch['mask']))
 
   return jax.jit(eval_step, donate_argnums=_donate(1), out_shardings=out_sharding)
 
@@ -200,12 +182,3 @@ def make_predict_step(graphdef: nnx.GraphDef, *, mean, std, dtype, dense: bool, 
                                           dtype=dtype, dense=dense, mirror=mirror, chunk=chunk))
 
   return jax.jit(predict, out_shardings=out_sharding)
-
-
-def summarize(metrics: Metrics) -> dict[str, float]:
-  """Fetches the sums (one host transfer) and turns them into means; 'num_examples' is the count."""
-  sums = jax.device_get(metrics)
-  count = float(sums['count'])
-  out = {k: float(v) / max(count, 1.0) for k, v in sums.items() if k != 'count'}
-  out['num_examples'] = int(count)
-  return out

@@ -15,12 +15,11 @@ import jax
 import ml_collections
 from flax import nnx
 
-import cnns
+from app.assembly import assemble_from_record
 from cnns import layers
-from training import optim
 from training.checkpoints import Checkpointer, committed_steps
 from training.errors import ConfigError
-from training.state import TrainState, split_model
+from training.state import TrainState
 
 ADOPTED_FIELDS = ('model_kwargs', 'input_convention')  # What the weights compute with.
 INITIALISATION_OPTIONS = ('zero_init_residual',)  # model_kwargs that only choose initial values.
@@ -59,24 +58,6 @@ def recorded_config(workdir: str) -> dict | None:
 
 def has_checkpoint(workdir: str) -> bool:
   return bool(committed_steps(os.path.join(workdir, 'checkpoints')))
-
-
-def architecture(recorded: dict) -> dict:
-  """Constructor arguments of the recorded model (num_classes etc. resolved by the run)."""
-  return dict(num_classes=recorded['num_classes'], in_channels=recorded['in_channels'],
-              image_size=recorded['image_size'], **recorded['model_kwargs'])
-
-
-def abstract_train_state(config, abstract_model: nnx.Module, replicated):
-  """(graphdef, shapes and shardings of the TrainState that train.py saves for `config`): with
-  `ema_params` where `config.ema_decay` > 0 (absent from configs recorded before it: 0)."""
-  graphdef, params, batch_stats = split_model(abstract_model)
-  tx = optim.create_optimizer(config, steps_per_epoch=1)  # The schedule does not shape the state.
-  state = TrainState(step=jax.ShapeDtypeStruct((), 'int32'), params=params,
-                     batch_stats=batch_stats, opt_state=jax.eval_shape(tx.init, params),
-                     ema_params=params if optim.ema_decay(config) > 0 else None)
-  return graphdef, jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state)
 
 
 def restore(workdir: str, abstract_state) -> tuple[TrainState, int]:
@@ -174,11 +155,13 @@ def by_layer(model: nnx.Module, params: dict, batch_stats: dict) -> dict[str, di
   return grouped
 
 
-def init_from(config, source: dict, model: nnx.Module, state: TrainState, replicated, note=print):
-  """`state` with every layer of `model` whose name and shapes match the latest checkpoint of
-  `config.init_from` (recorded config `source`) copied from it; the others keep their values."""
-  source_model, _ = cnns.trace(source['model'], **architecture(source))
-  _, abstract = abstract_train_state(ml_collections.ConfigDict(source), source_model, replicated)
+def init_from(config, source: dict, assembly, state: TrainState, note=print):
+  """`state` with every layer of `assembly`'s model whose name and shapes match the latest
+  checkpoint of `config.init_from` (recorded config `source`) copied from it; the others keep
+  their values."""
+  theirs_assembly = assemble_from_record(config, source)
+  source_model = theirs_assembly.abstract_model
+  _, abstract = theirs_assembly.abstract_state(ml_collections.ConfigDict(source))
   try:
     restored, step = restore(config.init_from, abstract)
   except ConfigError as e:
@@ -187,7 +170,7 @@ def init_from(config, source: dict, model: nnx.Module, state: TrainState, replic
   final = restored.params if restored.ema_params is None else restored.ema_params
   theirs = {name: {within: leaf for (_, _, within), leaf in parts.items()}
             for name, parts in by_layer(source_model, final, restored.batch_stats).items()}
-  ours = by_layer(model, state.params, state.batch_stats)
+  ours = by_layer(assembly.abstract_model, state.params, state.batch_stats)
   copied, fresh = [], []
   tree = {'params': state.params, 'batch_stats': state.batch_stats}
   for name, parts in ours.items():

@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-import cnns
 import input_pipeline
-from training import mesh as mesh_lib
-from training import steps, weights
+from app import weights
+from app.assembly import assemble_from_record
+from training import steps
 from training.errors import ConfigError
 
 
@@ -68,15 +68,10 @@ def load(config, workdir: str, note=lambda line: print(line, file=sys.stderr)) -
         note(f'note: using the checkpoint\'s {field}={recorded[field]} (the config says '
              f'{config[field]})')
       config[field] = recorded[field]
-  abstract, _ = cnns.trace(recorded['model'], dtype=jnp.dtype(config.dtype),
-                           **weights.architecture(recorded))
-  replicated = mesh_lib.replicated_sharding(mesh_lib.create_mesh())
-  graphdef, abstract_state = weights.abstract_train_state(ml_collections.ConfigDict(recorded),
-                                                          abstract, replicated)
+  assembly = assemble_from_record(config, recorded, dataset)
+  graphdef, abstract_state = assembly.abstract_state(ml_collections.ConfigDict(recorded))
   state, step = weights.restore(workdir, abstract_state)
-  spec = input_pipeline.DatasetSpec(recorded['num_classes'], (0, 0, recorded['in_channels']),
-                                    '', '', tuple(dataset['mean']), tuple(dataset['std']))
-  mean, std = input_pipeline.normalization(config, spec)
+  mean, std = assembly.normalization['mean'], assembly.normalization['std']
   names = list(dataset['class_names'])
   names += [f'class {i}' for i in range(len(names), recorded['num_classes'])]
   # The running average of the weights where training kept one: what evaluate.py scores.

@@ -1,4 +1,4 @@
-"""What a run owns in its workdir besides checkpoints: the lock, and files replaced atomically.
+"""What a run owns in its workdir: the lock, its checkpoints, and files replaced atomically.
 
 The lock is an advisory `flock` on `<workdir>/train.lock`, which the kernel drops when the holding
 process ends, however it ends: a second train.py on the same workdir is refused, naming the holder
@@ -6,8 +6,10 @@ written in the file, and a SIGKILLed run never blocks its own restart. (flock is
 shared file system two hosts can still both start, so start each run once.)
 """
 
+import contextlib
 import datetime
 import fcntl
+import json
 import os
 import socket
 
@@ -15,6 +17,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from training.checkpoints import Checkpointer, disk_full
 from training.errors import ConfigError
 
 LOCK_FILE = 'train.lock'
@@ -75,3 +78,47 @@ class WorkdirLock:
       fcntl.flock(self._fd, fcntl.LOCK_UN)
       os.close(self._fd)
       self._fd = None
+
+
+class RunDirectory:
+  """A training run's workdir: the lock (held from construction to `close`), the checkpoints and
+  config.json; a full disk while saving becomes one line naming the newest step that is intact."""
+
+  def __init__(self, workdir: str, *, every_steps: int, keep: int):
+    self.path = workdir
+    self._lock = WorkdirLock(workdir)
+    self._lock.acquire()
+    try:
+      self.checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+                                       every_steps=every_steps, keep=keep)
+    except BaseException:
+      self._lock.release()
+      raise
+
+  def write_config(self, resolved: dict) -> None:
+    """config.json: the config of the newest checkpoints, for people and tools (process 0)."""
+    if jax.process_index() == 0:
+      write_atomic(os.path.join(self.path, 'config.json'),
+                   json.dumps(resolved, indent=2, sort_keys=True) + '\n')
+
+  @contextlib.contextmanager
+  def disk_full_as_one_line(self, step: int):
+    """A full disk or quota while saving `step` becomes one ConfigError naming what is intact."""
+    try:
+      yield
+    except Exception as error:
+      if not disk_full(error):
+        raise
+      failed, intact = self.checkpointer.failed_save()
+      raise ConfigError(f'disk full while saving step {failed or step} in '
+                        f'{self.checkpointer.directory}; '
+                        + (f'step {intact} is intact' if intact is not None else 'no step is saved')
+                        + ': free space and rerun the same command') from error
+
+  def close(self, step: int) -> None:
+    """Waits for pending saves (of steps up to `step`) and releases the workdir."""
+    try:
+      with self.disk_full_as_one_line(step):
+        self.checkpointer.close()
+    finally:
+      self._lock.release()

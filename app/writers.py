@@ -15,7 +15,7 @@ import sys
 import tensorboardX
 import tqdm
 
-from training.workdir import write_atomic
+from app.workdir import write_atomic
 
 
 class MetricWriter:

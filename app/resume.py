@@ -1,0 +1,73 @@
+"""What a resume keeps: the config and data a checkpoint records, and the rules for resuming it.
+
+A checkpoint's record holds the config that made it (with what -1 stood for resolved) and the
+dataset's statistics, class names and fingerprint. A resume that would change what the saved state
+or the position in the data order means is refused, naming the fields; other changes are allowed
+and printed.
+"""
+
+import json
+
+import jax
+
+import input_pipeline
+from training.errors import ConfigError
+
+# Fields that fix what a checkpoint's state and position in the data order mean: a resume must
+# keep them. Any other change (learning rate, epochs, cadence, ...) is allowed and printed.
+MEANING_FIELDS = ('model', 'model_kwargs', 'dataset', 'image_size', 'num_classes', 'in_channels',
+                  'input_convention', 'optimizer', 'ema_decay', 'batch_size', 'seed',
+                  'data_shards', 'shuffle_buffer_size', 'synthetic_train_examples')
+
+
+
+def dataset_record(source: input_pipeline.Source) -> dict:
+  """What predict.py needs of the dataset, saved with each checkpoint so that it needs no data:
+  its channel statistics and class names."""
+  return {'mean': list(source.spec.mean), 'std': list(source.spec.std),
+          'class_names': list(source.class_names), 'fingerprint': source.fingerprint}
+
+
+def resolved_config(config, architecture: dict) -> dict:
+  """The config as a checkpoint records it: JSON types (tuples as lists, so that a comparison
+  after the round trip is fair), the values that -1 stands for (classes, channels, data shards),
+  and the synthetic source's fields only where that source is used."""
+  resolved = {**config.to_dict(), 'num_classes': architecture['num_classes'],
+              'in_channels': architecture['in_channels'],
+              'data_shards': input_pipeline.num_data_shards(config, jax.process_count())}
+  if config.dataset != 'synthetic':
+    resolved = {k: v for k, v in resolved.items() if not k.startswith('synthetic_')}
+  return json.loads(json.dumps(resolved))
+
+
+def check_resume(saved: dict, record: dict, step: int) -> str:
+  """Refuses a resume that changes a MEANING_FIELDS value or switches to or from the plateau
+  schedule (whose state starts with the run); returns the other changes, printable.
+
+  Checkpoints older than the saved config hold only the data position; those older than
+  `input_convention` standardised with the dataset's statistics, those older than `ema_decay`
+  averaged nothing.
+  """
+  config = record['config']
+  before = ({'input_convention': 'dataset', 'ema_decay': 0.0, **saved['config']}
+            if saved.get('config') else
+            {'seed': saved.get('seed'), 'data_shards': saved.get('data_shards'),
+             'batch_size': saved.get('global_batch_size')})
+  changed = {k: (before[k], config[k]) for k in before if k in config and before[k] != config[k]}
+  refused = [k for k in MEANING_FIELDS if k in changed]
+  if 'plateau' in changed.get('lr_schedule', ()):  # Its state starts with the run: no switch.
+    refused.append('lr_schedule')
+  before_data = saved.get('dataset', {}).get('fingerprint')
+  now_data = record.get('dataset', {}).get('fingerprint')
+  if before_data and now_data and before_data != now_data:
+    raise ConfigError(f'checkpoint at step {step} was trained on other files of '
+                      f'{config["dataset"]} (images added, removed or changed): that changes '
+                      'the data order and statistics; restore the files or use another --workdir')
+  if refused:
+    raise ConfigError(
+        f'checkpoint at step {step} was written with '
+        + ', '.join(f'{k}={changed[k][0]}' for k in refused) + '; this run has '
+        + ', '.join(f'{k}={changed[k][1]}' for k in refused)
+        + ': that changes what the saved state or the data order means; resume with the same '
+        'values or use another --workdir')
+  return ', '.join(f'{k}: {a} -> {b}' for k, (a, b) in changed.items())

@@ -1,0 +1,78 @@
+"""Photographs of any size, as ImageNet is trained and evaluated: the examples part that every
+source of encoded photographs holds (imagenet.py, image_folder.py).
+
+Training crops with flips and colour noise, and every `base.EvalView`, are preprocessing.py's ops;
+this sets them up from the config and checks it before any data is read.
+"""
+
+import tensorflow as tf
+
+from input_pipeline import base, preprocessing
+from input_pipeline.sharded import parallel_map
+
+TRAIN_CROPS = ('inception', 'scaled')
+TRAIN_INTERPOLATIONS = ('bilinear', 'random')
+COLOR_DISTORTIONS = ('none', *preprocessing.COLOR_DISTORTIONS)
+# The kinds of `base.EvalView` that `Photographs.eval_examples` shows: a photograph source's
+# `EVAL_VIEWS`.
+EVAL_VIEWS = ('centre', 'five', 'grid', 'googlenet', 'dense')
+
+
+class Photographs:
+  """Encoded photographs (`image`: JPEG, PNG, GIF or BMP bytes) turned into examples at the
+  config's `image_size` (`sharded.Examples`)."""
+
+  def __init__(self, config):
+    if config.train_crop not in TRAIN_CROPS:
+      raise base.DataError(f'unknown train_crop {config.train_crop!r}; known: '
+                           f'{", ".join(TRAIN_CROPS)}')
+    if config.train_interpolation not in TRAIN_INTERPOLATIONS:
+      raise base.DataError(f'unknown train_interpolation {config.train_interpolation!r}; known: '
+                           f'{", ".join(TRAIN_INTERPOLATIONS)}')
+    if config.color_distortion not in COLOR_DISTORTIONS:
+      raise base.DataError(f'unknown color_distortion {config.color_distortion!r}; known: '
+                           f'{", ".join(COLOR_DISTORTIONS)}')
+    low, high = config.train_scale_range
+    size = config.image_size
+    if config.train_crop == 'scaled' and not size <= low <= high:
+      raise base.DataError(f'train_scale_range={tuple(config.train_scale_range)} must be an '
+                           f'interval of shorter sides from image_size={size} up')
+    area = config.crop_area_range
+    if not 0 < area[0] <= area[1] <= 1:
+      raise base.DataError(f'crop_area_range={tuple(area)} must be fractions of the image area, '
+                           'smallest first')
+    self._eval_resize = base.eval_resize_size(size, config.eval_resize)
+    if self._eval_resize < size:
+      raise base.DataError(f'eval_resize={self._eval_resize} is smaller than the {size}-pixel '
+                           'crop')
+    self.image_shape = (size, size, 3)
+    self._antialias = config.eval_antialias
+    self._augment = dict(crop=config.train_crop, size=size, area_range=tuple(area),
+                         scale_range=(low, high), lighting=config.pca_lighting,
+                         interpolation=config.train_interpolation,
+                         color_distortion=config.color_distortion)
+
+  def train_examples(self, records: tf.data.Dataset, seed: int, first: int) -> tf.data.Dataset:
+    def example(position, record):
+      seeds = tf.stack([tf.constant(seed, tf.int64), position])
+      return {**preprocessing.train_example(record['image'], seeds, **self._augment),
+              'label': record['label']}
+
+    return parallel_map(records.enumerate().skip(first), example)
+
+  def eval_examples(self, records: tf.data.Dataset, view: base.EvalView) -> tf.data.Dataset:
+    size, scale = self.image_shape[0], view.scale or self._eval_resize
+    if scale < size:
+      raise base.DataError(f'evaluation at shorter side {scale} is smaller than the {size}-pixel '
+                           'crop')
+    crop = {
+        'centre': lambda image: preprocessing.center_crop(image, size, scale, self._antialias),
+        'five': lambda image: preprocessing.five_crops(image, size, scale, self._antialias),
+        'grid': lambda image: preprocessing.grid_crops(image, size, scale, self._antialias),
+        'googlenet': lambda image: preprocessing.googlenet_crops(image, size, scale,
+                                                                 self._antialias),
+        'dense': lambda image: preprocessing.dense_image(image, scale, base.DENSE_MULTIPLE,
+                                                         self._antialias),
+    }[view.crops]
+    return parallel_map(records, lambda record: {'image': crop(record['image']),
+                                                 'label': record['label']})
