@@ -120,7 +120,7 @@ class Run:
         train_sums = saved.get('train_metrics')
       self.state = state
       # The plateau schedule's state travels in the record too (its scale set by evaluations).
-      self._plateau = (optim.Plateau(config, saved.get('plateau'))
+      self.plateau = (optim.Plateau(config, saved.get('plateau'))
                        if config.lr_schedule == 'plateau' else None)
       self._set_lr_scale()
       self.step = int(self.state.step)
@@ -140,7 +140,7 @@ class Run:
       # The sums since the last log travel in the checkpoint: a resumed run logs the same numbers.
       self._train_metrics = jax.device_put(
           {k: np.float32(v) for k, v in train_sums.items()} if train_sums
-          else metrics.zero_metrics(*steps.TRAIN_METRICS), assembly.replicated)
+          else steps.zero_train_metrics(), assembly.replicated)
     except BaseException:
       self.directory.close(step=0)
       raise
@@ -160,7 +160,7 @@ class Run:
 
   def _set_lr_scale(self) -> None:
     self._lr_scale = jax.device_put(
-        np.float32(self._plateau.scale if self._plateau else 1.0), self.assembly.replicated)
+        np.float32(self.plateau.scale if self.plateau else 1.0), self.assembly.replicated)
 
   def train_epoch(self, epoch: int) -> None:
     """Trains the rest of `epoch` (all of it unless resuming inside it), logging and saving.
@@ -221,8 +221,8 @@ class Run:
     sums = {k: float(v) for k, v in jax.device_get(self._train_metrics).items()}
     self._check_finite(sums['nonfinite'])
     record = {**self.record, 'train_metrics': sums}
-    if self._plateau:
-      record['plateau'] = self._plateau.record()
+    if self.plateau:
+      record['plateau'] = self.plateau.record()
     with self.directory.disk_full_as_one_line(self.step):
       try:
         self._checkpointer.save(self.step, self.state, record)
@@ -242,7 +242,7 @@ class Run:
   def _log_train(self) -> None:
     result = metrics.summarize(self._train_metrics)  # The only host sync of the training loop.
     self._check_finite(result.pop('nonfinite'))
-    self._train_metrics = jax.device_put(metrics.zero_metrics(*steps.TRAIN_METRICS),
+    self._train_metrics = jax.device_put(steps.zero_train_metrics(),
                                          self.assembly.replicated)
     now = time.time()
     img_per_sec = ((self.step - self._last_log[1]) * self.config.batch_size
@@ -252,7 +252,7 @@ class Run:
         'epoch': self.step / self.steps_per_epoch, 'train/loss': result['loss'],
         'train/top1_acc': result['top1_acc'], 'train/img_per_sec': img_per_sec,
         'train/learning_rate': float(self._lr_schedule(self.step - 1))
-                               * (self._plateau.scale if self._plateau else 1.0)})
+                               * (self.plateau.scale if self.plateau else 1.0)})
     self.progress.advance(1, loss=f'{result["loss"]:.4f}', img_per_sec=f'{img_per_sec:,.0f}')
 
   def evaluate(self, epoch: int, *, write: bool = True) -> dict[str, float]:
@@ -277,10 +277,10 @@ class Run:
         f'epoch {epoch}: eval{" of the EMA weights" if ema else ""} loss {loss}, '
         f'top-1 {result["top1_acc"]:.4f}, top-5 {result["top5_acc"]:.4f} on '
         f'{result["num_examples"]} examples')
-    if self._plateau:
-      if self._plateau.update(epoch, 1.0 - result['top1_acc']):
+    if self.plateau:
+      if self.plateau.update(epoch, 1.0 - result['top1_acc']):
         self.progress.print(f'epoch {epoch}: top-1 error plateaued; learning rate scaled by '
-                            f'{self._plateau.scale:g}')
+                            f'{self.plateau.scale:g}')
       self._set_lr_scale()  # Exactly the saved scale, float32 roundings at min_scale included.
     self._last_log = (time.time(), self.step)  # Evaluation time is not training throughput.
     return result

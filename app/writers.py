@@ -26,7 +26,7 @@ class MetricWriter:
     if not enabled:
       return
     self._jsonl_path = os.path.join(workdir, 'metrics.jsonl')
-    self.previous = _truncate_jsonl(self._jsonl_path, resume_step)
+    self.previous = truncate_jsonl(self._jsonl_path, resume_step)
     self._jsonl = open(self._jsonl_path, 'a')
     self._tensorboard = tensorboardX.SummaryWriter(
         workdir, purge_step=resume_step if resume_step else None)
@@ -52,7 +52,7 @@ def to_json(record: dict) -> str:
                      for k, v in record.items()}, allow_nan=False)
 
 
-def _truncate_jsonl(path: str, last_step: int) -> list[dict]:
+def truncate_jsonl(path: str, last_step: int) -> list[dict]:
   """Drops records after `last_step`, and lines that do not parse, from `path`; returns the rest."""
   if not os.path.exists(path):
     return []

@@ -45,11 +45,10 @@ from absl import app, flags, logging
 from flax import nnx
 from ml_collections import config_flags
 
-import cnns
+from app import cli, loop
 from cnns import summary
 from cnns.layers import AuxiliaryOutputs
-from app import cli, loop, assembly
-from training import optim, steps
+from training import steps
 from training.state import split_model
 
 FLAGS = flags.FLAGS
@@ -100,16 +99,14 @@ def with_host_delay(train_batches, seconds: float):
 def bare_loop(config, run: loop.Run):
   """A hand-written training loop over `run`'s first batches, placed on the devices once: the
   same model, optimizer, dtype and normalisation, nothing else. Returns `steps_fn(n)`."""
-  dtype = assembly.DTYPES[config.dtype]
-  spec = run.source.spec
-  model = cnns.create_model(config.model, dtype=dtype, rngs=nnx.Rngs(config.seed),
-                            **assembly.model_architecture(config, run.source))
-  graphdef, params, batch_stats = split_model(model)
-  tx = optim.create_optimizer(config, run.steps_per_epoch)
+  built = run.assembly  # The same model, optimizer, shardings and standardisation.
+  norm = built.normalization
+  graphdef, params, batch_stats = split_model(built.model())
+  tx = built.optimizer(run.steps_per_epoch)
   state = jax.device_put((params, batch_stats, tx.init(params), jnp.zeros((), jnp.int32)),
-                         run._replicated)  # pylint: disable=protected-access
-  host_batches = run.source.train_batches(0, 0, run._local_batch, run.steps_per_epoch)  # pylint: disable=protected-access
-  batches = [jax.device_put((b['image'], b['label']), run._data_sharding)  # pylint: disable=protected-access
+                         built.replicated)
+  host_batches = run.source.train_batches(0, 0, run.local_batch, run.steps_per_epoch)
+  batches = [jax.device_put((b['image'], b['label']), built.data_sharding)
              for _, b in zip(range(min(4, run.steps_per_epoch)), host_batches)]
 
   @functools.partial(jax.jit, donate_argnums=0)
@@ -119,7 +116,7 @@ def bare_loop(config, run: loop.Run):
     def loss_fn(params):
       model = nnx.merge(graphdef, params, batch_stats)
       model.train()
-      outputs = model(steps.normalize(images, spec.mean, spec.std, dtype),
+      outputs = model(steps.normalize(images, norm['mean'], norm['std'], norm['dtype']),
                       rngs=nnx.Rngs(dropout=jax.random.fold_in(jax.random.key(0), step)))
       heads = ([outputs.logits, *outputs.aux_logits] if isinstance(outputs, AuxiliaryOutputs)
                else [outputs])
@@ -186,8 +183,7 @@ def measure(config) -> dict:
         fn(num_steps)
         seconds[name].append(time.perf_counter() - start)
   images = num_steps * config.batch_size
-  architecture = assembly.model_architecture(config, run.source)
-  macs = summary.summarize(config.model, **architecture)['total_macs']
+  macs = summary.summarize(config.model, **run.assembly.architecture)['total_macs']
   img_per_s = {name: images / statistics.median(times) for name, times in seconds.items()}
   return {
       'model': config.model, 'dataset': config.dataset, 'image_size': config.image_size,

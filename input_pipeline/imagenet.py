@@ -78,9 +78,8 @@ class ImageNetSource(sharded.ShardedSource):
     builder = prepared_builder(config.data_dir, process_count)
     parts = tfds_source.split_parts(builder, SPEC, process_index=process_index,
                                     process_count=process_count, num_shards=num_shards)
-    return cls(SPEC, class_names(), tfds_source.EncodedImages(builder, parts,
-                                                              config.shuffle_buffer_size),
-               examples, seed=seed)
+    records = tfds_source.EncodedImages(builder, parts, config.shuffle_buffer_size)
+    return cls(SPEC, class_names(), records, examples, seed=seed)
 
   @classmethod
   def known_record(cls, name, config):

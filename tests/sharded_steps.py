@@ -18,6 +18,7 @@ from flax import nnx
 import cnns
 from training import mesh as mesh_lib
 from training import steps
+from training.metrics import EVAL_SUMS, summarize, zero_metrics
 from training.state import create_train_state
 
 jax.config.update('jax_enable_x64', True)
@@ -47,13 +48,13 @@ def run(devices: int, dtype, *, bn_groups: int = 1, num_steps: int = NUM_STEPS) 
   rng = np.random.default_rng(1)
   losses = []
   for batch in batches(rng, num_steps):
-    metrics = jax.device_put(steps.zero_metrics(*steps.TRAIN_METRICS), replicated)
+    metrics = jax.device_put(steps.zero_train_metrics(), replicated)
     state, metrics = train_step(state, metrics, mesh_lib.to_global(batch, sharded))
-    losses.append(steps.summarize(metrics)['loss'])
+    losses.append(summarize(metrics)['loss'])
   (eval_batch,) = batches(rng, 1)
   eval_batch['mask'] = np.arange(BATCH) < BATCH - 5  # Padding rows must not count.
-  metrics = jax.device_put(steps.zero_metrics(*steps.EVAL_METRICS), replicated)
-  evaluation = steps.summarize(eval_step((state,), metrics, mesh_lib.to_global(eval_batch,
+  metrics = jax.device_put(zero_metrics(*EVAL_SUMS), replicated)
+  evaluation = summarize(eval_step((state,), metrics, mesh_lib.to_global(eval_batch,
                                                                                 sharded)))
   flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(tree))])
   return {'losses': np.array(losses), 'params': flat(state.params),

@@ -264,7 +264,7 @@ def assert_training_lowers_the_loss(model: str, *, image_size: int, in_channels:
 
   before = float(training_loss(state))
   for _ in range(5):
-    state, _ = step(state, steps.zero_metrics(*steps.TRAIN_METRICS), batch)
+    state, _ = step(state, steps.zero_train_metrics(), batch)
   after = float(training_loss(state))
   assert np.isfinite(after) and after < before, (before, after)
 
@@ -296,7 +296,7 @@ def test_deeper_resnets_trace_a_training_step(model):
                                out_sharding=None)
   batch = {'image': jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.uint8),
            'label': jax.ShapeDtypeStruct((2,), jnp.int32)}
-  new_state, metrics = jax.eval_shape(step, state, steps.zero_metrics(*steps.TRAIN_METRICS),
+  new_state, metrics = jax.eval_shape(step, state, steps.zero_train_metrics(),
                                       batch)
   assert jax.tree.map(lambda x: x.shape, new_state.params) == jax.tree.map(
       lambda x: x.shape, state.params)

@@ -11,6 +11,7 @@ import cnns
 from configs import lenet5
 from app import evaluation, loop
 from training import steps
+from training.metrics import EVAL_SUMS, summarize, zero_metrics
 from training.state import TrainState, split_model
 from tests.conftest import assert_one_line_error, run_evaluate
 
@@ -33,7 +34,7 @@ def test_crops_and_models_average_their_softmax_outputs():
   mask = np.array([True] * 5 + [False])
   eval_step = steps.make_eval_step(graphdef, mean=MEAN, std=STD, dtype=np.float32,
                                    out_sharding=None)
-  got = steps.summarize(eval_step((first, second), steps.zero_metrics(*steps.EVAL_METRICS),
+  got = summarize(eval_step((first, second), zero_metrics(*EVAL_SUMS),
                                   {'image': images, 'label': labels, 'mask': mask}))
   # Reference: every (model, crop) in float64, probabilities averaged, padding row dropped.
   probabilities = []

@@ -51,7 +51,7 @@ def test_one_step_lowers_the_loss():
            'label': rng.integers(0, 10, 32).astype(np.int32)}
   step = steps.make_train_step(graphdef, tx, mean=(127.5,), std=(64.0,), dtype=jnp.float32,
                                num_classes=10, label_smoothing=0.0, seed=0, out_sharding=None)
-  metrics = steps.zero_metrics(*steps.TRAIN_METRICS)
+  metrics = steps.zero_train_metrics()
   state, first = step(state, metrics, batch)
   _, second = step(state, metrics, batch)
   # Each call reports the loss before its update: the second is the loss after one step.

@@ -17,11 +17,11 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import struct
 
-import cnns
 from configs import lenet5
 from tests.conftest import (DEBIAN_FASHION_MNIST, ROOT, assert_one_line_error, read_metrics,
                             run_train, subprocess_env, train_command)
 from app import loop, weights, writers
+from app.assembly import assemble_from_record
 from training.errors import ConfigError, Stopped
 
 # 32 steps per epoch; training records every 8 steps.
@@ -198,11 +198,14 @@ def test_non_finite_checkpoint_is_skipped(tmp_path, saved_workdir, capsys):
     params = run.state.params
     run.state = run.state.replace(params={**params, 'fc5': {**params['fc5'], 'linear': {
         **params['fc5']['linear'], 'bias': params['fc5']['linear']['bias'] * np.nan}}})
-    record = {**run._record, 'train_metrics': {'count': 0.0, 'loss': 0.0, 'top1_acc': 0.0,
+    record = {**run.record, 'train_metrics': {'count': 0.0, 'loss': 0.0, 'top1_acc': 0.0,
                                                'nonfinite': 0.0}}
-    # What a NaN-writing bug or bit rot would leave: bypass the finite check on purpose.
-    run._checkpointer._manager.save(30, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(run.state), data=ocp.args.JsonSave(record)))
+    nan_state = run.state
+  # What a NaN-writing bug or bit rot would leave: Orbax itself, bypassing the finite check.
+  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'),
+                             item_names=('state', 'data')) as manager:
+    manager.save(30, args=ocp.args.Composite(state=ocp.args.StandardSave(nan_state),
+                                             data=ocp.args.JsonSave(record)))
   with loop.Run(synthetic_config(), workdir) as run:
     assert run.step == 24
   assert 'checkpoints/30 holds non-finite numbers; skipped' in capsys.readouterr().err
@@ -269,7 +272,7 @@ def test_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path, saved_workdi
 def test_last_line_without_its_newline_is_completed(tmp_path):
   path = tmp_path / 'metrics.jsonl'
   path.write_text('{"step": 1, "x": 1}\n{"step": 2, "x": 2}')
-  assert writers._truncate_jsonl(str(path), 5) == [{'step': 1, 'x': 1}, {'step': 2, 'x': 2}]
+  assert writers.truncate_jsonl(str(path), 5) == [{'step': 1, 'x': 1}, {'step': 2, 'x': 2}]
   assert path.read_text() == '{"step": 1, "x": 1}\n{"step": 2, "x": 2}\n'
 
 
@@ -278,7 +281,7 @@ def test_stop_during_evaluation_saves_and_the_evaluation_is_redone(tmp_path):
   config = synthetic_config(checkpoint_every_steps=1000)
   with loop.Run(config, workdir) as run:
     run.train_epoch(0)
-    run._request_stop(signal.SIGTERM, None)  # As the signal would, while evaluating.
+    run.stops.request('SIGTERM')  # As the signal would, while evaluating.
     with pytest.raises(Stopped, match='stopped by SIGTERM at step 8, saved'):
       run.evaluate(1)
   assert checkpoint_steps(workdir) == [8]
@@ -414,10 +417,10 @@ def test_checkpoint_saved_before_ema_restores_and_refuses_turning_ema_on(tmp_pat
     run.train_epoch(0)
     old = FourFieldState(run.state.step, run.state.params, run.state.batch_stats,
                          run.state.opt_state)
-    record = json.loads(json.dumps({**run._record, 'train_metrics': {
+    record = json.loads(json.dumps({**run.record, 'train_metrics': {
         'count': 0.0, 'loss': 0.0, 'top1_acc': 0.0, 'nonfinite': 0.0}}))
     del record['config']['ema_decay']  # As recorded before the field.
-    run._checkpointer.save(run.step, old, record)
+    run.directory.checkpointer.save(run.step, old, record)
     params = jax.device_get(run.state.params)
   assert 'ema_params' not in (tmp_path / 'checkpoints' / '8' / 'state' / '_METADATA').read_text()
   with loop.Run(config, workdir) as run:
@@ -425,9 +428,8 @@ def test_checkpoint_saved_before_ema_restores_and_refuses_turning_ema_on(tmp_pat
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(run.state.params), params)
   # evaluate.py and predict.py read it through the recorded config, which lacks the field.
   recorded = weights.recorded_config(workdir)
-  model, _ = cnns.trace('lenet5', **weights.architecture(recorded))
-  _, abstract = weights.abstract_train_state(ml_collections.ConfigDict(recorded), model,
-                                             run._replicated)
+  _, abstract = assemble_from_record(config, recorded).abstract_state(
+      ml_collections.ConfigDict(recorded))
   assert weights.restore(workdir, abstract)[1] == 8
   with pytest.raises(ConfigError, match=r'written with ema_decay=0.0; this run has '
                                         r'ema_decay=0.999: that changes what the saved state'):
@@ -445,7 +447,7 @@ PLATEAU = dict(lr_schedule='plateau', plateau_patience=1, plateau_max_decays=2, 
 
 def final_state(workdir: str, config):
   with loop.Run(config, workdir) as run:
-    return jax.device_get(run.state), run._plateau.record()
+    return jax.device_get(run.state), run.plateau.record()
 
 
 def test_plateau_run_with_ema_resumes_exactly(tmp_path):
@@ -462,7 +464,7 @@ def test_plateau_run_with_ema_resumes_exactly(tmp_path):
     run.train_epoch(0)
     run.evaluate(1)
     run.train_epoch(1)
-    run._request_stop(signal.SIGTERM, None)
+    run.stops.request('SIGTERM')
     with pytest.raises(Stopped, match='at step 16, saved'):
       run.evaluate(2)
   assert weights.record(workdir)['plateau']['epoch'] == 1

@@ -129,7 +129,7 @@ def _lenet_step(tx, **kwargs):
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 256, (8, 32, 32, 1), dtype=np.uint8),
            'label': rng.integers(0, 10, 8).astype(np.int32)}
-  return state, lambda s, *scale: step(s, steps.zero_metrics(*steps.TRAIN_METRICS), batch,
+  return state, lambda s, *scale: step(s, steps.zero_train_metrics(), batch,
                                         *scale)[0]
 
 

@@ -294,7 +294,7 @@ def test_train_step_adds_the_lighting_offset_to_the_pixels():
   images = rng.integers(0, 200, (8, 32, 32, 3), dtype=np.uint8)
   labels = rng.integers(0, 10, 8).astype(np.int32)
   offset = np.array([[30, 5, 12]] * 8, np.float32)
-  zero = steps.zero_metrics(*steps.TRAIN_METRICS)
+  zero = steps.zero_train_metrics()
   run = lambda batch: step(state, dict(zero), batch)[1]['loss']
   sent = run({'image': images, 'label': labels, 'lighting': offset})
   baked = run({'image': (images + offset[:, None, None, :]).astype(np.uint8), 'label': labels})

@@ -7,7 +7,6 @@ import importlib
 import json
 import os
 
-import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -18,9 +17,9 @@ import input_pipeline
 from configs import default
 from input_pipeline import EvalView
 from app import evaluation, loop, weights
-from training import steps
+from app.assembly import assemble_from_record
+from training import metrics, steps
 from training.errors import ConfigError
-from training.state import split_model
 from tests.conftest import assert_one_line_error, run_evaluate
 from tests.test_multiprocess import run_job
 
@@ -59,11 +58,9 @@ def reference_probabilities(config, workdir, passes):
   """Per image (keyed by label and the first pass's pixels), the softmax outputs of the model
   averaged over each pass's views and then over the passes, one image at a time in float64."""
   source = input_pipeline.create_source(config, process_index=0, process_count=1)
-  model = cnns.create_model(config.model, rngs=nnx.Rngs(0),
-                            **weights.architecture(weights.recorded_config(workdir)))
-  graphdef, _, _ = split_model(model)
-  state = weights.restore(workdir, weights.abstract_train_state(
-      config, model, jax.sharding.SingleDeviceSharding(jax.devices()[0]))[1])[0]
+  graphdef, abstract = assemble_from_record(
+      config, weights.recorded_config(workdir)).abstract_state()
+  state = weights.restore(workdir, abstract)[0]
   model = nnx.merge(graphdef, state.params, state.batch_stats)
   model.eval()
   mean, std = input_pipeline.normalization(config, source.spec)
@@ -191,8 +188,10 @@ def test_resnet_multi_scale_counts_every_image_once_on_two_processes(ilsvrc_dir,
 def test_ties_rank_the_lower_class_first_and_overflows_count_as_wrong():
   probabilities = np.array([[0.5, 0.5, 0, 0, 0, 0, 0], [0.1, 0.6, 0.3, 0, 0, 0, 0],
                             [0, 0, 0, 0, 0, 0, 1.0], [np.nan] * 7])
-  images, top1, top5, loss, nonfinite = evaluation.ranks_and_loss(probabilities,
-                                                                  np.array([1, 1, 0, 0]))
+  log_probs = np.log(np.maximum(probabilities, np.finfo(np.float64).tiny))
+  sums = metrics.classification_sums(log_probs, np.array([1, 1, 0, 0]), np.ones(4, bool))
+  images, top1, top5, loss, nonfinite = (sums[k] for k in ('count', 'top1_acc', 'top5_acc',
+                                                           'loss', 'nonfinite'))
   # Image 0 ties class 0, ranked before it: second. Image 2's ties with higher classes: second.
   assert (images, top1, top5, nonfinite) == (4, 1, 3, 1)
   assert loss == pytest.approx(-np.log(0.5) - np.log(0.6) - np.log(np.finfo(np.float64).tiny))

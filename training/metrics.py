@@ -20,11 +20,19 @@ def _numpy_or_jax(x):
   return np if isinstance(x, np.ndarray) else jnp
 
 
+def _at_labels(scores, labels):
+  """Each row's score of its label (a select, not a gather: under explicit sharding a gather of
+  batch-sharded labels from differently sharded scores has no unambiguous output sharding)."""
+  xp = _numpy_or_jax(scores)
+  is_label = xp.arange(scores.shape[1]) == labels[:, None]
+  return xp.where(is_label, scores, 0).sum(axis=1)
+
+
 def label_ranks(scores, labels):
   """How many classes rank above each row's label: a higher score, or an equal one at a lower
-  index."""
+  index. `scores` must be finite (classification_sums masks the rows that are not)."""
   xp = _numpy_or_jax(scores)
-  truth = xp.take_along_axis(scores, labels[:, None], axis=1)
+  truth = _at_labels(scores, labels)[:, None]
   classes = xp.arange(scores.shape[1])
   return ((scores > truth) | ((scores == truth) & (classes < labels[:, None]))).sum(axis=1)
 
@@ -36,11 +44,12 @@ def classification_sums(log_probs, labels, mask) -> dict:
   xp = _numpy_or_jax(log_probs)
   finite = xp.isfinite(log_probs).all(axis=1)
   scored = mask & finite
-  rank = label_ranks(xp.where(finite[:, None], log_probs, 0), labels)
-  truth = xp.take_along_axis(log_probs, labels[:, None], axis=1)[:, 0]
+  log_probs = xp.where(finite[:, None], log_probs, 0)
+  rank = label_ranks(log_probs, labels)
   return {'count': mask.sum(), 'top1_acc': (scored & (rank < 1)).sum(),
           'top5_acc': (scored & (rank < 5)).sum(),
-          'loss': xp.where(scored, -truth, 0).sum(), 'nonfinite': (mask & ~finite).sum()}
+          'loss': xp.where(scored, -_at_labels(log_probs, labels), 0).sum(),
+          'nonfinite': (mask & ~finite).sum()}
 
 
 def zero_metrics(*names: str) -> Metrics:
