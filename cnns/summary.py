@@ -118,7 +118,7 @@ def main(argv):
 
 if __name__ == '__main__':
   # Config-file and flag mistakes reported as train.py reports them, in one line. (Only this entry
-  # point imports from training/; the library above does not.)
+  # point imports from app/; the library above does not.)
   from app.cli import parse_flags  # pylint: disable=g-import-not-at-top
   # Defined here, not on import, so that benchmarks can import `summarize` with flags of their own.
   config_flags.DEFINE_config_file('config', None, 'Config file (configs/<model>.py).',
