@@ -91,6 +91,7 @@ class Assembly:
   abstract_model: nnx.Module  # Shapes only: no weights are made.
   dtype: jnp.dtype  # Computation dtype.
   normalization: dict | None  # mean, std and dtype, as the steps standardise pixels on device.
+  local: bool = False  # The mesh holds this process's devices only: no collective between them.
 
   @functools.cached_property
   def replicated(self) -> NamedSharding:  # Parameters and metric sums.
@@ -99,11 +100,6 @@ class Assembly:
   @functools.cached_property
   def data_sharding(self) -> NamedSharding:  # Batches, split along the mesh's 'data' axis.
     return mesh_lib.batch_sharding(self.mesh)
-
-  @property
-  def local(self) -> bool:
-    """Whether the mesh holds this process's devices only (no collective between processes)."""
-    return self.mesh.devices.size != jax.device_count()
 
   @property
   def local_batch(self) -> int:
@@ -161,7 +157,7 @@ def assemble(config, workdirs=(), *, local: bool = False) -> Assembly:
   mean, std = input_pipeline.normalization(config, source.spec)
   return Assembly(config=config, mesh=mesh, source=source, architecture=architecture,
                   abstract_model=abstract_model, dtype=dtype,
-                  normalization=dict(mean=mean, std=std, dtype=dtype))
+                  normalization=dict(mean=mean, std=std, dtype=dtype), local=local)
 
 
 def assemble_from_record(config, recorded: dict, dataset: dict | None = None) -> Assembly:

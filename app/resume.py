@@ -31,12 +31,12 @@ def dataset_record(source: input_pipeline.Source) -> dict:
 def resolved_config(config, architecture: dict) -> dict:
   """The config as a checkpoint records it: JSON types (tuples as lists, so that a comparison
   after the round trip is fair), the values that -1 stands for (classes, channels, data shards),
-  and the synthetic source's fields only where that source is used."""
-  resolved = {**config.to_dict(), 'num_classes': architecture['num_classes'],
+  and no field that only another dataset's source reads."""
+  unused = input_pipeline.unused_config_fields(config)
+  resolved = {**{k: v for k, v in config.to_dict().items() if k not in unused},
+              'num_classes': architecture['num_classes'],
               'in_channels': architecture['in_channels'],
               'data_shards': input_pipeline.num_data_shards(config, jax.process_count())}
-  if config.dataset != 'synthetic':
-    resolved = {k: v for k, v in resolved.items() if not k.startswith('synthetic_')}
   return json.loads(json.dumps(resolved))
 
 

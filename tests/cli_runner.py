@@ -11,9 +11,10 @@ process) and reuses what JAX compiled; it runs on the test process's devices (on
 without a compilation cache unless a flag names one.
 
 What a new process would not inherit is put back after each run: absl's flags (each run starts
-with only the libraries' flags, as the script defines its own on start), the environment,
-`sys.argv`, the working directory, the SIGINT/SIGTERM handlers, absl's log stream and the process
-name absl's first `app.run` sets.
+with only the libraries' flags, as the script defines its own on start), the warning filters
+(Python's defaults during the run, warnings printed to its stderr), the environment, `sys.argv`,
+the working directory, the SIGINT/SIGTERM handlers, absl's log stream and the process name absl's
+first `app.run` sets.
 """
 
 import contextlib
@@ -48,10 +49,9 @@ def run_cli(script: str, *args: str) -> subprocess.CompletedProcess:
     try:
       if script.endswith('.py'):
         runpy.run_path(os.path.join(ROOT, script), run_name='__main__')
-      else:
-        with warnings.catch_warnings():  # A module the tests imported already is run again.
-          warnings.filterwarnings('ignore', '.* found in sys.modules', RuntimeWarning)
-          runpy.run_module(script, run_name='__main__', alter_sys=True)
+      else:  # Run again if the tests imported it: not news, as it would be in a new process.
+        warnings.filterwarnings('ignore', '.* found in sys.modules', RuntimeWarning)
+        runpy.run_module(script, run_name='__main__', alter_sys=True)
       returncode = 0
     except SystemExit as e:
       returncode = _exit_status(e.code)
@@ -79,7 +79,7 @@ def _as_a_new_process(argv: list[str], stderr: io.StringIO):
   sys.argv = list(argv)
   os.chdir(ROOT)
   try:
-    with _flags_of_a_new_process():
+    with _flags_of_a_new_process(), _warnings_of_a_new_process():
       yield
   finally:
     for key in set(os.environ) - set(saved_environ):
@@ -94,6 +94,20 @@ def _as_a_new_process(argv: list[str], stderr: io.StringIO):
     absl_logging.get_absl_handler().python_handler.setStream(log_stream)
     if name:
       command_name.set_kernel_process_name(name)
+
+
+@contextlib.contextmanager
+def _warnings_of_a_new_process():
+  """Python's default warning filters (not pytest's), and warnings printed to `sys.stderr`."""
+  with warnings.catch_warnings():
+    warnings.resetwarnings()
+    for category in (ResourceWarning, ImportWarning, PendingDeprecationWarning,
+                     DeprecationWarning):
+      warnings.filterwarnings('ignore', category=category)
+    warnings.filterwarnings('default', category=DeprecationWarning, module='__main__')
+    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: (
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line)))
+    yield
 
 
 def _process_name() -> str | None:

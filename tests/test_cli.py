@@ -1,19 +1,32 @@
-"""train.py as users run it, in subprocesses: bad input, kill-and-resume, 1 vs 8 devices."""
+"""train.py as users run it: bad input, kill-and-resume, 1 vs 8 devices; and every entry point
+once as a program.
+
+The commands run in this process (tests/cli_runner.py) where the process is not what is tested;
+in a subprocess where it is: a SIGKILL, another number of (fake) devices, and the entry points'
+`if __name__ == '__main__'` start as `python` runs it."""
 
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from tests.conftest import (assert_one_line_error, read_metrics, run_train, subprocess_env,
+from tests.cli_runner import run_cli
+from tests.conftest import (ROOT, assert_one_line_error, read_metrics, run_train, subprocess_env,
                             train_command)
 
 SYNTHETIC = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
              '--config.synthetic_train_examples=512', '--config.synthetic_eval_examples=200',
              '--config.batch_size=64', '--config.log_every_steps=4')
+
+
+def train(*args: str, devices: int = 1):
+  """train.py in this process, on its one device, or as a program on `devices` fake devices."""
+  return run_cli('train.py', *args) if devices == 1 else run_train(*args, num_devices=devices)
 
 
 def snapshot(path):
@@ -28,7 +41,7 @@ def snapshot(path):
 @pytest.fixture(scope='module')
 def finished_workdir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('finished'))
-  result = run_train(*SYNTHETIC, '--config.num_epochs=1', f'--workdir={workdir}')
+  result = run_cli('train.py', *SYNTHETIC, '--config.num_epochs=1', f'--workdir={workdir}')
   assert result.returncode == 0, result.stderr
   return workdir
 
@@ -57,15 +70,15 @@ BAD_INPUTS = {
 def test_bad_input_is_one_line_and_leaves_the_workdir_alone(case, finished_workdir):
   args, devices, message = BAD_INPUTS[case]
   before = snapshot(finished_workdir)
-  result = run_train(*SYNTHETIC, *args, f'--workdir={finished_workdir}', num_devices=devices)
+  result = train(*SYNTHETIC, *args, f'--workdir={finished_workdir}', devices=devices)
   assert_one_line_error(result, message)
   assert snapshot(finished_workdir) == before
 
 
 def test_missing_dataset_says_where_to_put_the_files(tmp_path, finished_workdir):
   before = snapshot(finished_workdir)
-  result = run_train('--config=configs/lenet5.py', '--config.dataset=mnist',
-                     f'--config.data_dir={tmp_path}', f'--workdir={finished_workdir}')
+  result = run_cli('train.py', '--config=configs/lenet5.py', '--config.dataset=mnist',
+                   f'--config.data_dir={tmp_path}', f'--workdir={finished_workdir}')
   assert_one_line_error(result, 'put its files (t10k-images-idx3-ubyte.gz, ')
   assert f'{tmp_path}/downloads/manual/mnist' in result.stderr
   assert snapshot(finished_workdir) == before
@@ -75,7 +88,7 @@ def test_workdir_that_is_a_file_is_refused(tmp_path):
   path = tmp_path / 'notes.txt'
   path.write_text('mine')
   before = snapshot(str(path))
-  result = run_train(*SYNTHETIC, f'--workdir={path}')
+  result = run_cli('train.py', *SYNTHETIC, f'--workdir={path}')
   assert_one_line_error(result, 'is not a directory')
   assert snapshot(str(path)) == before and path.read_text() == 'mine'
 
@@ -86,7 +99,7 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path):
   args = (*SYNTHETIC, '--config.synthetic_train_examples=2048', '--config.num_epochs=5',
           '--config.checkpoint_every_steps=10')
   reference = str(tmp_path / 'uninterrupted')
-  assert run_train(*args, f'--workdir={reference}').returncode == 0
+  assert run_cli('train.py', *args, f'--workdir={reference}').returncode == 0
 
   workdir = str(tmp_path / 'killed')
   process = subprocess.Popen(train_command(*args, f'--workdir={workdir}'),
@@ -105,7 +118,7 @@ def test_killed_run_resumes_to_the_same_final_metrics(tmp_path):
   assert not os.path.isdir(os.path.join(workdir, 'checkpoints', '160'))
   killed_at = max(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
 
-  resumed = run_train(*args, f'--workdir={workdir}')  # The killed run's lock died with it.
+  resumed = run_cli('train.py', *args, f'--workdir={workdir}')  # The killed run's lock died.
   assert resumed.returncode == 0, resumed.stderr
   assert f'resumed at step {killed_at}' in resumed.stderr
   final, expected = read_metrics(workdir), read_metrics(reference)
@@ -126,8 +139,8 @@ def test_train_py_on_eight_devices_starts_where_one_device_does(tmp_path):
   runs = {}
   for devices, batchnorm in ((1, 'global'), (8, 'global'), (8, 'per_device')):
     workdir = str(tmp_path / f'{devices}_{batchnorm}')
-    result = run_train(*args, f'--config.batchnorm={batchnorm}', f'--workdir={workdir}',
-                       num_devices=devices)
+    result = train(*args, f'--config.batchnorm={batchnorm}', f'--workdir={workdir}',
+                   devices=devices)
     assert result.returncode == 0, result.stderr
     assert f'{devices} device(s)' in result.stderr
     runs[devices, batchnorm] = read_metrics(workdir)
@@ -136,3 +149,28 @@ def test_train_py_on_eight_devices_starts_where_one_device_does(tmp_path):
   first = {run: records[0]['train/loss'] for run, records in runs.items()}
   np.testing.assert_allclose(first[8, 'global'], first[1, 'global'], rtol=1e-5)
   assert abs(first[8, 'per_device'] - first[1, 'global']) > 1e-3 * first[1, 'global']
+
+
+# Each entry point started once by `python`, as users start it (the tests run them in this process
+# otherwise): train.py by the tests above that kill it or give it eight devices, import_weights.py
+# by test_published.py (it needs published weights), the others here on the finished run.
+PROGRAMS = {  # program: (its arguments, what it prints)
+    'evaluate.py': ('{run} --workdir={workdir}', 'this run '),
+    'predict.py': ('{run} --workdir={workdir} {out}.png', '{out}.png\n'),
+    'visualize.py': ('{run} --workdir={workdir} --out={out}', '{out}/index.html\n'),
+    'plot_metrics.py': ('{workdir} --out={out}.png', '{out}.png\n'),
+    '-m cnns.summary': ('--config=configs/lenet5.py', 'parameters:   61,706 '),
+}
+
+
+@pytest.mark.parametrize('program', PROGRAMS)
+def test_entry_point_runs_as_a_program(program, finished_workdir, tmp_path):
+  out = tmp_path / 'out'
+  Image.new('L', (28, 28), 200).save(f'{out}.png')  # An image for predict.py.
+  arguments, printed = (text.format(run=' '.join(SYNTHETIC), workdir=finished_workdir, out=out)
+                        for text in PROGRAMS[program])
+  result = subprocess.run([sys.executable, *program.split(), *arguments.split()],
+                          env=subprocess_env(), cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr
+  assert printed in result.stdout, result.stdout
