@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding
 import cnns
 import input_pipeline
 from training import mesh as mesh_lib
-from training import optim
+from training import optim, sdlm, steps
 from training.errors import ConfigError
 from training.state import TrainState, split_model
 
@@ -75,6 +75,15 @@ def model_architecture(config, source: input_pipeline.Source) -> dict:
               **config.model_kwargs)
 
 
+def check_model_options(config, model: nnx.Module) -> None:
+  """Options that the model must support: one line each where it does not."""
+  if config.batchnorm == 'per_device' and not any(
+      isinstance(m, nnx.BatchNorm) for _, m in nnx.iter_modules(model)):
+    raise ConfigError(f"batchnorm='per_device' but {config.model} has no BatchNorm layers")
+  if config.optimizer == 'sdlm':
+    sdlm.check(config, model)
+
+
 def recorded_architecture(recorded: dict) -> dict:
   """Constructor arguments of a checkpoint's model, as its run resolved them."""
   return dict(num_classes=recorded['num_classes'], in_channels=recorded['in_channels'],
@@ -123,6 +132,16 @@ class Assembly:
   def optimizer(self, steps_per_epoch: int) -> optax.GradientTransformation:
     return optim.create_optimizer(self.config, steps_per_epoch)
 
+  def train_step(self, graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
+    """The jitted train step of the config's recipe (training/steps.py)."""
+    config = self.config
+    return steps.make_train_step(
+        graphdef, tx, num_classes=self.architecture['num_classes'],
+        label_smoothing=config.label_smoothing, seed=config.seed, out_sharding=self.replicated,
+        aux_loss_weight=config.aux_loss_weight,
+        bn_groups=jax.device_count() if config.batchnorm == 'per_device' else 1,
+        ema_decay=optim.ema_decay(config), **self.normalization)
+
   def abstract_state(self, config=None) -> tuple[nnx.GraphDef, TrainState]:
     """(graphdef, shapes and shardings of the TrainState that training saves under `config`,
     the assembly's own by default, or a checkpoint's recorded one): with `ema_params` where its
@@ -154,6 +173,7 @@ def assemble(config, workdirs=(), *, local: bool = False) -> Assembly:
   dtype = DTYPES[config.dtype]
   architecture = model_architecture(config, source)
   abstract_model, _ = cnns.trace(config.model, dtype=dtype, **architecture)
+  check_model_options(config, abstract_model)
   mean, std = input_pipeline.normalization(config, source.spec)
   return Assembly(config=config, mesh=mesh, source=source, architecture=architecture,
                   abstract_model=abstract_model, dtype=dtype,

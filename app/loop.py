@@ -20,7 +20,6 @@ import time
 
 import jax
 import numpy as np
-from flax import nnx
 
 from app import resume, weights
 from app.assembly import assemble
@@ -32,7 +31,7 @@ from app.writers import MetricWriter, Progress
 from training import mesh as mesh_lib
 from training import metrics, optim, sdlm, steps
 from training.errors import ConfigError, Diverged, NonFiniteError, Stopped
-from training.state import count_params, create_train_state, with_ema
+from training.state import count_params
 
 
 @dataclasses.dataclass
@@ -73,33 +72,13 @@ class Run:
     if self.steps_per_epoch == 0:
       raise ConfigError(f'batch_size={config.batch_size} exceeds the '
                         f'{self.source.num_train_examples} training examples')
-    # A fresh run starts from init_from's layers; a resumed one from its own checkpoints.
-    init_source = (weights.check_init_from(config)
-                   if config.init_from and not weights.has_checkpoint(workdir) else None)
-    if config.batchnorm == 'per_device' and not any(
-        isinstance(m, nnx.BatchNorm) for _, m in nnx.iter_modules(assembly.abstract_model)):
-      raise ConfigError(f"batchnorm='per_device' but {config.model} has no BatchNorm layers")
-    model = assembly.model()
     tx = assembly.optimizer(self.steps_per_epoch)
-    if config.optimizer == 'sdlm':
-      sdlm.check(config, model)
-    self.graphdef, state = create_train_state(model, tx)
     notes = []
-    if init_source is not None:
-      state = weights.init_from(config, init_source, assembly, state, note=notes.append)
-    ema_decay = optim.ema_decay(config)
-    if ema_decay > 0:  # Starts at the initial (or copied) params.
-      state = with_ema(state)
-    norm = assembly.normalization
-    self._train_step = steps.make_train_step(
-        self.graphdef, tx, num_classes=assembly.architecture['num_classes'],
-        label_smoothing=config.label_smoothing, seed=config.seed,
-        out_sharding=assembly.replicated, aux_loss_weight=config.aux_loss_weight,
-        bn_groups=jax.device_count() if config.batchnorm == 'per_device' else 1,
-        ema_decay=ema_decay, **norm)
+    self.graphdef, state = weights.initial_state(assembly, tx, workdir, note=notes.append)
+    self._train_step = assembly.train_step(self.graphdef, tx)
     self.evaluator = Evaluator(assembly, self.graphdef)
     self._curvature = (sdlm.Curvature(config, self.graphdef, self.steps_per_epoch,
-                                      out_sharding=assembly.replicated, **norm)
+                                      out_sharding=assembly.replicated, **assembly.normalization)
                        if config.optimizer == 'sdlm' else None)
     self._lr_schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
     self.record = {'config': resume.resolved_config(config, assembly.architecture),

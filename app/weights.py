@@ -19,7 +19,8 @@ from app.assembly import assemble_from_record
 from cnns import layers
 from training.checkpoints import Checkpointer, committed_steps
 from training.errors import ConfigError
-from training.state import TrainState
+from training import optim
+from training.state import TrainState, create_train_state, with_ema
 
 ADOPTED_FIELDS = ('model_kwargs', 'input_convention')  # What the weights compute with.
 INITIALISATION_OPTIONS = ('zero_init_residual',)  # model_kwargs that only choose initial values.
@@ -127,6 +128,21 @@ def check_init_from(config) -> dict:
                         f'{theirs.get(key)}; this run has {ours.get(key)}: add '
                         f'--config.model_kwargs.{key}={theirs.get(key)}')
   return source
+
+
+def initial_state(assembly, tx, workdir: str, note=print) -> tuple[nnx.GraphDef, TrainState]:
+  """(graphdef, a run's state before it restores its own checkpoints): the config's
+  initialisation, or in a fresh run with `init_from`, that run's layers where they match; with a
+  running average of the params that starts at them where the config keeps one."""
+  config = assembly.config
+  # A fresh run starts from init_from's layers; a resumed one from its own checkpoints.
+  source = check_init_from(config) if config.init_from and not has_checkpoint(workdir) else None
+  graphdef, state = create_train_state(assembly.model(), tx)
+  if source is not None:
+    state = init_from(config, source, assembly, state, note=note)
+  if optim.ema_decay(config) > 0:
+    state = with_ema(state)
+  return graphdef, state
 
 
 def layer_names(model: nnx.Module) -> dict[tuple, str]:
