@@ -1,6 +1,6 @@
 """A checkpoint ready for inference, as predict.py and visualize.py use it.
 
-What the model was built for comes from its checkpoint (training/weights.py): model options,
+What the model was built for comes from its checkpoint (app/weights.py): model options,
 input convention, dataset (its channel statistics and class names, saved with every checkpoint),
 image size, classes, channels, and the optimizer whose state shapes the checkpoint.
 """

@@ -1,5 +1,6 @@
-"""Shared test helpers: the repository on sys.path, Fashion-MNIST prepared once, train.py and
-evaluate.py runners, the check of a user error's one line, and of sharded sources' batches."""
+"""Shared test helpers: the repository on sys.path, Fashion-MNIST prepared once, the system Python
+with torchvision, the entry points run as programs (tests/cli_runner.py runs them in this
+process), the check of a user error's one line, and of sharded sources' batches."""
 
 import json
 import os
@@ -13,8 +14,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from tests import system_python  # pylint: disable=wrong-import-position
+
 DEBIAN_FASHION_MNIST = '/usr/share/datasets/fashion-mnist'
-SYSTEM_PYTHON = '/usr/bin/python3'  # Debian's, with python3-torchvision: PyTorch references.
+SYSTEM_PYTHON = system_python.PYTHON  # Debian's, with python3-torchvision: PyTorch references.
 
 
 def pytest_configure(config):
@@ -52,12 +55,13 @@ def ilsvrc_dir(tmp_path_factory):
 @pytest.fixture(scope='session')
 def system_torchvision():
   """Debian's system Python with torchvision, which writes the reference models and files that
-  the published-weights tests read (the virtual environment has no PyTorch)."""
-  found = os.path.exists(SYSTEM_PYTHON) and subprocess.run(
-      [SYSTEM_PYTHON, '-c', 'import torchvision'], capture_output=True).returncode == 0
-  if not found:
+  the published-weights tests read (the virtual environment has no PyTorch): tests/system_python.py
+  runs their scripts in one child process, started here, stopped at the end of the session."""
+  if not system_python.start():
     pytest.fail(f'{SYSTEM_PYTHON} cannot import torchvision: apt-get install python3-torchvision '
                 '(setup.sh installs it)')
+  yield
+  system_python.stop()
 
 
 def train_command(*args: str) -> list[str]:
@@ -81,15 +85,17 @@ def subprocess_env(num_devices: int = 1) -> dict[str, str]:
   return env
 
 
-def run_train(*args: str, num_devices: int = 1, timeout: float = 600, script: str = 'train.py'):
-  """Runs train.py (or `script`) to completion; returns the CompletedProcess (text output)."""
-  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                        env=subprocess_env(num_devices), cwd=ROOT, capture_output=True,
-                        text=True, timeout=timeout)
+def run_program(program: str, *args: str, num_devices: int = 1, timeout: float = 600):
+  """`python <program> ARGS` ('train.py', or '-m cnns.summary') in a new process, on `num_devices`
+  fake CPU devices, to completion; returns the CompletedProcess (text output). For what needs a
+  process: signals, another device count, the start as a program. tests/cli_runner.py's `run_cli`
+  runs the entry points in the test's process otherwise."""
+  return subprocess.run([sys.executable, *program.split(), *args], env=subprocess_env(num_devices),
+                        cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def run_evaluate(*args: str, **kwargs):
-  return run_train(*args, script='evaluate.py', **kwargs)
+def run_train(*args: str, **kwargs):
+  return run_program('train.py', *args, **kwargs)
 
 
 def assert_one_line_error(result, message):

@@ -8,7 +8,6 @@ in a subprocess where it is: a SIGKILL, another number of (fake) devices, and th
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -16,8 +15,8 @@ import pytest
 from PIL import Image
 
 from tests.cli_runner import run_cli
-from tests.conftest import (ROOT, assert_one_line_error, read_metrics, run_train, subprocess_env,
-                            train_command)
+from tests.conftest import (assert_one_line_error, read_metrics, run_program, run_train,
+                            subprocess_env, train_command)
 
 SYNTHETIC = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
              '--config.synthetic_train_examples=512', '--config.synthetic_eval_examples=200',
@@ -169,8 +168,6 @@ def test_entry_point_runs_as_a_program(program, finished_workdir, tmp_path):
   Image.new('L', (28, 28), 200).save(f'{out}.png')  # An image for predict.py.
   arguments, printed = (text.format(run=' '.join(SYNTHETIC), workdir=finished_workdir, out=out)
                         for text in PROGRAMS[program])
-  result = subprocess.run([sys.executable, *program.split(), *arguments.split()],
-                          env=subprocess_env(), cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+  result = run_program(program, *arguments.split())
   assert result.returncode == 0, result.stderr
   assert printed in result.stdout, result.stdout

@@ -13,7 +13,8 @@ from app import evaluation, loop
 from training import steps
 from training.metrics import EVAL_SUMS, summarize, zero_metrics
 from training.state import TrainState, split_model
-from tests.conftest import assert_one_line_error, run_evaluate
+from tests.cli_runner import run_cli
+from tests.conftest import assert_one_line_error
 
 MEAN, STD = (100.0,), (50.0,)
 
@@ -79,7 +80,7 @@ def test_restored_checkpoint_scores_what_training_scored(tmp_path):
   for key, value in summary.last_eval.items():  # An ensemble of one model twice is that model.
     np.testing.assert_allclose([alone.metrics[key], twice.metrics[key]], value, rtol=1e-6)
   # A paper's protocol that needs photographs falls back to the images as they are, saying so.
-  result = run_evaluate(*SYNTHETIC, '--config.synthetic_train_examples=256',
+  result = run_cli('evaluate.py', *SYNTHETIC, '--config.synthetic_train_examples=256',
                         '--config.synthetic_eval_examples=100', '--config.batch_size=32',
                         '--config.eval_batch_size=24', '--config.paper.crops=10',
                         f'--workdir={tmp_path}')
@@ -109,6 +110,6 @@ SYNTHETIC = ('--config=configs/lenet5.py', '--config.dataset=synthetic')
 ])
 def test_evaluate_errors_are_one_line_and_create_nothing(tmp_path, args, message):
   workdir = tmp_path / 'never_trained'
-  result = run_evaluate(*SYNTHETIC, f'--workdir={workdir}', *args)
+  result = run_cli('evaluate.py', *SYNTHETIC, f'--workdir={workdir}', *args)
   assert_one_line_error(result, message)
   assert not workdir.exists()

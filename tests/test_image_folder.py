@@ -15,7 +15,8 @@ import input_pipeline
 from input_pipeline import EvalView
 from configs import resnet18
 from tests import ilsvrc_fixture
-from tests.conftest import DEBIAN_FASHION_MNIST, assert_one_line_error, run_evaluate, run_train
+from tests.cli_runner import run_cli
+from tests.conftest import DEBIAN_FASHION_MNIST, assert_one_line_error
 
 CLASSES = ('cat', 'dog', 'fox')
 # Per class: (height, width, format) of the training and evaluation images; odd sizes, PNG,
@@ -63,11 +64,11 @@ def test_folder_trains_an_epoch_and_evaluates_on_one_and_ten_crops(folder, tmp_p
   flags = ('--config=configs/resnet18.py', '--config.dataset=image_folder',
            f'--config.data_dir={folder}', '--config.num_classes=-1', '--config.image_size=32',
            '--config.batch_size=6', '--config.num_epochs=1', '--config.log_every_steps=1')
-  result = run_train(*flags, f'--workdir={tmp_path}')
+  result = run_cli('train.py', *flags, f'--workdir={tmp_path}')
   assert result.returncode == 0, result.stderr
   assert 'on 9 examples' in result.stdout  # 3 classes x 3 evaluation images, each once.
   for crops in (1, 10):
-    evaluate = run_evaluate(*flags, f'--workdir={tmp_path}', f'--crops={crops}')
+    evaluate = run_cli('evaluate.py', *flags, f'--workdir={tmp_path}', f'--crops={crops}')
     assert evaluate.returncode == 0, evaluate.stderr
     with open(tmp_path / 'eval_results.json') as f:
       assert (json.load(f)['num_examples'], crops) == (9, crops)
@@ -75,7 +76,7 @@ def test_folder_trains_an_epoch_and_evaluates_on_one_and_ten_crops(folder, tmp_p
   changed = tmp_path / 'changed'
   shutil.copytree(folder, changed)
   write_image(str(changed / 'train' / 'cat' / 'extra'), np.random.default_rng(1), 50, 60, 'JPEG')
-  result = run_train(*[f for f in flags if 'data_dir' not in f], f'--config.data_dir={changed}',
+  result = run_cli('train.py', *[f for f in flags if 'data_dir' not in f], f'--config.data_dir={changed}',
                      '--config.num_epochs=2', f'--workdir={tmp_path}')
   assert_one_line_error(result, 'was trained on other files of image_folder')
 
@@ -147,7 +148,7 @@ def test_layout_mistakes_are_one_line_and_write_nothing(tmp_path, mistake, messa
   with pytest.raises(input_pipeline.DataError, match=message.replace('/', '.')):
     input_pipeline.create_source(config_for(root), process_index=0, process_count=1)
   if mistake == 'unreadable image':  # The whole command: one line, no workdir.
-    result = run_train('--config=configs/resnet18.py', '--config.dataset=image_folder',
+    result = run_cli('train.py', '--config=configs/resnet18.py', '--config.dataset=image_folder',
                        f'--config.data_dir={root}', '--config.num_classes=-1',
                        f'--workdir={tmp_path / "run"}')
     assert_one_line_error(result, message)
@@ -171,7 +172,7 @@ def test_fashion_mnist_as_png_files_is_learnt(tmp_path):
       folder = root / split / f'class_{label}'
       folder.mkdir(parents=True, exist_ok=True)
       Image.fromarray(image).save(folder / f'{i:05d}.png')
-  result = run_train('--config=configs/lenet5.py', '--config.dataset=image_folder',
+  result = run_cli('train.py', '--config=configs/lenet5.py', '--config.dataset=image_folder',
                      f'--config.data_dir={root}', '--config.in_channels=3',
                      '--config.num_epochs=3', '--config.batch_size=50',
                      "--config.crop_area_range=(0.64, 1.0)", '--config.eval_resize=32',
@@ -188,10 +189,10 @@ def test_the_fine_tuning_config_starts_from_torchvisions_resnet18(folder, tmp_pa
   """configs/resnet18_folder.py as its docstring runs it: import, then fine-tune on the folder."""
   from tests.test_published import photographs, torchvision_reference
   path, _ = torchvision_reference('resnet18', tmp_path, photographs(32, 1))
-  imported = run_train('--config=configs/resnet18.py', f'--weights={path}',
-                       f'--workdir={tmp_path / "tv"}', script='import_weights.py')
+  imported = run_cli('import_weights.py', '--config=configs/resnet18.py', f'--weights={path}',
+                       f'--workdir={tmp_path / "tv"}')
   assert imported.returncode == 0, imported.stderr
-  result = run_train('--config=configs/resnet18_folder.py', f'--config.data_dir={folder}',
+  result = run_cli('train.py', '--config=configs/resnet18_folder.py', f'--config.data_dir={folder}',
                      f'--config.init_from={tmp_path / "tv"}', '--config.image_size=32',
                      '--config.batch_size=6', '--config.num_epochs=1',
                      f'--workdir={tmp_path / "tuned"}')

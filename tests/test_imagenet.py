@@ -16,8 +16,8 @@ from input_pipeline import EvalView
 from configs import resnet50
 from input_pipeline import imagenet
 from tests import ilsvrc_fixture
-from tests.conftest import (assert_one_line_error, assert_same_global_batches, run_evaluate,
-                            run_train)
+from tests.cli_runner import run_cli
+from tests.conftest import assert_one_line_error, assert_same_global_batches
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_missing_tar_is_one_clear_error(tmp_path):
 
 def test_train_py_without_the_tars_is_one_line_and_creates_nothing(tmp_path):
   workdir = tmp_path / 'resnet50'
-  result = run_train('--config=configs/resnet50.py', f'--config.data_dir={tmp_path / "tfds"}',
+  result = run_cli('train.py', '--config=configs/resnet50.py', f'--config.data_dir={tmp_path / "tfds"}',
                      f'--workdir={workdir}')
   assert_one_line_error(result, 'ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar are missing')
   assert not workdir.exists()
@@ -133,10 +133,10 @@ def test_resnet50_trains_and_evaluate_reports_ten_crops_beside_the_paper(data_di
   overrides = ('--config=configs/resnet50.py', f'--config.data_dir={data_dir}',
                '--config.image_size=32', '--config.batch_size=4', '--config.num_epochs=1',
                '--config.shuffle_buffer_size=100', '--config.log_every_steps=1')
-  result = run_train(*overrides, f'--workdir={workdir}')
+  result = run_cli('train.py', *overrides, f'--workdir={workdir}')
   assert result.returncode == 0, result.stderr
   assert 'on 13 examples' in result.stdout
-  evaluate = run_evaluate(*overrides, f'--workdir={workdir}')  # The paper's protocol.
+  evaluate = run_cli('evaluate.py', *overrides, f'--workdir={workdir}')  # The paper's protocol.
   assert evaluate.returncode == 0, evaluate.stderr
   assert ("13 validation images, AlexNet's 10 crops (4 corners and centre, and mirrors), shorter "
           'side 37, 1 model (checkpoint step 3)') in evaluate.stdout
@@ -169,10 +169,9 @@ def test_evaluate_applies_an_imported_models_variant_and_input_convention(data_d
 
   workdir = str(tmp_path / 'imported')
   flags = ('--config=configs/resnet18.py', f'--config.data_dir={data_dir}')
-  result = run_train(*flags, f'--weights={path}', f'--workdir={workdir}',
-                     script='import_weights.py')
+  result = run_cli('import_weights.py', *flags, f'--weights={path}', f'--workdir={workdir}')
   assert result.returncode == 0, result.stderr
-  evaluate = run_evaluate(*flags, '--config.eval_antialias=true', '--crops=1',
+  evaluate = run_cli('evaluate.py', *flags, '--config.eval_antialias=true', '--crops=1',
                           f'--workdir={workdir}')
   assert evaluate.returncode == 0, evaluate.stderr
   assert "note: using the checkpoint's input_convention=torch" in evaluate.stdout

@@ -18,8 +18,9 @@ import pytest
 from flax import struct
 
 from configs import lenet5
+from tests.cli_runner import run_cli
 from tests.conftest import (DEBIAN_FASHION_MNIST, ROOT, assert_one_line_error, read_metrics,
-                            run_train, subprocess_env, train_command)
+                            subprocess_env, train_command)
 from app import loop, weights, writers
 from app.assembly import assemble_from_record
 from training.errors import ConfigError, Stopped
@@ -53,7 +54,7 @@ def assert_same_records(got: list[dict], expected: list[dict]) -> None:
 @pytest.fixture(scope='module')
 def uninterrupted(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('uninterrupted'))
-  result = run_train(*ARGS, f'--workdir={workdir}')
+  result = run_cli('train.py', *ARGS, f'--workdir={workdir}')
   assert result.returncode == 0, result.stderr
   return read_metrics(workdir)
 
@@ -91,7 +92,7 @@ def test_signal_saves_the_current_step_and_the_resumed_run_is_identical(
   (step,) = checkpoint_steps(workdir)
   assert f'at step {step},' in last and 8 <= step < 96  # Not on the saving cadence (1000).
 
-  resumed = run_train(*ARGS, f'--workdir={workdir}')
+  resumed = run_cli('train.py', *ARGS, f'--workdir={workdir}')
   assert resumed.returncode == 0, resumed.stderr
   assert f'resumed at step {step}' in resumed.stderr
   # The sums since the last log travel in the checkpoint: even the training records are equal.
@@ -100,14 +101,14 @@ def test_signal_saves_the_current_step_and_the_resumed_run_is_identical(
 
 def test_divergence_saves_nothing_and_keeps_every_good_checkpoint(tmp_path):
   workdir = str(tmp_path)
-  good = run_train(*ARGS, '--config.num_epochs=1', '--config.checkpoint_every_steps=8',
+  good = run_cli('train.py', *ARGS, '--config.num_epochs=1', '--config.checkpoint_every_steps=8',
                    f'--workdir={workdir}')
   assert good.returncode == 0, good.stderr
   assert checkpoint_steps(workdir) == [16, 24, 32]
   before = {s: open(os.path.join(workdir, 'checkpoints', str(s), 'data', 'metadata')).read()
             for s in (16, 24, 32)}
 
-  diverged = run_train(*ARGS, '--config.checkpoint_every_steps=8',
+  diverged = run_cli('train.py', *ARGS, '--config.checkpoint_every_steps=8',
                        '--config.learning_rate=10000', f'--workdir={workdir}')
   assert diverged.returncode == 3, diverged.stderr
   last = diverged.stderr.strip().splitlines()[-1]
@@ -326,7 +327,7 @@ def test_read_only_workdir_is_one_line_and_changes_nothing(tmp_path, saved_workd
   os.remove(os.path.join(workdir, 'train.lock'))
   before = {p: os.path.getmtime(p) for p in (tmp_path / 'run').rglob('*')}
   read_only(workdir)
-  result = run_train('--config=configs/lenet5.py', '--config.dataset=synthetic',
+  result = run_cli('train.py', '--config=configs/lenet5.py', '--config.dataset=synthetic',
                      '--config.synthetic_train_examples=256', '--config.batch_size=32',
                      f'--workdir={workdir}')
   assert_one_line_error(result, f'cannot write to workdir {workdir}: Read-only file system')
@@ -343,7 +344,7 @@ def test_full_disk_while_saving_is_one_line_and_keeps_the_saved_step(tmp_path):
     pytest.skip(f'cannot mount a small tmpfs (needs root): {mount.stderr.strip()}')
   try:
     workdir = str(disk / 'run')
-    result = run_train(*ARGS, '--config.checkpoint_every_steps=8', '--config.keep_checkpoints=5',
+    result = run_cli('train.py', *ARGS, '--config.checkpoint_every_steps=8', '--config.keep_checkpoints=5',
                        f'--workdir={workdir}')
     assert_one_line_error(result, 'disk full while saving step ')
     saved = checkpoint_steps(workdir)
@@ -351,14 +352,14 @@ def test_full_disk_while_saving_is_one_line_and_keeps_the_saved_step(tmp_path):
     shutil.copytree(workdir, tmp_path / 'copy', ignore=shutil.ignore_patterns('*.orbax-*'))
   finally:
     subprocess.run(['umount', str(disk)], check=True)
-  resumed = run_train(*ARGS, '--config.num_epochs=1', f'--workdir={tmp_path / "copy"}')
+  resumed = run_cli('train.py', *ARGS, '--config.num_epochs=1', f'--workdir={tmp_path / "copy"}')
   assert resumed.returncode == 0 and f'resumed at step {saved[-1]}' in resumed.stderr
 
 
 def test_data_dir_that_is_a_file_is_one_line(tmp_path):
   path = tmp_path / 'data'
   path.write_text('not a directory')
-  result = run_train('--config=configs/lenet5.py', f'--config.data_dir={path}',
+  result = run_cli('train.py', '--config=configs/lenet5.py', f'--config.data_dir={path}',
                      f'--workdir={tmp_path / "run"}')
   assert_one_line_error(result, f'data_dir {path} is not a directory')
   assert not (tmp_path / 'run').exists()
@@ -371,9 +372,7 @@ def test_data_dir_that_is_a_file_is_one_line(tmp_path):
     (('--config=configs/vgg16.py', '--config.bach_size=3'), 'unknown config field'),
 ])
 def test_summary_errors_are_one_line(args, message):
-  result = subprocess.run([os.sys.executable, '-m', 'cnns.summary', *args], cwd=ROOT,
-                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
-  assert_one_line_error(result, message)
+  assert_one_line_error(run_cli('cnns.summary', *args), message)
 
 
 def test_wrong_manual_files_are_refused_and_the_fixed_ones_are_prepared_afresh(tmp_path):
@@ -389,7 +388,7 @@ def test_wrong_manual_files_are_refused_and_the_fixed_ones_are_prepared_afresh(t
   with gzip.open(manual / 'train-labels-idx1-ubyte.gz', 'wb') as f:
     f.write(header + bytes(60_000))
 
-  result = run_train('--config=configs/lenet5.py', f'--config.data_dir={data_dir}',
+  result = run_cli('train.py', '--config=configs/lenet5.py', f'--config.data_dir={data_dir}',
                      f'--workdir={tmp_path / "run"}')
   assert_one_line_error(result, f'the files in {manual} are not the original fashion_mnist: its '
                                 'train split has [60000, 0, 0, 0, 0, 0, 0, 0, 0, 0] examples')

@@ -20,7 +20,8 @@ from app import evaluation, loop, weights
 from app.assembly import assemble_from_record
 from training import metrics, steps
 from training.errors import ConfigError
-from tests.conftest import assert_one_line_error, run_evaluate
+from tests.cli_runner import run_cli
+from tests.conftest import assert_one_line_error
 from tests.test_multiprocess import run_job
 
 NUM_IMAGES = 13  # ilsvrc_fixture.VAL
@@ -95,7 +96,7 @@ def test_vgg_dense_multi_scale_testing_matches_a_per_image_reference(ilsvrc_dir,
   """VGG Table 4's protocol at small scales: whole images at two shorter sides and their
   mirrors, the class score maps averaged, the softmax outputs averaged over all four."""
   config, workdir = vgg
-  result = run_evaluate(*flags('vgg11', ilsvrc_dir, image_size=32, eval_batch_size=2),
+  result = run_cli('evaluate.py', *flags('vgg11', ilsvrc_dir, image_size=32, eval_batch_size=2),
                         f'--workdir={workdir}', '--dense', '--flip', '--scales=32,64')
   assert result.returncode == 0, result.stderr
   assert 'dense with the mirror image, shorter sides 32, 64' in result.stdout
@@ -112,7 +113,7 @@ def test_vgg_dense_multi_scale_testing_matches_a_per_image_reference(ilsvrc_dir,
 
 def test_a_scale_vggs_pools_cannot_tile_is_one_line(ilsvrc_dir, vgg):
   _, workdir = vgg
-  result = run_evaluate(*flags('vgg11', ilsvrc_dir, image_size=32, eval_batch_size=2),
+  result = run_cli('evaluate.py', *flags('vgg11', ilsvrc_dir, image_size=32, eval_batch_size=2),
                         f'--workdir={workdir}', '--dense', '--scales=48')
   assert_one_line_error(result, 'vgg11 cannot test whole images densely at shorter side 48 (pool5')
 
@@ -146,7 +147,7 @@ def test_googlenet_evaluates_its_144_crops_with_the_averaged_weights(ilsvrc_dir,
   workdir = str(tmp_path)
   config = tiny_run(ilsvrc_dir, workdir, 'googlenet', image_size=128)
   assert config.ema_decay > 0 and config.paper.crops == 144
-  result = run_evaluate(*flags('googlenet', ilsvrc_dir, image_size=128, eval_batch_size=4),
+  result = run_cli('evaluate.py', *flags('googlenet', ilsvrc_dir, image_size=128, eval_batch_size=4),
                         f'--workdir={workdir}')
   assert result.returncode == 0, result.stderr
   assert ("13 validation images, GoogLeNet's 144 crops (3 squares x 6 crops x 4 scales, and "
@@ -155,7 +156,7 @@ def test_googlenet_evaluates_its_144_crops_with_the_averaged_weights(ilsvrc_dir,
     averaged = json.load(f)
   assert averaged['protocol']['views'] == 144 and averaged['protocol']['paper']
   assert averaged['ema'] and averaged['num_examples'] == NUM_IMAGES
-  raw = run_evaluate(*flags('googlenet', ilsvrc_dir, image_size=128, eval_batch_size=4),
+  raw = run_cli('evaluate.py', *flags('googlenet', ilsvrc_dir, image_size=128, eval_batch_size=4),
                      f'--workdir={workdir}', '--crops=1', '--ema=false')
   assert raw.returncode == 0, raw.stderr
   with open(os.path.join(workdir, 'eval_results.json')) as f:

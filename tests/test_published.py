@@ -4,15 +4,15 @@ function; predict.py names the source's top-5; init_from fine-tunes from another
 The references are the sources' own models with random weights (and random BatchNorm statistics,
 biases and scales, so that every mapped tensor matters), saved in their own formats: Keras
 Applications in this process, torchvision in Debian's system Python (python3-torchvision; the
-virtual environment has no PyTorch), run in a subprocess. Both sides see the same photographs,
-each after its own preprocessing (Keras' `preprocess_input`, torchvision's normalisation).
+virtual environment has no PyTorch), in one child process (tests/system_python.py). Both sides see
+the same photographs, each after its own preprocessing (Keras' `preprocess_input`, torchvision's
+normalisation).
 """
 
 import importlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 
 import jax
@@ -24,8 +24,9 @@ from flax import nnx
 import cnns
 import input_pipeline
 from cnns import published
-from tests import ilsvrc_fixture
-from tests.conftest import SYSTEM_PYTHON, assert_one_line_error, read_metrics, run_train
+from tests import ilsvrc_fixture, system_python
+from tests.cli_runner import run_cli
+from tests.conftest import assert_one_line_error, read_metrics, run_program
 from app import inference
 from training import steps
 
@@ -69,9 +70,8 @@ def torchvision_reference(name: str, directory, images: np.ndarray, soft: bool =
   """(path of the saved .pth, the reference logits). `soft`: logits scaled to standard
   deviation 2, and the `favoured` classes' raised by 6 (3 standard deviations)."""
   np.save(directory / 'images.npy', images)
-  subprocess.run([SYSTEM_PYTHON, '-c', TORCH_REFERENCE, name, str(directory),
-                  'soft' if soft else 'raw', ','.join(map(str, favoured))], check=True,
-                 timeout=600)
+  system_python.run(TORCH_REFERENCE, name, str(directory), 'soft' if soft else 'raw',
+                    ','.join(map(str, favoured)), cwd=directory)
   return str(directory / f'{name}.pth'), np.load(directory / 'logits.npy')
 
 
@@ -155,8 +155,8 @@ def test_keras_applications_compute_the_source_function(name, module, model, siz
   assert_same_function(imported_logits(path, model, images, num_classes=classes), reference)
   if model == 'inception_resnet_v2':  # Its config averages the weights (ema_decay): the import
     workdir = str(tmp_path / 'imported')  # starts the average, so every reader restores it.
-    result = run_script('import_weights.py', f'--config=configs/{model}.py', f'--weights={path}',
-                        f'--workdir={workdir}')
+    result = run_cli('import_weights.py', f'--config=configs/{model}.py', f'--weights={path}',
+                     f'--workdir={workdir}')
     assert result.returncode == 0, result.stderr
     config = importlib.import_module(f'configs.{model}').get_config()
     checkpoint = inference.load(config, workdir, note=lambda _: None)
@@ -165,10 +165,6 @@ def test_keras_applications_compute_the_source_function(name, module, model, siz
                              **chosen.model_kwargs)
     params, _ = published.load(path, chosen, abstract)
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(checkpoint.params), params)
-
-
-def run_script(script: str, *args: str, timeout: float = 600):
-  return run_train(*args, script=script, timeout=timeout)
 
 
 def test_import_then_predict_gives_the_sources_top5(tmp_path):
@@ -187,12 +183,14 @@ def test_import_then_predict_gives_the_sources_top5(tmp_path):
   images[0] = input_pipeline.prediction_image(config, input_pipeline.read_image(str(image), 3))
   path, reference = torchvision_reference('resnet50', tmp_path, images, soft=True)
 
-  imported = run_script('import_weights.py', '--config=configs/resnet50.py', f'--weights={path}',
-                        f'--workdir={workdir}')
+  # import_weights.py's one start as a program (`python import_weights.py`; the tests run the
+  # entry points in this process otherwise, tests/cli_runner.py).
+  imported = run_program('import_weights.py', '--config=configs/resnet50.py', f'--weights={path}',
+                         f'--workdir={workdir}')
   assert imported.returncode == 0, imported.stderr
   assert 'stride_on_3x3=True, padding=symmetric' in imported.stdout
-  predicted = run_script('predict.py', '--config=configs/resnet50.py', f'--workdir={workdir}',
-                         '--json', str(image), str(tmp_path / 'resnet50.pth'))
+  predicted = run_cli('predict.py', '--config=configs/resnet50.py', f'--workdir={workdir}',
+                      '--json', str(image), str(tmp_path / 'resnet50.pth'))
   assert predicted.returncode == 1  # The .pth is not an image: one line, the photo predicted.
   assert f'error: {tmp_path / "resnet50.pth"}: ' in predicted.stderr
   assert 'Traceback' not in predicted.stderr
@@ -215,7 +213,7 @@ def test_import_then_predict_gives_the_sources_top5(tmp_path):
   for added, message in (([], 'add --config.input_convention=torch'),
                          (['--config.input_convention=torch'],
                           'add --config.model_kwargs.padding=symmetric')):
-    result = run_train(*fine_tune, *added, f'--workdir={tmp_path / "tuned"}')
+    result = run_cli('train.py', *fine_tune, *added, f'--workdir={tmp_path / "tuned"}')
     assert_one_line_error(result, message)
     assert not (tmp_path / 'tuned').exists()
 
@@ -245,25 +243,25 @@ def test_a_file_that_does_not_fit_is_one_line_and_writes_nothing(tmp_path):
       ('configs/googlenet.py', 'torchvision weights are imported for resnet18'),
       ('configs/vgg11.py', 'has no tensor classifier.0.weight')):
     workdir = tmp_path / 'run'
-    result = run_script('import_weights.py', *f'--config={config}'.split(), f'--weights={path}',
-                        f'--workdir={workdir}')
+    result = run_cli('import_weights.py', *f'--config={config}'.split(), f'--weights={path}',
+                     f'--workdir={workdir}')
     assert_one_line_error(result, message)
     assert not workdir.exists()
   damaged = tmp_path / 'damaged.pth'
   damaged.write_bytes(open(path, 'rb').read()[:1000])
-  result = run_script('import_weights.py', '--config=configs/resnet18.py',
-                      f'--weights={damaged}', f'--workdir={tmp_path / "run"}')
+  result = run_cli('import_weights.py', '--config=configs/resnet18.py', f'--weights={damaged}',
+                   f'--workdir={tmp_path / "run"}')
   assert_one_line_error(result, str(damaged))
 
 
 def test_unknown_files_and_taken_workdirs_are_refused(tmp_path):
   weights = tmp_path / 'weights.npz'
   weights.write_bytes(b'')
-  result = run_script('import_weights.py', '--config=configs/resnet50.py',
-                      f'--weights={weights}', f'--workdir={tmp_path / "run"}')
+  result = run_cli('import_weights.py', '--config=configs/resnet50.py', f'--weights={weights}',
+                   f'--workdir={tmp_path / "run"}')
   assert_one_line_error(result, 'not a Keras (.h5, .weights.h5) or torchvision (.pth) file')
-  result = run_script('import_weights.py', '--config=configs/resnet50.py',
-                      f'--weights={tmp_path / "missing.h5"}', f'--workdir={tmp_path / "run"}')
+  result = run_cli('import_weights.py', '--config=configs/resnet50.py',
+                   f'--weights={tmp_path / "missing.h5"}', f'--workdir={tmp_path / "run"}')
   assert_one_line_error(result, 'no such file')
   assert not (tmp_path / 'run').exists()
 
@@ -286,15 +284,15 @@ def test_init_from_copies_matching_layers_and_fine_tunes_a_new_head(fashion_mnis
   layer but the classifier is copied, which the run says, and the loss falls."""
   common = ['--config=configs/lenet5.py', '--config.batch_size=64', '--config.in_channels=1']
   source = tmp_path / 'source'
-  result = run_train(*common, '--config.dataset=synthetic', '--config.num_classes=5',
-                     '--config.synthetic_train_examples=256', '--config.num_epochs=1',
-                     f'--workdir={source}')
+  result = run_cli('train.py', *common, '--config.dataset=synthetic', '--config.num_classes=5',
+                   '--config.synthetic_train_examples=256', '--config.num_epochs=1',
+                   f'--workdir={source}')
   assert result.returncode == 0, result.stderr
   tuned = tmp_path / 'tuned'
   args = [*common, f'--config.data_dir={fashion_mnist_dir}', '--config.num_epochs=1',
           '--config.batch_size=256', '--config.log_every_steps=40',
           f'--config.init_from={source}', f'--workdir={tuned}']
-  result = run_train(*args)
+  result = run_cli('train.py', *args)
   assert result.returncode == 0, result.stderr
   assert (f'init_from {source} (step 4, lenet5): copied 4 of 5 layers, all but fc5'
           in result.stderr), result.stderr
@@ -302,7 +300,7 @@ def test_init_from_copies_matching_layers_and_fine_tunes_a_new_head(fashion_mnis
   assert losses[-1] < 0.8 * losses[0] < 2.5
   # The fine-tune's own checkpoints win on a rerun; init_from is not read again (even gone).
   shutil.rmtree(source)
-  rerun = run_train(*args)
+  rerun = run_cli('train.py', *args)
   assert rerun.returncode == 0 and 'init_from' not in rerun.stderr, rerun.stderr
 
 
@@ -311,9 +309,10 @@ def test_init_from_refuses_other_pixels_before_touching_the_workdir(tmp_path):
   common = ['--config=configs/lenet5.py', '--config.dataset=synthetic', '--config.in_channels=3',
             '--config.num_epochs=1', '--config.batch_size=64',
             '--config.synthetic_train_examples=64', '--config.synthetic_eval_examples=64']
-  result = run_train(*common, '--config.input_convention=tf', f'--workdir={source}')
+  result = run_cli('train.py', *common, '--config.input_convention=tf', f'--workdir={source}')
   assert result.returncode == 0, result.stderr
-  result = run_train(*common, f'--config.init_from={source}', f'--workdir={tmp_path / "new"}')
+  result = run_cli('train.py', *common, f'--config.init_from={source}',
+                   f'--workdir={tmp_path / "new"}')
   assert_one_line_error(result, 'add --config.input_convention=tf')
   assert not (tmp_path / 'new').exists()
 

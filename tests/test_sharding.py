@@ -11,13 +11,10 @@ What is defined on every CPU, and so what is asserted (measurements: README, "Re
 - Per-device BatchNorm really normalises each device's shard by its own statistics.
 """
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import run_program
 
 DEVICES = 8
 
@@ -25,8 +22,7 @@ DEVICES = 8
 @pytest.fixture(scope='module')
 def results(tmp_path_factory):
   path = tmp_path_factory.mktemp('sharded') / 'steps.npz'
-  done = subprocess.run([sys.executable, '-m', 'tests.sharded_steps', str(path)], cwd=ROOT,
-                        env=subprocess_env(DEVICES), capture_output=True, text=True, timeout=900)
+  done = run_program('-m tests.sharded_steps', str(path), num_devices=DEVICES, timeout=900)
   assert done.returncode == 0, done.stderr
   return dict(np.load(path))
 

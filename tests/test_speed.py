@@ -4,8 +4,6 @@ device, the persistent compilation cache, the profiler, the throughput benchmark
 import glob
 import json
 import os
-import subprocess
-import sys
 from unittest import mock
 
 import jax
@@ -17,7 +15,8 @@ from jax._src.interpreters import partial_eval
 
 import cnns
 from configs import resnet18
-from tests.conftest import ROOT, run_train, subprocess_env
+from tests.cli_runner import run_cli
+from tests.conftest import run_program, run_train
 from app import loop
 from training import mesh
 
@@ -91,7 +90,8 @@ def cache_files(directory) -> set[str]:
 def test_compilation_cache_makes_a_restart_compile_nothing(tmp_path):
   """The same run started again from scratch, and a rerun of the finished run (it restores and
   evaluates again), compile nothing: every program comes from the cache, so no entry is added.
-  Counting entries counts compilations (one entry each)."""
+  Counting entries counts compilations (one entry each). Each run is a new process, a restart:
+  in this process the programs would come from JAX's memory, and the cache stay on after."""
   cache = tmp_path / 'cache'
   flag = f'--compilation_cache_dir={cache}'
   first = run_train(*TINY, f'--workdir={tmp_path / "run"}', flag)
@@ -108,25 +108,22 @@ def test_compilation_cache_makes_a_restart_compile_nothing(tmp_path):
 
 
 def test_profile_steps_write_a_trace_that_top_ops_reads(tmp_path):
-  result = run_train(*TINY, '--config.profile_steps=(1,3)', f'--workdir={tmp_path}')
+  result = run_cli('train.py', *TINY, '--config.profile_steps=(1,3)', f'--workdir={tmp_path}')
   assert result.returncode == 0, result.stderr
   assert f'profile of steps 1 to 2 written to {tmp_path}/profile' in result.stderr
   assert glob.glob(str(tmp_path / 'profile' / 'plugins' / 'profile' / '*' / '*.trace.json.gz'))
-  top = subprocess.run([sys.executable, '-m', 'benchmarks.top_ops', str(tmp_path), '--top=5'],
-                       env=subprocess_env(), cwd=ROOT, capture_output=True, text=True,
-                       timeout=120)
+  top = run_cli('benchmarks.top_ops', str(tmp_path), '--top=5')
   assert top.returncode == 0, top.stderr
   assert 'jit_train_step' in top.stdout and len(top.stdout.splitlines()) == 2 + 5
-  bad = run_train(*TINY, '--config.profile_steps=(3,1)', f'--workdir={tmp_path / "bad"}')
+  bad = run_cli('train.py', *TINY, '--config.profile_steps=(3,1)', f'--workdir={tmp_path / "bad"}')
   assert bad.returncode == 2 and 'profile_steps=(3, 1) must be (start, stop)' in bad.stderr
 
 
 def test_train_throughput_benchmark_runs_as_a_script(tmp_path):
+  # A new process: the script makes the packages importable itself, and times its imports.
   out = tmp_path / 'figures.json'
-  result = subprocess.run(
-      [sys.executable, 'benchmarks/train_throughput.py', '--config=configs/lenet5.py',
-       '--steps=2', '--rounds=1', '--host_delay_ms=1', f'--json={out}'],
-      env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+  result = run_program('benchmarks/train_throughput.py', '--config=configs/lenet5.py', '--steps=2',
+                       '--rounds=1', '--host_delay_ms=1', f'--json={out}')
   assert result.returncode == 0, result.stderr
   figures = json.loads(out.read_text())
   assert list(figures['img_per_s']) == ['framework, prefetch_to_device=2',

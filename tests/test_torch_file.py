@@ -9,7 +9,6 @@ import json
 import os
 import pickle
 import re
-import subprocess
 import zipfile
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 
 from cnns.published import torch_file
 from cnns.published.torch_file import load_state_dict
-from tests.conftest import SYSTEM_PYTHON
+from tests import system_python
 
 # Runs under the system python, in the output folder: each checkpoint `<name>.pth` (zip format)
 # and `<name>-legacy.pth` (torch.save's legacy format), with the state dict it must read back as
@@ -75,11 +74,9 @@ save('training', training, params)
 
 
 @pytest.fixture(scope='module')
-def checkpoints(tmp_path_factory):
+def checkpoints(tmp_path_factory, system_torchvision):  # pylint: disable=unused-argument
   folder = tmp_path_factory.mktemp('torch_files')
-  result = subprocess.run([SYSTEM_PYTHON, '-c', WRITER], cwd=folder, capture_output=True, text=True,
-                          timeout=300)
-  assert result.returncode == 0, result.stderr
+  system_python.run(WRITER, cwd=folder)
   return folder
 
 

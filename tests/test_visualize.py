@@ -12,15 +12,17 @@ from PIL import Image
 import input_pipeline
 from cnns import visualization
 from configs import lenet5
-from tests.conftest import assert_one_line_error, read_metrics, run_train
+from tests.cli_runner import run_cli
+from tests.conftest import assert_one_line_error, read_metrics
 from app import inference
 
 
 @pytest.fixture(scope='module')
 def trained(fashion_mnist_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('lenet5'))
-  result = run_train('--config=configs/lenet5.py', f'--config.data_dir={fashion_mnist_dir}',
-                     '--config.num_epochs=1', '--config.batch_size=256', f'--workdir={workdir}')
+  result = run_cli('train.py', '--config=configs/lenet5.py',
+                   f'--config.data_dir={fashion_mnist_dir}', '--config.num_epochs=1',
+                   '--config.batch_size=256', f'--workdir={workdir}')
   assert result.returncode == 0, result.stderr
   return workdir
 
@@ -52,9 +54,9 @@ class Images(html.parser.HTMLParser):
 def test_visualize_writes_every_picture_and_a_page_showing_them(trained, fashion_mnist_dir,
                                                                  tmp_path):
   out = tmp_path / 'pictures'
-  result = run_train('--config=configs/lenet5.py', f'--config.data_dir={fashion_mnist_dir}',
-                     f'--workdir={trained}', f'--out={out}', '--example=3',
-                     script='visualize.py')
+  result = run_cli('visualize.py', '--config=configs/lenet5.py',
+                   f'--config.data_dir={fashion_mnist_dir}', f'--workdir={trained}', f'--out={out}',
+                   '--example=3')
   assert result.returncode == 0, result.stderr
   expected = {'prediction.png', 'filters_conv1.png', 'filters_conv2.png', 'activations_conv1.png',
               'activations_pool1.png', 'activations_conv2.png', 'activations_pool2.png',
@@ -83,8 +85,8 @@ def test_visualize_mistakes_are_one_line(trained, tmp_path):
     image = tmp_path / 'x.png'
     Image.new('L', (40, 30), 128).save(image)
     flags = [f.replace('x.png', str(image)) for f in flags]
-    result = run_train('--config=configs/lenet5.py', f'--workdir={trained}',
-                       f'--out={tmp_path / "out"}', *flags, script='visualize.py')
+    result = run_cli('visualize.py', '--config=configs/lenet5.py', f'--workdir={trained}',
+                     f'--out={tmp_path / "out"}', *flags)
     assert_one_line_error(result, message)
 
 
@@ -153,10 +155,10 @@ def test_plot_metrics_draws_a_resumed_run_and_two_runs(trained, tmp_path):
   assert [(r['step'], 'eval/loss' in r) for r in runs] == sorted(
       {(r['step'], 'eval/loss' in r) for r in records})
   out = tmp_path / 'curves.png'
-  result = run_train(trained, str(resumed), f'--out={out}', '--paper', script='plot_metrics.py')
+  result = run_cli('plot_metrics.py', trained, str(resumed), f'--out={out}', '--paper')
   assert result.returncode == 0, result.stderr
   with Image.open(out) as image:
     assert image.format == 'PNG' and image.size == (1600, 340)
   shutil.rmtree(resumed)
-  result = run_train(str(resumed), f'--out={out}', script='plot_metrics.py')
+  result = run_cli('plot_metrics.py', str(resumed), f'--out={out}')
   assert_one_line_error(result, f'{resumed}/metrics.jsonl: No such file or directory')
