@@ -89,18 +89,11 @@ class Run:
                                   keep=config.keep_checkpoints)
     self._checkpointer = self.directory.checkpointer
     try:
-      state = jax.device_put(state, assembly.replicated)
-      changes = []
-      check = lambda saved, step: changes.append(resume.check_resume(saved, self.record, step))
-      restored = self._checkpointer.restore_latest(state, check_record=check)
-      train_sums, saved = None, {}
-      if restored is not None:
-        state, saved, _ = restored
-        train_sums = saved.get('train_metrics')
-      self.state = state
+      self.state, saved, changes = self.directory.restore(
+          jax.device_put(state, assembly.replicated), self.record)
       # The plateau schedule's state travels in the record too (its scale set by evaluations).
       self.plateau = (optim.Plateau(config, saved.get('plateau'))
-                       if config.lr_schedule == 'plateau' else None)
+                      if config.lr_schedule == 'plateau' else None)
       self._set_lr_scale()
       self.step = int(self.state.step)
       self.directory.write_config(self.record['config'])
@@ -112,11 +105,12 @@ class Run:
           f'{config.model} on {config.dataset}: {count_params(self.state.params):,} parameters, '
           f'{jax.device_count()} device(s), {self.steps_per_epoch} steps/epoch, '
           + (f'resumed at step {self.step}' if self.step else 'starting'))
-      if changes and changes[0]:
-        self.progress.print(f'resuming with changed {changes[0]}')
+      if changes:
+        self.progress.print(f'resuming with changed {changes}')
       for line in notes:
         self.progress.print(line)
       # The sums since the last log travel in the checkpoint: a resumed run logs the same numbers.
+      train_sums = saved.get('train_metrics')
       self._train_metrics = jax.device_put(
           {k: np.float32(v) for k, v in train_sums.items()} if train_sums
           else steps.zero_train_metrics(), assembly.replicated)

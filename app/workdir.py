@@ -17,6 +17,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from app import resume
 from training.checkpoints import Checkpointer, disk_full
 from training.errors import ConfigError
 
@@ -94,6 +95,18 @@ class RunDirectory:
     except BaseException:
       self._lock.release()
       raise
+
+  def restore(self, state, record: dict) -> tuple[object, dict, str]:
+    """(the newest good checkpoint's state, its record, what this run changes, printable), or
+    (`state`, {}, '') where there is none. A resume that changes what the saved state or the data
+    order means is refused (`resume.check_resume`, against this run's `record`)."""
+    changes = []
+    check = lambda saved, step: changes.append(resume.check_resume(saved, record, step))
+    restored = self.checkpointer.restore_latest(state, check_record=check)
+    if restored is None:
+      return state, {}, ''
+    state, saved, _ = restored
+    return state, saved, changes[0] if changes else ''
 
   def write_config(self, resolved: dict) -> None:
     """config.json: the config of the newest checkpoints, for people and tools (process 0)."""
