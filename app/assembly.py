@@ -37,8 +37,7 @@ def validate(config, workdir: str) -> None:
     raise ConfigError(f'num_epochs={config.num_epochs} must be positive')
   if config.batchnorm not in BATCHNORM:
     raise ConfigError(f'unknown batchnorm {config.batchnorm!r}; known: {", ".join(BATCHNORM)}')
-  if config.dtype not in DTYPES:
-    raise ConfigError(f'unknown dtype {config.dtype!r}; known: {", ".join(DTYPES)}')
+  compute_dtype(config)
   if config.input_convention not in ('dataset', *input_pipeline.INPUT_CONVENTIONS):
     raise ConfigError(f'unknown input_convention {config.input_convention!r}; known: dataset, '
                       + ', '.join(input_pipeline.INPUT_CONVENTIONS))
@@ -84,6 +83,17 @@ def check_model_options(config, model: nnx.Module) -> None:
     sdlm.check(config, model)
 
 
+def eval_batch_size(config) -> int:
+  """Global; `batch_size` unless the config sets its own."""
+  return config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
+
+
+def compute_dtype(config) -> jnp.dtype:
+  if config.dtype not in DTYPES:
+    raise ConfigError(f'unknown dtype {config.dtype!r}; known: {", ".join(DTYPES)}')
+  return DTYPES[config.dtype]
+
+
 def recorded_architecture(recorded: dict) -> dict:
   """Constructor arguments of a checkpoint's model, as its run resolved them."""
   return dict(num_classes=recorded['num_classes'], in_channels=recorded['in_channels'],
@@ -117,8 +127,7 @@ class Assembly:
 
   @property
   def eval_batch_size(self) -> int:
-    """Global; `batch_size` unless the config sets its own."""
-    return self.config.eval_batch_size if self.config.eval_batch_size > 0 else self.config.batch_size
+    return eval_batch_size(self.config)
 
   @property
   def local_eval_batch(self) -> int:
@@ -142,11 +151,11 @@ class Assembly:
         bn_groups=jax.device_count() if config.batchnorm == 'per_device' else 1,
         ema_decay=optim.ema_decay(config), **self.normalization)
 
-  def abstract_state(self, config=None) -> tuple[nnx.GraphDef, TrainState]:
-    """(graphdef, shapes and shardings of the TrainState that training saves under `config`,
-    the assembly's own by default, or a checkpoint's recorded one): with `ema_params` where its
-    `ema_decay` > 0 (absent from configs recorded before it: 0)."""
-    config = self.config if config is None else config
+  def abstract_state(self, config) -> tuple[nnx.GraphDef, TrainState]:
+    """(graphdef, shapes and shardings of the TrainState that training saves under `config`, a
+    checkpoint's recorded one, or the assembly's own for checkpoints older than recorded
+    configs): with `ema_params` where its `ema_decay` > 0 (absent from configs recorded before
+    it: 0)."""
     graphdef, params, batch_stats = split_model(self.abstract_model)
     tx = optim.create_optimizer(config, steps_per_epoch=1)  # The schedule shapes no state.
     state = TrainState(step=jax.ShapeDtypeStruct((), 'int32'), params=params,
@@ -164,13 +173,11 @@ def assemble(config, workdirs=(), *, local: bool = False) -> Assembly:
   images of one shape)."""
   for workdir in workdirs:
     validate(config, workdir)
-  mesh_lib.local_batch_size(config.batch_size)
-  eval_batch = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
-  mesh_lib.local_batch_size(eval_batch, 'eval_batch_size')
+  mesh_lib.local_batch_size(eval_batch_size(config), 'eval_batch_size')
   mesh = mesh_lib.create_mesh(local=local)
   source = input_pipeline.create_source(config, process_index=jax.process_index(),
                                         process_count=jax.process_count())
-  dtype = DTYPES[config.dtype]
+  dtype = compute_dtype(config)
   architecture = model_architecture(config, source)
   abstract_model, _ = cnns.trace(config.model, dtype=dtype, **architecture)
   check_model_options(config, abstract_model)
@@ -184,7 +191,7 @@ def assemble_from_record(config, recorded: dict, dataset: dict | None = None) ->
   """The model a checkpoint recorded (`recorded`: its config, with the classes and channels its
   run resolved), in `config`'s dtype, on every device, with no data source; standardised with
   `dataset`'s recorded statistics where given."""
-  dtype = DTYPES[config.dtype]
+  dtype = compute_dtype(config)
   architecture = recorded_architecture(recorded)
   abstract_model, _ = cnns.trace(recorded['model'], dtype=dtype, **architecture)
   normalization = None

@@ -128,12 +128,14 @@ class Evaluator:
 
   `states` are one model or an ensemble of `graphdef`'s architecture, whose softmax outputs are
   averaged. `chunk` views of each image are evaluated together (all if None). A call returns None
-  as soon as `interrupted()` (a stop requested in a single process).
+  as soon as `interrupted()` (a stop requested in a single process). `note` hears (on process 0)
+  how many images had non-finite outputs, counted as wrong and left out of the loss.
   """
 
   def __init__(self, assembly: Assembly, graphdef: nnx.GraphDef, protocol: 'Protocol' = None, *,
-               chunk: int | None = None):
+               chunk: int | None = None, note=print):
     self._assembly = assembly
+    self._note = note if jax.process_index() == 0 else lambda _: None
     self._graphdef = graphdef
     self._passes = (protocol or Protocol()).passes(assembly.config)
     self._chunk = chunk
@@ -158,6 +160,9 @@ class Evaluator:
     expected = self._assembly.source.num_eval_examples
     if sums['count'] != expected:
       raise AssertionError(f'{sums["count"]:.0f} of the {expected} images were evaluated')
+    if sums['nonfinite']:
+      self._note(f'note: the models\' outputs overflowed on {sums["nonfinite"]:.0f} images: '
+                 'counted as wrong, left out of the loss')
     return metrics.evaluation_result(sums)
 
   def _batches(self, view: EvalView, dense: bool):
@@ -196,19 +201,19 @@ class Evaluator:
 
   def _combined_passes(self, states, interrupted) -> dict | None:
     """The sums of each image's softmax outputs averaged over the passes, combined on the host
-    (in float64) by the image's index."""
+    by the image's index, in float64 and as logarithms (as the device averages one pass's views),
+    so that one pass or several rank and score alike. Only on a local mesh (evaluate.py's)."""
     a = self._assembly
-    if not a.local:
-      raise ValueError('several passes combine images on the host: assemble(local=True)')
     num_local = math.ceil(a.source.num_eval_examples / jax.process_count())
-    totals = np.zeros((num_local, a.architecture['num_classes']))
+    log_totals = np.full((num_local, a.architecture['num_classes']), -np.inf)
     labels = np.zeros(num_local, np.int64)
     seen = np.zeros(num_local, np.int64)
 
-    def add(batch, probabilities):
+    def add(batch, log_probs):
       real = batch['mask']
       index = batch['index'][real]
-      totals[index] += np.asarray(probabilities)[real]  # Waits for the batch's results.
+      log_totals[index] = np.logaddexp(log_totals[index],  # Waits for the batch's results.
+                                       np.asarray(log_probs, np.float64)[real])
       labels[index] = batch['label'][real]
       seen[index] += 1
 
@@ -217,7 +222,7 @@ class Evaluator:
         print(f'pass {number} of {len(self._passes)}: {view.crops} at shorter side {view.scale}'
               + (', and mirrors' if mirror else ''), flush=True)
       dense = view.crops == 'dense'
-      predict = self._step('probabilities', dense, mirror)
+      predict = self._step('log_probs', dense, mirror)
       previous = None  # Added one batch late, so the device already has the next one queued.
       for batch in self._batches(view, dense):
         if interrupted():
@@ -232,9 +237,7 @@ class Evaluator:
     if not np.all(seen[counted] == len(self._passes)):
       raise AssertionError(f'a pass saw an image {seen[counted].min()} to {seen[counted].max()} '
                            f'times, not once each in {len(self._passes)} passes')
-    averaged = totals[counted] / len(self._passes)
-    log_probs = np.log(np.maximum(averaged, np.finfo(np.float64).tiny), where=np.isfinite(averaged),
-                       out=np.full_like(averaged, np.nan))
+    log_probs = log_totals[counted] - np.log(len(self._passes))
     return metrics.classification_sums(log_probs, labels[counted], np.ones(counted.sum(), bool))
 
 
@@ -268,9 +271,6 @@ def evaluate_checkpoints(config, workdirs: list[str], protocol: Protocol, *, ema
     _check_dense(assembly, [view.scale for view, _ in passes if view.crops == 'dense'])
   graphdef, states, checkpoint_steps, used_ema = _restore(assembly, workdirs, ema)
   result = Evaluator(assembly, graphdef, protocol, chunk=chunk)(states)
-  if result['nonfinite'] and jax.process_index() == 0:
-    print(f'note: the models\' outputs overflowed on {result["nonfinite"]} images: counted as '
-          'wrong, left out of the loss')
   return CheckpointResult(metrics=result, checkpoint_steps=checkpoint_steps, ema=used_ema)
 
 
@@ -308,7 +308,7 @@ def _restore(assembly: Assembly, workdirs, ema: bool):
   for workdir in workdirs:
     recorded = weights.recorded_config(workdir)
     graphdef, abstract_state = assembly.abstract_state(
-        ml_collections.ConfigDict(recorded) if recorded else None)
+        ml_collections.ConfigDict(recorded) if recorded else assembly.config)
     restored.append(weights.restore(workdir, abstract_state))
   averaged = ema and all(state.ema_params is not None for state, _ in restored)
   if ema and not averaged and any(state.ema_params is not None for state, _ in restored):

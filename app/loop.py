@@ -76,7 +76,6 @@ class Run:
     notes = []
     self.graphdef, state = weights.initial_state(assembly, tx, workdir, note=notes.append)
     self._train_step = assembly.train_step(self.graphdef, tx)
-    self.evaluator = Evaluator(assembly, self.graphdef)
     self._curvature = (sdlm.Curvature(config, self.graphdef, self.steps_per_epoch,
                                       out_sharding=assembly.replicated, **assembly.normalization)
                        if config.optimizer == 'sdlm' else None)
@@ -101,6 +100,7 @@ class Run:
       self.writer = MetricWriter(workdir, resume_step=self.step, enabled=is_chief)
       self.progress = Progress(total_steps=config.num_epochs * self.steps_per_epoch,
                                initial_step=self.step, enabled=is_chief)
+      self.evaluator = Evaluator(assembly, self.graphdef, note=self.progress.print)
       self.progress.print(
           f'{config.model} on {config.dataset}: {count_params(self.state.params):,} parameters, '
           f'{jax.device_count()} device(s), {self.steps_per_epoch} steps/epoch, '
@@ -241,13 +241,14 @@ class Run:
     result = self.evaluator((state,), interrupted=lambda: self.stops.requested)
     if result is None:
       self._stop()
-    result = {k: v for k, v in result.items() if k != 'nonfinite'}
+    del result['nonfinite']  # Noted by the evaluator.
+    if result['loss'] is None:  # No finite output: null in metrics.jsonl, NaN in TensorBoard.
+      result['loss'] = float('nan')
     if write:
       self.writer.write(self.step, {'epoch': epoch,
                                     **{f'eval/{k}': v for k, v in result.items()}})
-    loss = 'none finite' if result['loss'] is None else f'{result["loss"]:.4f}'
     self.progress.print(
-        f'epoch {epoch}: eval{" of the EMA weights" if ema else ""} loss {loss}, '
+        f'epoch {epoch}: eval{" of the EMA weights" if ema else ""} loss {result["loss"]:.4f}, '
         f'top-1 {result["top1_acc"]:.4f}, top-5 {result["top5_acc"]:.4f} on '
         f'{result["num_examples"]} examples')
     if self.plateau:

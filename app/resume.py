@@ -20,7 +20,6 @@ MEANING_FIELDS = ('model', 'model_kwargs', 'dataset', 'image_size', 'num_classes
                   'data_shards', 'shuffle_buffer_size', 'synthetic_train_examples')
 
 
-
 def dataset_record(source: input_pipeline.Source) -> dict:
   """What predict.py needs of the dataset, saved with each checkpoint so that it needs no data:
   its channel statistics and class names."""

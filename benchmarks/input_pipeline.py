@@ -31,7 +31,7 @@ import tensorflow as tf
 from absl import app, flags
 from PIL import Image
 
-from input_pipeline import preprocessing, tfds_source
+from input_pipeline import preprocessing, sharded
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('images', None, 'Directory of JPEG files; default: generated photographs.')
@@ -131,7 +131,7 @@ def this_project(jpeg: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 def tf_dataset(files: list[bytes], num_images: int, example) -> tf.data.Dataset:
   ds = tf.data.Dataset.from_tensor_slices(files).repeat().take(num_images).enumerate()
-  ds = tfds_source.parallel_map(
+  ds = sharded.parallel_map(
       ds, lambda index, jpeg: example(jpeg, tf.stack([tf.constant(0, tf.int64), index])))
   return ds.batch(BATCH).prefetch(tf.data.AUTOTUNE)
 

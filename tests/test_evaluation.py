@@ -57,7 +57,8 @@ def test_crops_and_models_average_their_softmax_outputs():
   for chunk in (None, 2):
     predict = steps.make_predict_step(graphdef, mean=MEAN, std=STD, dtype=np.float32,
                                       dense=False, mirror=False, chunk=chunk, out_sharding=None)
-    np.testing.assert_allclose(predict((first, second), images)[:5], p, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.exp(predict((first, second), images)[:5]), p, rtol=1e-5,
+                               atol=1e-7)
   mirrored = steps.make_predict_step(graphdef, mean=MEAN, std=STD, dtype=np.float32, dense=False,
                                      mirror=True, chunk=4, out_sharding=None)
   both = np.concatenate([images, images[:, :, :, ::-1]], axis=1)

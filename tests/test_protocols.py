@@ -1,4 +1,4 @@
-"""The papers' evaluation protocols (training/evaluation.py) end to end on the miniature ILSVRC2012:
+"""The papers' evaluation protocols (app/evaluation.py) end to end on the miniature ILSVRC2012:
 VGG's dense multi-scale testing against a reference computed image by image, its exactness at the
 crop size, GoogLeNet's 144 crops with Polyak-averaged weights, ResNet's fully-convolutional
 multi-scale testing on one and on two processes, and the configs' protocol strings."""
@@ -60,7 +60,7 @@ def reference_probabilities(config, workdir, passes):
   averaged over each pass's views and then over the passes, one image at a time in float64."""
   source = input_pipeline.create_source(config, process_index=0, process_count=1)
   graphdef, abstract = assemble_from_record(
-      config, weights.recorded_config(workdir)).abstract_state()
+      config, weights.recorded_config(workdir)).abstract_state(config)
   state = weights.restore(workdir, abstract)[0]
   model = nnx.merge(graphdef, state.params, state.batch_stats)
   model.eval()

@@ -87,3 +87,21 @@ def test_train_and_evaluate_writes_metrics_and_improves(tmp_path):
   assert train[-1]['train/loss'] < train[0]['train/loss']
   assert all(r['train/img_per_sec'] > 0 for r in train)
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path))
+
+
+def test_evaluation_whose_outputs_all_overflow_is_noted_and_logged_as_null(tmp_path, capsys):
+  """Training stays finite while the evaluated model's outputs do not (as eval-mode BatchNorm
+  can overflow): the images count as wrong, the loss is NaN (null in metrics.jsonl), with a
+  note; nothing raises."""
+  with loop.Run(synthetic_config(synthetic_eval_examples=40), str(tmp_path)) as run:
+    run.train_epoch(0)
+    params = run.state.params
+    fc = params['fc5']['linear']
+    run.state = run.state.replace(params={**params, 'fc5': {**params['fc5'], 'linear': {
+        **fc, 'bias': fc['bias'].at[0].set(np.inf)}}})
+    result = run.evaluate(1)
+  assert np.isnan(result['loss']) and result['top1_acc'] == 0 and result['num_examples'] == 40
+  assert "note: the models' outputs overflowed on 40 images" in capsys.readouterr().err
+  with open(tmp_path / 'metrics.jsonl') as f:
+    (evaluation,) = [json.loads(line) for line in f if '"eval/loss"' in line]
+  assert evaluation['eval/loss'] is None

@@ -178,12 +178,11 @@ def make_eval_step(graphdef: nnx.GraphDef, *, mean, std, dtype, out_sharding, de
 
 def make_predict_step(graphdef: nnx.GraphDef, *, mean, std, dtype, dense: bool, mirror: bool,
                       chunk: int | None, out_sharding) -> Callable[[tuple, jax.Array], jax.Array]:
-  """A jitted `(states, images) -> probabilities` [N, classes], `mean_log_probabilities`
-  exponentiated: evaluate.py combines its protocols' passes over the data per image on the host.
-  Compiled once per image shape."""
+  """A jitted `(states, images) -> mean_log_probabilities` [N, classes]: evaluate.py combines its
+  protocols' passes over the data per image on the host. Compiled once per image shape."""
 
   def predict(states: tuple[TrainState, ...], images):
-    return jnp.exp(mean_log_probabilities(graphdef, states, images, mean=mean, std=std,
-                                          dtype=dtype, dense=dense, mirror=mirror, chunk=chunk))
+    return mean_log_probabilities(graphdef, states, images, mean=mean, std=std, dtype=dtype,
+                                  dense=dense, mirror=mirror, chunk=chunk)
 
   return jax.jit(predict, out_shardings=out_sharding)
