@@ -13,12 +13,20 @@ without a compilation cache unless a flag names one.
 What a new process would not inherit is put back after each run: absl's flags (each run starts
 with only the libraries' flags, as the script defines its own on start), the warning filters
 (Python's defaults during the run, warnings printed to its stderr), the environment, `sys.argv`,
-the working directory, the SIGINT/SIGTERM handlers, absl's log stream and the process name absl's
-first `app.run` sets.
+the working directory, the SIGINT/SIGTERM handlers, the root logger (absl's handler, to the run's
+stderr during the run, as app.run installs it) and the process name absl's first `app.run` sets.
+
+    python -m tests.cli_runner '[["train.py", ARG, ...], ...]'
+
+runs several commands in one new process, for another number of fake devices than the test
+process's (XLA_FLAGS is read at start: conftest.py's `run_in_one_process`), and prints their
+results as a JSON list.
 """
 
 import contextlib
 import io
+import json
+import logging
 import os
 import runpy
 import signal
@@ -34,8 +42,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 # Modules whose flags belong to an entry point: the repository's (app/cli.py, scripts imported by
 # tests, a run's script). Libraries' flags (absl, TensorFlow, Orbax) stay registered.
-_OWN_MODULES = {name.removesuffix('.py') for name in os.listdir(ROOT)}
-# What tests/conftest.py's subprocess_env gives a child process.
+_OWN_MODULES = {name.removesuffix('.py') for name in os.listdir(ROOT) if name[0] != '.'}
+# As tests/conftest.py's subprocess_env: no compilation cache unless a flag names one.
 ENVIRONMENT = {'JAX_COMPILATION_CACHE_DIR': ''}
 
 
@@ -73,7 +81,9 @@ def _exit_status(code) -> int:
 def _as_a_new_process(argv: list[str], stderr: io.StringIO):
   saved_environ, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
   handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+  log_handlers, log_level = logging.root.handlers[:], logging.root.level
   log_stream = absl_logging.get_absl_handler().python_handler.setStream(stderr)
+  absl_logging.use_absl_handler()  # As app.run's first call does (not again in this process).
   name = _process_name()
   os.environ.update(ENVIRONMENT)
   sys.argv = list(argv)
@@ -92,6 +102,8 @@ def _as_a_new_process(argv: list[str], stderr: io.StringIO):
     for signum, handler in handlers.items():
       signal.signal(signum, handler)
     absl_logging.get_absl_handler().python_handler.setStream(log_stream)
+    logging.root.handlers[:] = log_handlers
+    logging.root.setLevel(log_level)
     if name:
       command_name.set_kernel_process_name(name)
 
@@ -172,3 +184,7 @@ def _flags_of_a_new_process():
 def _module_dicts() -> tuple[dict, dict, dict]:
   return (FLAGS.flags_by_module_dict(), FLAGS.flags_by_module_id_dict(),
           FLAGS.key_flags_by_module_dict())
+
+
+if __name__ == '__main__':
+  print(json.dumps([vars(run_cli(*command)) for command in json.loads(sys.argv[1])]))

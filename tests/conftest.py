@@ -2,8 +2,10 @@
 with torchvision, the entry points run as programs (tests/cli_runner.py runs them in this
 process), the check of a user error's one line, and of sharded sources' batches."""
 
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,15 +31,31 @@ def pytest_configure(config):
                           'copy keyword:DeprecationWarning')
 
 
+def made_once(tmp_path_factory, name: str, make) -> str:
+  """The folder `name`, filled by `make(folder)` once in the session: by the first pytest-xdist
+  worker that asks (the others wait for it), then shared. Its users only read it."""
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent  # The session's folder, which holds each worker's own.
+  folder, done = root / name, root / f'{name}.done'
+  with open(root / f'{name}.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # Released when the file closes.
+    if not done.exists():
+      shutil.rmtree(folder, ignore_errors=True)  # What a worker that failed left.
+      folder.mkdir()
+      make(str(folder))
+      done.touch()
+  return str(folder)
+
+
 @pytest.fixture(scope='session')
 def fashion_mnist_dir(tmp_path_factory):
   """A TFDS data_dir holding fashion_mnist, prepared from Debian's files (no network)."""
   if not os.path.isdir(DEBIAN_FASHION_MNIST):
     pytest.fail('Fashion-MNIST files missing: apt-get install dataset-fashion-mnist')
   from input_pipeline import tfds_source
-  data_dir = str(tmp_path_factory.mktemp('tfds'))
-  tfds_source.prepared_builder('fashion_mnist', data_dir)
-  return data_dir
+  return made_once(tmp_path_factory, 'tfds',
+                   lambda data_dir: tfds_source.prepared_builder('fashion_mnist', data_dir))
 
 
 @pytest.fixture(scope='session')
@@ -96,6 +114,15 @@ def run_program(program: str, *args: str, num_devices: int = 1, timeout: float =
 
 def run_train(*args: str, **kwargs):
   return run_program('train.py', *args, **kwargs)
+
+
+def run_in_one_process(commands: list[list[str]], num_devices: int) -> list:
+  """`run_cli(*command)` of each command in turn, in one new process on `num_devices` fake CPU
+  devices (what the second run compiles again, it takes from the first); their results."""
+  done = run_program('-m tests.cli_runner', json.dumps(commands), num_devices=num_devices)
+  assert done.returncode == 0, done.stderr
+  return [subprocess.CompletedProcess(**result)
+          for result in json.loads(done.stdout.splitlines()[-1])]
 
 
 def assert_one_line_error(result, message):

@@ -15,17 +15,12 @@ import pytest
 from PIL import Image
 
 from tests.cli_runner import run_cli
-from tests.conftest import (assert_one_line_error, read_metrics, run_program, run_train,
-                            subprocess_env, train_command)
+from tests.conftest import (assert_one_line_error, read_metrics, run_in_one_process, run_program,
+                            run_train, subprocess_env, train_command)
 
 SYNTHETIC = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
              '--config.synthetic_train_examples=512', '--config.synthetic_eval_examples=200',
              '--config.batch_size=64', '--config.log_every_steps=4')
-
-
-def train(*args: str, devices: int = 1):
-  """train.py in this process, on its one device, or as a program on `devices` fake devices."""
-  return run_cli('train.py', *args) if devices == 1 else run_train(*args, num_devices=devices)
 
 
 def snapshot(path):
@@ -69,7 +64,9 @@ BAD_INPUTS = {
 def test_bad_input_is_one_line_and_leaves_the_workdir_alone(case, finished_workdir):
   args, devices, message = BAD_INPUTS[case]
   before = snapshot(finished_workdir)
-  result = train(*SYNTHETIC, *args, f'--workdir={finished_workdir}', devices=devices)
+  args = (*SYNTHETIC, *args, f'--workdir={finished_workdir}')
+  # Another number of devices needs a process with that many fake devices.
+  result = run_cli('train.py', *args) if devices == 1 else run_train(*args, num_devices=devices)
   assert_one_line_error(result, message)
   assert snapshot(finished_workdir) == before
 
@@ -135,25 +132,47 @@ def test_train_py_on_eight_devices_starts_where_one_device_does(tmp_path):
           '--config.synthetic_eval_examples=60', '--config.batch_size=32',
           '--config.eval_batch_size=16', '--config.learning_rate=0.01',
           '--config.log_every_steps=1', '--config.num_epochs=1')
-  runs = {}
-  for devices, batchnorm in ((1, 'global'), (8, 'global'), (8, 'per_device')):
-    workdir = str(tmp_path / f'{devices}_{batchnorm}')
-    result = train(*args, f'--config.batchnorm={batchnorm}', f'--workdir={workdir}',
-                   devices=devices)
+  runs = [(1, 'global'), (8, 'global'), (8, 'per_device')]
+  command = lambda devices, batchnorm: ['train.py', *args, f'--config.batchnorm={batchnorm}',
+                                        f'--workdir={tmp_path / f"{devices}_{batchnorm}"}']
+  # One device is this process's; both runs on eight are in one process with eight fake devices.
+  results = [run_cli(*command(*runs[0])),
+             *run_in_one_process([command(*run) for run in runs[1:]], num_devices=8)]
+  records = {}
+  for (devices, batchnorm), result in zip(runs, results, strict=True):
     assert result.returncode == 0, result.stderr
     assert f'{devices} device(s)' in result.stderr
-    runs[devices, batchnorm] = read_metrics(workdir)
-    assert [r['step'] for r in runs[devices, batchnorm]] == [1, 2, 2]
-    assert runs[devices, batchnorm][-1]['eval/num_examples'] == 60  # 4 batches, the last padded.
-  first = {run: records[0]['train/loss'] for run, records in runs.items()}
+    records[devices, batchnorm] = read_metrics(tmp_path / f'{devices}_{batchnorm}')
+    assert [r['step'] for r in records[devices, batchnorm]] == [1, 2, 2]
+    assert records[devices, batchnorm][-1]['eval/num_examples'] == 60  # 4 batches, last padded.
+  first = {run: run_records[0]['train/loss'] for run, run_records in records.items()}
   np.testing.assert_allclose(first[8, 'global'], first[1, 'global'], rtol=1e-5)
   assert abs(first[8, 'per_device'] - first[1, 'global']) > 1e-3 * first[1, 'global']
 
 
+def test_in_process_runs_end_as_processes_would(tmp_path):
+  """tests/cli_runner.py: a bug is a traceback and status 1, absl's usage error its message and
+  status 1, and each run knows only its own script's flags (--out is visualize.py's)."""
+  buggy = tmp_path / 'buggy.py'
+  buggy.write_text('from absl import app\n\ndef main(argv):\n  raise KeyError("bug")\n\n'
+                   'app.run(main)\n')
+  result = run_cli(str(buggy))
+  assert result.returncode == 1, result
+  assert 'Traceback' in result.stderr and result.stderr.endswith("KeyError: 'bug'\n")
+  assert run_cli('visualize.py', '--config=configs/lenet5.py', f'--workdir={tmp_path}',
+                 '--out=', '--max_tiles=0').returncode == 2  # Defines --out in this process.
+  result = run_cli('predict.py', '--config=configs/lenet5.py', f'--workdir={tmp_path}')
+  assert result.returncode == 1 and result.stderr.endswith('name one or more image files after '
+                                                           'the flags\n'), result.stderr
+  assert_one_line_error(run_cli('train.py', *SYNTHETIC, f'--workdir={tmp_path}', '--out=x'),
+                        "Unknown command line flag 'out'")
+
+
 # Each entry point started once by `python`, as users start it (the tests run them in this process
-# otherwise): train.py by the tests above that kill it or give it eight devices, import_weights.py
-# by test_published.py (it needs published weights), the others here on the finished run.
+# otherwise): import_weights.py by test_published.py (it needs published weights), the others here
+# on the finished run.
 PROGRAMS = {  # program: (its arguments, what it prints)
+    'train.py': ('{run} --config.num_epochs=1 --workdir={out}', 'done: 8 steps '),
     'evaluate.py': ('{run} --workdir={workdir}', 'this run '),
     'predict.py': ('{run} --workdir={workdir} {out}.png', '{out}.png\n'),
     'visualize.py': ('{run} --workdir={workdir} --out={out}', '{out}/index.html\n'),

@@ -13,18 +13,20 @@ import input_pipeline
 from cnns import visualization
 from configs import lenet5
 from tests.cli_runner import run_cli
-from tests.conftest import assert_one_line_error, read_metrics
+from tests.conftest import assert_one_line_error, made_once, read_metrics
 from app import inference
 
 
 @pytest.fixture(scope='module')
 def trained(fashion_mnist_dir, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('lenet5'))
-  result = run_cli('train.py', '--config=configs/lenet5.py',
-                   f'--config.data_dir={fashion_mnist_dir}', '--config.num_epochs=1',
-                   '--config.batch_size=256', f'--workdir={workdir}')
-  assert result.returncode == 0, result.stderr
-  return workdir
+  """The run, trained once for every test process of the session: the tests only read it."""
+  def train(workdir):
+    result = run_cli('train.py', '--config=configs/lenet5.py',
+                     f'--config.data_dir={fashion_mnist_dir}', '--config.num_epochs=1',
+                     '--config.batch_size=256', f'--workdir={workdir}')
+    assert result.returncode == 0, result.stderr
+
+  return made_once(tmp_path_factory, 'lenet5_fashion_mnist', train)
 
 
 @pytest.fixture(scope='module')
