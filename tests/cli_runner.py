@@ -43,8 +43,8 @@ FLAGS = flags.FLAGS
 # Modules whose flags belong to an entry point: the repository's (app/cli.py, scripts imported by
 # tests, a run's script). Libraries' flags (absl, TensorFlow, Orbax) stay registered.
 _OWN_MODULES = {name.removesuffix('.py') for name in os.listdir(ROOT) if name[0] != '.'}
-# As tests/conftest.py's subprocess_env: no compilation cache unless a flag names one.
-ENVIRONMENT = {'JAX_COMPILATION_CACHE_DIR': ''}
+# As tests/conftest.py's subprocess_env: the session's compilation cache, never the user's.
+ENVIRONMENT = {'JAX_COMPILATION_CACHE_DIR': os.environ.get('CNNS_TEST_COMPILATION_CACHE', '')}
 
 
 def run_cli(script: str, *args: str) -> subprocess.CompletedProcess:

@@ -19,12 +19,23 @@ sys.path.insert(0, ROOT)
 from tests import system_python  # pylint: disable=wrong-import-position
 
 DEBIAN_FASHION_MNIST = '/usr/share/datasets/fashion-mnist'
+SESSION_CACHE = 'CNNS_TEST_COMPILATION_CACHE'  # Names the session's JAX compilation cache.
 SYSTEM_PYTHON = system_python.PYTHON  # Debian's, with python3-torchvision: PyTorch references.
 
 
 def pytest_configure(config):
   # Caches the code keeps under ~/.cache (image folders' checks) go to a folder of this session.
   os.environ['XDG_CACHE_HOME'] = tempfile.mkdtemp(prefix='cnns-test-cache-')
+  config.add_cleanup(lambda: shutil.rmtree(os.environ['XDG_CACHE_HOME'], ignore_errors=True))
+  # One JAX compilation cache for the whole session, never the user's: the workers (which inherit
+  # the controller's environment) and every program they start read what an earlier test compiled
+  # (measured: a tenth of the suite's time). An entry is keyed by its program, so sharing changes
+  # no result; one read while another process writes it is a miss, compiled again.
+  if SESSION_CACHE not in os.environ:  # The controller, or a run without workers.
+    os.environ[SESSION_CACHE] = tempfile.mkdtemp(prefix='cnns-test-compilation-cache-')
+    config.add_cleanup(lambda: shutil.rmtree(os.environ.pop(SESSION_CACHE), ignore_errors=True))
+  from app import cli
+  cli.enable_compilation_cache(os.environ[SESSION_CACHE])
   # Keras 3.15's TensorFlow backend converts variables with NumPy 1's __array__ protocol: one
   # DeprecationWarning per weight read in the published-weights tests, about Keras, not this code.
   config.addinivalue_line('filterwarnings', "ignore:__array__ implementation doesn't accept a "
@@ -88,10 +99,9 @@ def train_command(*args: str) -> list[str]:
 
 def subprocess_env(num_devices: int = 1) -> dict[str, str]:
   """Environment for a child JAX process on `num_devices` fake CPU devices."""
-  # No compilation cache unless a test asks for one (--compilation_cache_dir): tests neither read
-  # nor fill the user's ~/.cache, and concurrent tests never share entries.
+  # The session's compilation cache (pytest_configure), never the user's ~/.cache.
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3',
-             JAX_COMPILATION_CACHE_DIR='')
+             JAX_COMPILATION_CACHE_DIR=os.environ.get(SESSION_CACHE, ''))
   # XLA's CPU collectives abort the process when a fake device's thread reaches an all-reduce
   # more than 40 s after the others, which happens when the 2 cores are oversubscribed. The timeout
   # is this flag (a device delayed 6 s by a host callback aborts at =2, finishes at =600).

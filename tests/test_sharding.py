@@ -33,10 +33,8 @@ def test_eight_devices_compute_what_one_device_computes(tmp_path):
                                err_msg=key)
   # The masked padding is not counted.
   assert results['one_float64/eval'][2] == results['all_float64/eval'][2] == 32 - 5
-  # float32's first loss is float64's, on one and on eight devices (measured: 1.5e-8 and 8e-8
-  # relative) ...
+  # float32's first loss on eight devices is float64's (measured: 8e-8 relative) ...
   reference = results['one_float64/losses'][0]
-  for name in ('one_float32', 'all_float32'):
-    np.testing.assert_allclose(results[f'{name}/losses'][0], reference, rtol=1e-5, err_msg=name)
+  np.testing.assert_allclose(results['all_float32/losses'][0], reference, rtol=1e-5)
   # ... and per-device BatchNorm's is not: each shard is normalised by its own statistics.
   assert abs(results['all_per_device/losses'][0] - reference) > 1e-3 * reference
