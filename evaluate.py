@@ -28,14 +28,16 @@ from absl import app, flags
 
 import input_pipeline
 from app import cli, evaluation
+from input_pipeline import views
 from training.errors import ConfigError
 from app.workdir import write_atomic
 
 cli.define_flags()
 flags.DEFINE_enum('protocol', 'paper', ['paper'], "The paper's protocol (config.paper); "
                   '--crops, --scales, --dense and --flip compose others instead.')
-flags.DEFINE_integer('crops', None, 'Crops per image at each scale: 1, 10, 50 or 144 (0 with '
-                     '--dense: the whole image only); default 1.')
+flags.DEFINE_integer('crops', None, 'Crops per image at each scale: '
+                     f'{", ".join(map(str, views.by_crops()))} (0 with --dense: the whole image '
+                     'only); default 1.')
 flags.DEFINE_list('scales', [], 'Shorter sides of the test scales (e.g. 256,384,512); default: '
                   'the config\'s eval_resize.')
 flags.DEFINE_boolean('dense', None, 'Fully-convolutional testing of the whole image, the class '
@@ -104,7 +106,7 @@ def report(config, workdirs: list[str], protocol: evaluation.Protocol,
       'model': config.model, 'dataset': config.dataset,
       'protocol': {'description': description, 'crops': protocol.crops,
                    'scales': list(protocol.resolved_scales(config)), 'dense': protocol.dense,
-                   'flip': protocol.flip, 'views': protocol.views(config),
+                   'flip': protocol.flip, 'views': protocol.views_per_image(config),
                    'paper': protocol.passes(config) == paper_protocol.passes(config)},
       'ema': result.ema, 'workdirs': [os.path.abspath(w) for w in workdirs],
       'checkpoint_steps': result.checkpoint_steps, 'num_examples': m['num_examples'],

@@ -29,23 +29,13 @@ from jax.experimental import multihost_utils
 
 import cnns
 import input_pipeline
+from input_pipeline import views
 from app import weights
 from app.assembly import Assembly, assemble
 from input_pipeline import EvalView
 from training import mesh as mesh_lib
 from training import metrics, steps
 from training.errors import ConfigError
-
-# `--crops`: the views per image at each scale, and their mirrors (added on the device).
-CROPS = {
-    1: ('centre', 'the centre crop'),
-    10: ('five', "AlexNet's 10 crops (4 corners and centre, and mirrors)"),
-    50: ('grid', "VGG's 50 crops (a 5 x 5 grid, and mirrors)"),
-    144: ('googlenet', "GoogLeNet's 144 crops (3 squares x 6 crops x 4 scales, and mirrors)"),
-}
-# GoogLeNet's four scales (shorter sides) for its 224-pixel crops; in proportion for other sizes.
-GOOGLENET_SCALES = (256, 288, 320, 352)
-
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
@@ -64,29 +54,36 @@ class Protocol:
     return cls(crops=paper.crops, scales=tuple(paper.scales), dense=paper.dense,
                flip=paper.flip)
 
+  @property
+  def kind(self) -> views.ViewKind | None:
+    """The registered view that `crops` asks for (input_pipeline/views/); None for 0."""
+    return views.by_crops().get(self.crops)
+
   def check(self) -> None:
     """Combinations that mean nothing: one line each."""
-    if self.crops not in (0, *CROPS):
+    kind = self.kind
+    if self.crops and kind is None:
       raise ConfigError(f'--crops={self.crops}: known crops per image are '
-                        f'{", ".join(map(str, CROPS))} (0 with --dense: the whole image only)')
+                        f'{", ".join(map(str, views.by_crops()))} (0 with --dense: the whole '
+                        'image only)')
     if not self.crops and not self.dense:
       raise ConfigError('--crops=0 evaluates nothing without --dense')
-    if self.flip and self.crops > 1 and not self.dense:
+    if self.flip and kind and kind.mirrors and not self.dense:
       raise ConfigError(f'--flip: {self.crops} crops include their mirror images already')
-    if self.crops == 144 and self.dense:
-      raise ConfigError("--crops=144 is GoogLeNet's protocol at its own four scales: it does not "
-                        'combine with --dense')
-    if self.crops == 144 and self.scales:
-      raise ConfigError("--crops=144 is GoogLeNet's protocol at its own four scales "
-                        f'{", ".join(map(str, GOOGLENET_SCALES))}: drop --scales')
+    if kind and kind.paper_scales and (self.dense or self.scales):
+      own = (f"--crops={self.crops} is {kind.paper}'s protocol at its own scales "
+             f'{", ".join(map(str, kind.paper_scales))}')
+      raise ConfigError(f'{own}: it does not combine with --dense' if self.dense
+                        else f'{own}: drop --scales')
     if any(s <= 0 for s in self.scales) or len(set(self.scales)) != len(self.scales):
       raise ConfigError(f'--scales={",".join(map(str, self.scales))} must be distinct positive '
                         'shorter sides')
 
   def resolved_scales(self, config) -> tuple[int, ...]:
-    """The shorter sides the images are rescaled to (GoogLeNet's for its 144 crops)."""
-    if self.crops == 144:
-      return tuple(round(s * config.image_size / 224) for s in GOOGLENET_SCALES)
+    """The shorter sides the images are rescaled to (the paper's own for GoogLeNet's crops, in
+    proportion to the crop size)."""
+    if self.kind and self.kind.paper_scales:
+      return tuple(round(s * config.image_size / 224) for s in self.kind.paper_scales)
     if self.scales:
       return self.scales
     default = input_pipeline.eval_resize_size(config.image_size, config.eval_resize)
@@ -97,11 +94,9 @@ class Protocol:
     out = []
     for scale in self.resolved_scales(config):
       if self.dense:
-        out.append((EvalView('dense', scale), self.flip))
-      if self.crops == 1:
-        out.append((EvalView('centre', scale), self.flip))
-      elif self.crops > 1:
-        out.append((EvalView(CROPS[self.crops][0], scale), True))
+        out.append((EvalView(views.DENSE, scale), self.flip))
+      if self.kind:
+        out.append((EvalView(self.kind.name, scale), self.kind.mirrors or self.flip))
     return out
 
   def describe(self, config) -> str:
@@ -109,17 +104,17 @@ class Protocol:
     parts = []
     if self.dense:
       parts.append('dense' + (' with the mirror image' if self.flip else ''))
-    if self.crops:
-      parts.append(CROPS[self.crops][1] + (' and its mirror' if self.crops == 1 and self.flip
-                                           else ''))
+    if self.kind:
+      parts.append(self.kind.description + (' and its mirror' if self.flip and not
+                                            self.kind.mirrors else ''))
     scales = self.resolved_scales(config)
     return (' + '.join(parts) + ', shorter side' + ('s ' if len(scales) > 1 else ' ')
             + ', '.join(map(str, scales)))
 
-  def views(self, config) -> int:
+  def views_per_image(self, config) -> int:
     """Forward passes per image and model."""
-    per_view = {'centre': 1, 'dense': 1, 'five': 5, 'grid': 25, 'googlenet': 18}
-    return sum(per_view[view.crops] * (2 if mirror else 1) for view, mirror in self.passes(config))
+    return sum(views.get(view.crops).per_image * (2 if mirror else 1)
+               for view, mirror in self.passes(config))
 
 
 class Evaluator:
@@ -190,7 +185,7 @@ class Evaluator:
 
   def _one_pass(self, states, view: EvalView, mirror: bool, interrupted) -> dict | None:
     """The sums of one pass, added on the device."""
-    dense = view.crops == 'dense'
+    dense = view.crops == views.DENSE
     eval_step = self._step('sums', dense, mirror)
     sums = jax.device_put(metrics.zero_metrics(*metrics.EVAL_SUMS), self._assembly.replicated)
     for batch in self._batches(view, dense):
@@ -221,7 +216,7 @@ class Evaluator:
       if jax.process_index() == 0:
         print(f'pass {number} of {len(self._passes)}: {view.crops} at shorter side {view.scale}'
               + (', and mirrors' if mirror else ''), flush=True)
-      dense = view.crops == 'dense'
+      dense = view.crops == views.DENSE
       predict = self._step('log_probs', dense, mirror)
       previous = None  # Added one batch late, so the device already has the next one queued.
       for batch in self._batches(view, dense):
@@ -268,7 +263,7 @@ def evaluate_checkpoints(config, workdirs: list[str], protocol: Protocol, *, ema
                                      else lambda _: None)
   assembly = assemble(config, workdirs, local=True)
   if protocol.dense:
-    _check_dense(assembly, [view.scale for view, _ in passes if view.crops == 'dense'])
+    _check_dense(assembly, [view.scale for view, _ in passes if view.crops == views.DENSE])
   graphdef, states, checkpoint_steps, used_ema = _restore(assembly, workdirs, ema)
   result = Evaluator(assembly, graphdef, protocol, chunk=chunk)(states)
   return CheckpointResult(metrics=result, checkpoint_steps=checkpoint_steps, ema=used_ema)

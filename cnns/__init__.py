@@ -12,11 +12,12 @@ import pkgutil
 # on import.
 from cnns import tracing  # noqa: F401
 from cnns.layers import GeometryError
-from cnns.registry import UnknownModelError, available_models, create_model, trace
+from cnns.registry import UnknownModelError, available_models, create_model, family, trace
 
 SHARED_MODULES = ('layers', 'published', 'registry', 'summary', 'tracing', 'visualization')
 for _family in pkgutil.iter_modules(__path__):
   if _family.name not in SHARED_MODULES:
     importlib.import_module(f'{__name__}.{_family.name}')
 
-__all__ = ['GeometryError', 'UnknownModelError', 'available_models', 'create_model', 'trace']
+__all__ = ['GeometryError', 'UnknownModelError', 'available_models', 'create_model', 'family',
+           'trace']

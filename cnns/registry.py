@@ -32,6 +32,11 @@ def available_models() -> list[str]:
   return sorted(_MODELS)
 
 
+def family(name: str) -> str:
+  """The family file that registers model `name` ('resnet' for resnet50)."""
+  return _MODELS[name].__module__.rsplit('.', 1)[-1]
+
+
 def create_model(name: str, **kwargs) -> nnx.Module:
   """Builds model `name`; kwargs are the constructor's (num_classes, dtype, rngs, ...)."""
   if name not in _MODELS:

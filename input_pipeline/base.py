@@ -97,19 +97,10 @@ def pad_eval_batches(batches: Iterable[Batch], local_batch: int, num_steps: int)
 
 @dataclasses.dataclass(frozen=True)
 class EvalView:
-  """How one pass of an evaluation protocol shows each image to the model (the papers' test
-  crops, preprocessing.py), at shorter side `scale` (0: the config's `eval_resize`):
-
-    'centre'     the central crop: [H, W, C] per image
-    'five'       AlexNet's four corner and centre crops of the central square: [5, H, W, C]
-    'grid'       VGG's multi-crop, a 5 x 5 regular grid over the whole image: [25, H, W, C]
-    'googlenet'  GoogLeNet's left/centre/right (top/centre/bottom) squares, each giving its four
-                 corner and centre crops and itself resized: [18, H, W, C]
-    'dense'      the whole image (VGG's and ResNet's fully-convolutional testing), its longer
-                 side rounded to a multiple of DENSE_MULTIPLE pixels: [h, w, C], h and w varying
-                 from batch to batch, each batch of one shape
-
-  Mirror images are added on the device (evaluation.py), not here.
+  """How one pass of an evaluation protocol shows each image to the model: `crops` names a
+  registered kind of view (input_pipeline/views/: 'centre', AlexNet's 'five', VGG's 'grid',
+  'googlenet', 'dense'), at shorter side `scale` (0: the config's `eval_resize`). Mirror images
+  are added on the device (app/evaluation.py), not here.
   """
   crops: str = 'centre'
   scale: int = 0

@@ -1,21 +1,22 @@
 """Photographs of any size, as ImageNet is trained and evaluated: the examples part that every
 source of encoded photographs holds (imagenet.py, image_folder.py).
 
-Training crops with flips and colour noise, and every `base.EvalView`, are preprocessing.py's ops;
-this sets them up from the config and checks it before any data is read.
+Training crops with flips and colour noise are preprocessing.py's ops, and every `base.EvalView`
+is a registered view's (input_pipeline/views/); this sets them up from the config and checks it
+before any data is read.
 """
 
 import tensorflow as tf
 
-from input_pipeline import base, preprocessing
+from input_pipeline import base, preprocessing, views
 from input_pipeline.sharded import parallel_map
 
 TRAIN_CROPS = ('inception', 'scaled')
 TRAIN_INTERPOLATIONS = ('bilinear', 'random')
 COLOR_DISTORTIONS = ('none', *preprocessing.COLOR_DISTORTIONS)
-# The kinds of `base.EvalView` that `Photographs.eval_examples` shows: a photograph source's
-# `EVAL_VIEWS`.
-EVAL_VIEWS = ('centre', 'five', 'grid', 'googlenet', 'dense')
+# The kinds of `base.EvalView` that `Photographs.eval_examples` shows, every registered one: a
+# photograph source's `EVAL_VIEWS`.
+EVAL_VIEWS = views.names()
 
 
 class Photographs:
@@ -65,14 +66,6 @@ class Photographs:
     if scale < size:
       raise base.DataError(f'evaluation at shorter side {scale} is smaller than the {size}-pixel '
                            'crop')
-    crop = {
-        'centre': lambda image: preprocessing.center_crop(image, size, scale, self._antialias),
-        'five': lambda image: preprocessing.five_crops(image, size, scale, self._antialias),
-        'grid': lambda image: preprocessing.grid_crops(image, size, scale, self._antialias),
-        'googlenet': lambda image: preprocessing.googlenet_crops(image, size, scale,
-                                                                 self._antialias),
-        'dense': lambda image: preprocessing.dense_image(image, scale, base.DENSE_MULTIPLE,
-                                                         self._antialias),
-    }[view.crops]
-    return parallel_map(records, lambda record: {'image': crop(record['image']),
-                                                 'label': record['label']})
+    prepare = views.get(view.crops).prepare
+    return parallel_map(records, lambda record: {
+        'image': prepare(record['image'], size, scale, self._antialias), 'label': record['label']})

@@ -230,16 +230,6 @@ def center_crop_image(image: tf.Tensor, size: int, resize_size: int,
   return resize(image[y:y + height, x:x + width], size, size, antialias)
 
 
-def five_crops(encoded: tf.Tensor, size: int, resize_size: int,
-               antialias: bool = False) -> tf.Tensor:
-  """AlexNet's test-time patches (section 4.1) before their mirrors: the four corner and the
-  centre size x size patches of the central resize_size x resize_size square of the image
-  rescaled to shorter side `resize_size`. Returns [5, size, size, 3]."""
-  square = decode_window(encoded, lambda shape: central_window(shape, 1.0), resize_size,
-                         antialias)
-  return corners_and_centre(square, size)
-
-
 def corners_and_centre(image: tf.Tensor, size: int) -> tf.Tensor:
   """The four corner (top-left, top-right, bottom-left, bottom-right) and the centre size x size
   crops of `image`, [5, size, size, C]."""
@@ -259,41 +249,6 @@ def rescale(image: tf.Tensor, shorter: int, multiple: int = 1,
   portrait = shape[0] > shape[1]
   return resize(image, tf.where(portrait, longer, shorter), tf.where(portrait, shorter, longer),
                 antialias)
-
-
-def grid_crops(encoded: tf.Tensor, size: int, shorter: int, antialias: bool = False) -> tf.Tensor:
-  """VGG's multi-crop evaluation (section 3.2, after Szegedy et al.) before the mirrors: a 5 x 5
-  regular grid of size x size crops over the whole image rescaled to shorter side `shorter`,
-  corners included. Returns [25, size, size, 3], row by row."""
-  image = rescale(decode(encoded), shorter, antialias=antialias)
-  height, width = tf.shape(image)[0], tf.shape(image)[1]
-  return tf.stack([image[(height - size) * i // 4:(height - size) * i // 4 + size,
-                         (width - size) * j // 4:(width - size) * j // 4 + size]
-                   for i in range(5) for j in range(5)])
-
-
-def googlenet_crops(encoded: tf.Tensor, size: int, shorter: int,
-                    antialias: bool = False) -> tf.Tensor:
-  """One scale of GoogLeNet's 144-crop testing (Szegedy et al., 2015, section 7) before the
-  mirrors: the image rescaled to shorter side `shorter`, its left, centre and right squares (top,
-  centre and bottom for portrait images), and of each square the four corner and the centre
-  size x size crops and the square itself resized to size x size. Returns [18, size, size, 3]:
-  per square, the five crops then the resized square."""
-  image = rescale(decode(encoded), shorter, antialias=antialias)
-  height, width = tf.shape(image)[0], tf.shape(image)[1]
-  squares = []
-  for part in range(3):  # Left (top), centre, right (bottom).
-    y, x = (height - shorter) * part // 2, (width - shorter) * part // 2
-    square = image[y:y + shorter, x:x + shorter]
-    squares += [corners_and_centre(square, size), resize(square, size, size, antialias)[None]]
-  return tf.concat(squares, axis=0)
-
-
-def dense_image(encoded: tf.Tensor, shorter: int, multiple: int,
-                antialias: bool = False) -> tf.Tensor:
-  """Dense (fully-convolutional) evaluation's input: the whole image rescaled to shorter side
-  `shorter`, its longer side rounded to a multiple of `multiple`."""
-  return rescale(decode(encoded), shorter, multiple, antialias)
 
 
 def train_example(encoded: tf.Tensor, seed: tf.Tensor, *, crop: str, size: int, area_range,

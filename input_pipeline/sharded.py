@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import tensorflow as tf
 
-from input_pipeline import base
+from input_pipeline import base, views
 
 tf.config.set_visible_devices([], 'GPU')
 tf.config.set_visible_devices([], 'TPU')
@@ -118,7 +118,7 @@ class ShardedSource(base.Source):
     records = self._records.read(self._records.parts.eval, None)
     ds = self._examples.eval_examples(records, view).enumerate()
     ds = parallel_map(ds, lambda index, example: {**example, 'index': index})
-    if view.crops == 'dense':  # Whole images: a batch holds images of one shape.
+    if view.crops == views.DENSE:  # Whole images: a batch holds images of one shape.
       ds = ds.group_by_window(
           key_func=lambda e: tf.cast(tf.shape(e['image'])[0] * 65536 + tf.shape(e['image'])[1],
                                      tf.int64),

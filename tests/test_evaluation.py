@@ -103,7 +103,8 @@ SYNTHETIC = ('--config=configs/lenet5.py', '--config.dataset=synthetic')
     (('--scales=40,48',), 'synthetic is evaluated on its images as they are'),
     (('--crops=7',), '--crops=7: known crops per image are 1, 10, 50, 144'),
     (('--crops=10', '--flip'), '--flip: 10 crops include their mirror images already'),
-    (('--crops=144', '--scales=256'), "--crops=144 is GoogLeNet's protocol at its own four"),
+    (('--crops=144', '--scales=256'), "--crops=144 is GoogLeNet's protocol at its own scales "
+                                      '256, 288, 320, 352: drop --scales'),
     (('--crops=0',), '--crops=0 evaluates nothing without --dense'),
     (('--scales=a,b',), '--scales=a,b: shorter sides in pixels'),
     (('--protocol=paper', '--crops=1'), "--protocol=paper runs the paper's protocol: drop"),

@@ -14,7 +14,7 @@ from PIL import Image
 import input_pipeline
 from input_pipeline import EvalView
 from configs import resnet50
-from input_pipeline import imagenet
+from input_pipeline import imagenet, views
 from tests import ilsvrc_fixture
 from tests.cli_runner import run_cli
 from tests.conftest import assert_one_line_error, assert_same_global_batches
@@ -98,11 +98,12 @@ def test_train_order_is_the_same_on_one_and_two_processes_and_resumable(data_dir
   assert not np.array_equal(epoch[0]['image'], next(one.train_batches(2, 0, 4, 3))['image'])
 
 
-@pytest.mark.parametrize('view,shape', [
-    (EvalView(), (32, 32, 3)), (EvalView('five'), (5, 32, 32, 3)),
-    (EvalView('grid', 40), (25, 32, 32, 3)), (EvalView('googlenet', 36), (18, 32, 32, 3)),
-    (EvalView('dense', 64), None)])
-def test_every_validation_image_is_counted_once_on_any_process_count(data_dir, view, shape):
+@pytest.mark.parametrize('kind', views.names())  # Every registered view (input_pipeline/views/).
+def test_every_validation_image_is_counted_once_on_any_process_count(data_dir, kind):
+  per_image = views.get(kind).per_image
+  view = EvalView(kind, 64 if kind == views.DENSE else 40)
+  shape = (None if kind == views.DENSE else (32, 32, 3) if per_image == 1
+           else (per_image, 32, 32, 3))
   config = small_config(data_dir, batch_size=12)  # Training's batch: a multiple of 1, 2, 3 shards.
   num_images = len(ilsvrc_fixture.VAL)
 

@@ -73,12 +73,26 @@ def fashion_source(fashion_mnist_dir):
   return input_pipeline.create_source(config, process_index=0, process_count=1)
 
 
-def test_fashion_mnist_order_is_the_same_on_one_and_on_two_processes(fashion_mnist_dir):
+def test_fashion_mnist_is_read_the_same_on_one_and_on_two_processes(fashion_mnist_dir):
+  """Each of two processes reads its own training shard and half of the test split: together
+  the one process's global batches, and every test image once."""
   config = lenet5.get_config()
   config.data_dir, config.data_shards, config.shuffle_buffer_size = fashion_mnist_dir, 2, 1000
   sources = [input_pipeline.create_source(config, process_index=i, process_count=n)
              for n in (1, 2) for i in range(n)]
   assert_same_global_batches(sources[0], sources[1:], global_batch=128, steps=5)
+
+  def test_images(source, process_count):
+    steps = input_pipeline.num_eval_steps(10_000, 1000, process_count)
+    return [image.tobytes() + bytes([label]) for batch in source.eval_batches(
+        1000 // process_count, steps) for image, label in zip(batch['image'][batch['mask']],
+                                                              batch['label'][batch['mask']])]
+
+  one = test_images(sources[0], 1)
+  assert len(one) == 10_000
+  halves = [test_images(source, 2) for source in sources[1:]]
+  assert [len(half) for half in halves] == [5_000, 5_000]
+  assert sorted(halves[0] + halves[1]) == sorted(one)
 
 
 def test_offline_fashion_mnist_holds_exactly_the_debian_files(fashion_source):

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from input_pipeline import preprocessing as pp
+from input_pipeline.views import alexnet, dense, googlenet, vgg
 from training import steps
 
 
@@ -89,7 +90,7 @@ def test_five_crops_are_the_corners_and_centre_of_the_central_square():
   # A 64 x 80 image: its central 64 x 64 square starts at column 8; resize_size 64 keeps it as is.
   jpeg, pixels = jpeg_and_pixels(64, 80)
   square = pixels[:, 8:72]
-  crops = pp.five_crops(jpeg, 48, 64).numpy()
+  crops = alexnet.five_crops(jpeg, 48, 64).numpy()
   assert crops.shape == (5, 48, 48, 3)
   expected = [square[:48, :48], square[:48, 16:], square[16:, :48], square[16:, 16:],
               square[8:56, 8:56]]
@@ -103,7 +104,7 @@ def test_googlenet_crops_follow_the_paper_on_landscape_and_portrait_images(heigh
   centre and right squares (top, centre, bottom for portrait images); of each, the 4 corners and
   the centre 48 x 48 crop and the square resized to 48 x 48."""
   jpeg, pixels = jpeg_and_pixels(height, width)
-  crops = pp.googlenet_crops(jpeg, 48, 64).numpy()
+  crops = googlenet.googlenet_crops(jpeg, 48, 64).numpy()
   assert crops.shape == (18, 48, 48, 3)
   longer = max(height, width)
   for part, start in enumerate((0, (longer - 64) // 2, longer - 64)):
@@ -118,14 +119,14 @@ def test_googlenet_crops_follow_the_paper_on_landscape_and_portrait_images(heigh
 def test_googlenet_crops_rescale_the_shorter_side_first():
   jpeg, pixels = jpeg_and_pixels(60, 90)
   rescaled = pp.resize(pixels, 40, 60).numpy()  # Shorter side 40: 60 x 90 -> 40 x 60.
-  crops = pp.googlenet_crops(jpeg, 32, 40).numpy()
+  crops = googlenet.googlenet_crops(jpeg, 32, 40).numpy()
   np.testing.assert_array_equal(crops[0], rescaled[:32, :32])  # Left square's top-left corner.
   np.testing.assert_array_equal(crops[17], pp.resize(rescaled[:, 20:], 32, 32).numpy())
 
 
 def test_grid_crops_are_a_five_by_five_grid_over_the_whole_image():
   jpeg, pixels = jpeg_and_pixels(64, 96)
-  crops = pp.grid_crops(jpeg, 32, 64).numpy()
+  crops = vgg.grid_crops(jpeg, 32, 64).numpy()
   assert crops.shape == (25, 32, 32, 3)
   for i in range(5):
     for j in range(5):
@@ -139,7 +140,7 @@ def test_grid_crops_are_a_five_by_five_grid_over_the_whole_image():
 def test_dense_images_keep_the_aspect_to_a_multiple_of_32_pixels(height, width, shorter,
                                                                   expected):
   jpeg, pixels = jpeg_and_pixels(height, width)
-  image = pp.dense_image(jpeg, shorter, 32).numpy()
+  image = dense.dense_image(jpeg, 0, shorter).numpy()
   assert image.shape == (*expected, 3)
   if (height, width) == expected:
     np.testing.assert_array_equal(image, pixels)  # At its own size, untouched.
