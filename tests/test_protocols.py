@@ -15,7 +15,7 @@ from flax import nnx
 import cnns
 import input_pipeline
 from configs import default
-from input_pipeline import EvalView
+from input_pipeline import EvalView, views
 from app import evaluation, loop, weights
 from app.assembly import assemble_from_record
 from training import metrics, steps
@@ -65,15 +65,17 @@ def reference_probabilities(config, workdir, passes):
   model = nnx.merge(graphdef, state.params, state.batch_stats)
   model.eval()
   mean, std = input_pipeline.normalization(config, source.spec)
+  logits_of = nnx.jit(lambda model, x, dense: model.dense(x) if dense else model(x),
+                      static_argnums=2)  # One compilation per image shape, not per operation.
   per_image = {}
   for view, mirror in passes:
     for batch in source.eval_batches(1, 0, view):
       image = batch['image'][0]
-      views = image[None] if image.ndim == 3 else image
+      shown = image[None] if image.ndim == 3 else image
       if mirror:
-        views = np.concatenate([views, views[:, :, ::-1]])
-      x = steps.normalize(views, mean, std, np.float32)
-      logits = np.asarray(model.dense(x) if view.crops == 'dense' else model(x), np.float64)
+        shown = np.concatenate([shown, shown[:, :, ::-1]])
+      x = steps.normalize(shown, mean, std, np.float32)
+      logits = np.asarray(logits_of(model, x, view.crops == views.DENSE), np.float64)
       p = np.exp(logits - logits.max(1, keepdims=True))
       p = (p / p.sum(1, keepdims=True)).mean(0)
       key = int(batch['index'][0])
