@@ -243,9 +243,9 @@ def config_input(model: str) -> dict:
 
 
 def smallest_input(model: str, image_size: int, **kwargs) -> tuple[int, dict]:
-  """The smallest image size that `model` fits among the config's size minus multiples of 32
-  (the ImageNet networks halve their input five times), with its cnns.summary table."""
-  for size in range(image_size % 32 or 32, image_size + 1, 32):
+  """The smallest image size that `model` fits among the config's size minus multiples of 16
+  (the ImageNet networks halve their input four or five times), with its cnns.summary table."""
+  for size in range(image_size % 16 or 16, image_size + 1, 16):
     try:
       return size, table(model, image_size=size, **kwargs)
     except layers.GeometryError:

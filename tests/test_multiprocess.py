@@ -85,19 +85,10 @@ def job_reference(tmp_path_factory):
   return read_metrics(workdir)
 
 
-@pytest.mark.parametrize('signum', [signal.SIGKILL, signal.SIGTERM])
-def test_interrupted_job_resumes_to_the_same_metrics(tmp_path, job_reference, signum):
-  """SIGKILL once step 40 is checkpointed (saved every 10 steps): the job resumes from the last
-  checkpoint. SIGTERM once step 8 is logged (saved only every 1000): JAX's preemption notifier and
-  Orbax's sync point make every process save the same step, at the signal, and exit with 75."""
-  workdir = str(tmp_path / 'job')
-  every = 10 if signum == signal.SIGKILL else 1000
-  job = (*JOB, f'--config.checkpoint_every_steps={every}', f'--workdir={workdir}')
-  ready = ((lambda: os.path.isdir(os.path.join(workdir, 'checkpoints', '40')))
-           if signum == signal.SIGKILL else (lambda: os.path.exists(metrics) and
-                                             '"step": 8,' in open(metrics).read()))
-  metrics = os.path.join(workdir, 'metrics.jsonl')
-  with processes(2, job, str(tmp_path)) as running:
+def interrupt(job: tuple[str, ...], log_dir, signum: int, ready) -> tuple[list[str], list[int]]:
+  """Starts the two processes of `job`, sends both `signum` once `ready()`, and waits for them:
+  their logs and exit statuses."""
+  with processes(2, job, str(log_dir)) as running:
     deadline = time.time() + 300
     while not ready():
       assert time.time() < deadline and all(p.poll() is None for p in running), 'ended early'
@@ -106,15 +97,35 @@ def test_interrupted_job_resumes_to_the_same_metrics(tmp_path, job_reference, si
       p.send_signal(signum)
     for p in running:
       p.wait(timeout=300)
-    logs = [open(tmp_path / f'process_{i}.log').read() for i in range(2)]
-  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
-  assert 8 <= steps[-1] < 96, steps  # Interrupted mid-run (3 epochs of 32 steps).
-  if signum == signal.SIGTERM:
-    assert [p.returncode for p in running] == [75, 75], logs
-    assert len(steps) == 1, steps  # Not on the cadence: saved at the signal.
-    assert f'stopped: stopped by a preemption notice at step {steps[-1]},' in logs[0]
+  return ([open(os.path.join(log_dir, f'process_{i}.log')).read() for i in range(2)],
+          [p.returncode for p in running])
 
-  logs = run_job(2, job, str(tmp_path))
-  assert f'resumed at step {steps[-1]}' in logs[0]
+
+def test_an_interrupted_job_resumes_to_the_same_metrics(tmp_path, job_reference):
+  """SIGTERM once step 8 is logged (checkpoints due only every 1000 steps): JAX's preemption
+  notifier and Orbax's sync point make every process save the same step, at the signal, and exit
+  with 75. The job resumes there, now saving every 10 steps, and is SIGKILLed once step 40 is
+  saved: it resumes from that checkpoint. Each step is logged once, as by a job never stopped."""
+  workdir = str(tmp_path / 'job')
+  job = lambda every: (*JOB, f'--config.checkpoint_every_steps={every}', f'--workdir={workdir}')
+  metrics = os.path.join(workdir, 'metrics.jsonl')
+  saved = lambda: sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints'))
+                         if d.isdigit())
+
+  logs, statuses = interrupt(job(1000), tmp_path, signal.SIGTERM, lambda: os.path.exists(
+      metrics) and '"step": 8,' in open(metrics).read())
+  assert statuses == [75, 75], logs
+  (stopped,) = saved()  # Not on the cadence: saved at the signal.
+  assert 8 <= stopped < 96  # Mid-run (3 epochs of 32 steps).
+  assert f'stopped: stopped by a preemption notice at step {stopped},' in logs[0]
+
+  logs, statuses = interrupt(job(10), tmp_path, signal.SIGKILL, lambda: os.path.isdir(
+      os.path.join(workdir, 'checkpoints', '40')))
+  assert f'resumed at step {stopped}' in logs[0]
+  killed = saved()[-1]
+  assert 40 <= killed < 96, saved()
+
+  logs = run_job(2, job(10), str(tmp_path))
+  assert f'resumed at step {killed}' in logs[0]
   assert_same_metrics(job_reference, read_metrics(workdir))  # Each step logged once, the same.
   assert 'done:' in logs[0] and 'done:' not in logs[1]  # Only process 0 writes logs.
