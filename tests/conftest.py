@@ -70,6 +70,22 @@ def fashion_mnist_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
+def lenet5_fashion_mnist(fashion_mnist_dir, tmp_path_factory):
+  """The workdir of train.py's LeNet-5 (configs/lenet5.py) trained for 2 epochs on Fashion-MNIST,
+  once in the session: test_fashion_mnist.py checks what it learnt, test_visualize.py draws it.
+  Its users only read it."""
+  from tests.cli_runner import run_cli
+
+  def train(workdir):
+    result = run_cli('train.py', '--config=configs/lenet5.py',
+                     f'--config.data_dir={fashion_mnist_dir}', '--config.num_epochs=2',
+                     '--config.log_every_steps=200', f'--workdir={workdir}')
+    assert result.returncode == 0, result.stderr
+
+  return made_once(tmp_path_factory, 'lenet5_fashion_mnist', train)
+
+
+@pytest.fixture(scope='session')
 def ilsvrc_dir(tmp_path_factory):
   """A TFDS data_dir holding the miniature ILSVRC2012 (ilsvrc_fixture.py), prepared by TFDS's own
   imagenet2012 builder from the tars."""

@@ -1,4 +1,4 @@
-"""visualize.py and plot_metrics.py on a LeNet-5 trained for an epoch on Fashion-MNIST."""
+"""visualize.py and plot_metrics.py on a LeNet-5 trained for two epochs on Fashion-MNIST."""
 
 import html.parser
 import json
@@ -13,20 +13,13 @@ import input_pipeline
 from cnns import visualization
 from configs import lenet5
 from tests.cli_runner import run_cli
-from tests.conftest import assert_one_line_error, made_once, read_metrics
+from tests.conftest import assert_one_line_error, read_metrics
 from app import inference
 
 
 @pytest.fixture(scope='module')
-def trained(fashion_mnist_dir, tmp_path_factory):
-  """The run, trained once for every test process of the session: the tests only read it."""
-  def train(workdir):
-    result = run_cli('train.py', '--config=configs/lenet5.py',
-                     f'--config.data_dir={fashion_mnist_dir}', '--config.num_epochs=1',
-                     '--config.batch_size=256', f'--workdir={workdir}')
-    assert result.returncode == 0, result.stderr
-
-  return made_once(tmp_path_factory, 'lenet5_fashion_mnist', train)
+def trained(lenet5_fashion_mnist):
+  return lenet5_fashion_mnist
 
 
 @pytest.fixture(scope='module')
