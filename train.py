@@ -8,8 +8,8 @@ on a multi-host TPU slice nothing more is needed; elsewhere start the same comma
 with --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
 
 Exit status: 0 done; 2 a user or environment error (one line); 3 diverged (non-finite loss or
-parameters; nothing non-finite saved); 75 stopped by SIGTERM/SIGINT or a preemption notice after
-saving the current step: rerun the same command to resume.
+parameters; nothing non-finite saved); 75 stopped by SIGTERM/SIGINT/SIGHUP or a preemption notice
+after saving the current step: rerun the same command to resume.
 """
 
 from absl import app

@@ -8,7 +8,7 @@ directory (app/workdir.py: lock, checkpoints, config.json), the rules of resumin
 is touched, so a failed start never changes an existing run. `Run` is a context manager, so that
 however training ends, pending saves finish, writers close and the workdir lock is released.
 
-What a long run relies on (README, "When things go wrong"): SIGTERM and SIGINT (and JAX's
+What a long run relies on (README, "When things go wrong"): SIGTERM, SIGINT, SIGHUP (and JAX's
 preemption notice in a multi-process job) end the current step, save it and raise `Stopped`; a
 non-finite loss or state raises `Diverged` and is never saved; a resume that would change what the
 state or the data order means is refused.
@@ -46,9 +46,9 @@ class Summary:
 class Run:
   """One training run: data, jitted steps, state (restored if the workdir has a checkpoint).
 
-  Single process: from construction on, SIGTERM and SIGINT stop the run: during set-up at once
-  (nothing new to save), during training after the current step, saved, and during an evaluation
-  at its next batch, after saving (the evaluation is redone on resume). With several processes
+  Single process: from construction on, SIGTERM, SIGINT and SIGHUP stop the run: during set-up at
+  once (nothing new to save), during training after the current step, saved, and during an
+  evaluation at its next batch, after saving (the evaluation is redone on resume). With several processes
   JAX's own SIGTERM handler feeds the checkpointer's preemption notice instead, checked at every
   step.
   """

@@ -1,4 +1,5 @@
-"""Stop requests: SIGTERM and SIGINT in a single process, JAX's preemption notice in several.
+"""Stop requests: SIGTERM, SIGINT and SIGHUP (a closed terminal or ssh connection) in a single
+process, JAX's preemption notice in several.
 
 A stop is always a save (README, "When things go wrong"): the loop asks `requested` after each
 step, saves and raises `Stopped`. Before training starts there is nothing new to save, so a signal
@@ -12,7 +13,7 @@ import jax
 
 from training.errors import Stopped
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class StopRequests:

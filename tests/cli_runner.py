@@ -13,8 +13,9 @@ without a compilation cache unless a flag names one.
 What a new process would not inherit is put back after each run: absl's flags (each run starts
 with only the libraries' flags, as the script defines its own on start), the warning filters
 (Python's defaults during the run, warnings printed to its stderr), the environment, `sys.argv`,
-the working directory, the SIGINT/SIGTERM handlers, the root logger (absl's handler, to the run's
-stderr during the run, as app.run installs it) and the process name absl's first `app.run` sets.
+the working directory, the SIGINT/SIGTERM/SIGHUP handlers, the root logger (absl's handler, to the
+run's stderr during the run, as app.run installs it) and the process name absl's first `app.run`
+sets.
 
     python -m tests.cli_runner '[["train.py", ARG, ...], ...]'
 
@@ -80,7 +81,8 @@ def _exit_status(code) -> int:
 @contextlib.contextmanager
 def _as_a_new_process(argv: list[str], stderr: io.StringIO):
   saved_environ, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
-  handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+  handlers = {signum: signal.getsignal(signum)
+              for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
   log_handlers, log_level = logging.root.handlers[:], logging.root.level
   log_stream = absl_logging.get_absl_handler().python_handler.setStream(stderr)
   absl_logging.use_absl_handler()  # As app.run's first call does (not again in this process).

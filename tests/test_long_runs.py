@@ -80,7 +80,7 @@ def start_and_signal(workdir: str, signum: int, after_step: int) -> subprocess.C
   return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_signal_saves_the_current_step_and_the_resumed_run_is_identical(
     tmp_path, uninterrupted, signum):
   workdir = str(tmp_path)
