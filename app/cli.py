@@ -1,7 +1,7 @@
 """What the entry points share on the command line: the config, workdir and cluster flags, `start`,
 and the ways a run ends early, each reported as one line with its exit status (training/errors.py):
-user and environment errors (2), divergence (3), a stop by a signal after saving (75). Anything
-else is a bug: a traceback."""
+user and environment errors (2), divergence (3), a stop by a signal after saving (75), a job that
+lost one of its processes (69). Anything else is a bug: a traceback."""
 
 import os
 import sys
@@ -20,6 +20,7 @@ from training.errors import ConfigError, RunEnded
 
 FLAGS = flags.FLAGS
 DEFAULT_CACHE_DIR = os.path.join(os.environ.get('XDG_CACHE_HOME') or '~/.cache', 'cnns', 'jax')
+PER_PROCESS_FLAGS = ('process_id', 'coordinator_address', 'num_processes', 'compilation_cache_dir')
 USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError, cnns.GeometryError,
                published.WeightsError)
 
@@ -35,6 +36,13 @@ def run_reporting_errors(fn, *args, **kwargs):
     fail(e, prefix='stopped' if e.status == 75 else 'error', status=e.status)
   except OSError as e:  # Full disk, read-only or vanished files outside the checkpoints.
     fail(f'{e.strerror or e}' + (f': {e.filename}' if e.filename else ''))
+  except jax.errors.JaxRuntimeError as e:
+    if not distributed.lost_a_process(e):
+      raise
+    distributed.abandon(
+        'error: this job lost one of its processes (XLA: '
+        + ' '.join(str(e).split())[-160:] + '): see the other processes\' logs; start the whole '
+        'job again with the same command to resume from its newest checkpoint')
 
 
 def define_flags() -> None:
@@ -123,6 +131,24 @@ def enable_compilation_cache(directory: str | None) -> None:
 
 def set_up_jax() -> None:
   """What train.py and evaluate.py do before anything compiles: the compilation cache, then
-  joining the job's other processes, if any (training/distributed.py)."""
+  joining the job's other processes, if any, and checking that they were all started alike
+  (training/distributed.py)."""
   enable_compilation_cache(FLAGS.compilation_cache_dir)
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  if jax.process_count() > 1:
+    distributed.check_agreement(job_description())
+
+
+def job_description() -> dict[str, dict]:
+  """What every process of a job must share: the code, the config's fields and the flags given
+  (those that name the process or its cache aside)."""
+  config = {}
+  if 'config' in FLAGS and FLAGS.config is not None:
+    flat = lambda d, prefix='': [
+        item for k, v in d.items()
+        for item in (flat(v, f'{prefix}{k}.') if isinstance(v, dict) else [(prefix + k, repr(v))])]
+    config = dict(flat(FLAGS.config.to_dict()))
+  flags_given = {name: str(FLAGS[name].value) for name in FLAGS
+                 if FLAGS[name].present and not name.startswith('config')
+                 and name not in PER_PROCESS_FLAGS}
+  return {'code': distributed.code_version(), 'config': config, 'flags': flags_given}

@@ -196,6 +196,7 @@ class Run:
     record = {**self.record, 'train_metrics': sums}
     if self.plateau:
       record['plateau'] = self.plateau.record()
+    self.directory.check_lock()
     with self.directory.disk_full_as_one_line(self.step):
       try:
         self._checkpointer.save(self.step, self.state, record)

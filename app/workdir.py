@@ -1,9 +1,12 @@
 """What a run owns in its workdir: the lock, its checkpoints, and files replaced atomically.
 
-The lock is an advisory `flock` on `<workdir>/train.lock`, which the kernel drops when the holding
-process ends, however it ends: a second train.py on the same workdir is refused, naming the holder
-written in the file, and a SIGKILLed run never blocks its own restart. (flock is per host; on a
-shared file system two hosts can still both start, so start each run once.)
+The lock is an advisory `flock` on the workdir itself and on `<workdir>/train.lock`, which the
+kernel drops when the holding process ends, however it ends: a second train.py on the same workdir
+is refused, naming the holder written in the file, and a SIGKILLed run never blocks its own
+restart. Deleting `train.lock` does not free the workdir (its directory stays locked), and the
+holder writes the file again at its next save. (flock is per host; on a shared file system two
+hosts can still both start, so start each run once. Where a file system cannot lock a directory,
+NFS for one, the file's lock is the one that counts.)
 """
 
 import contextlib
@@ -12,6 +15,7 @@ import fcntl
 import json
 import os
 import socket
+import sys
 
 import jax
 import numpy as np
@@ -40,7 +44,7 @@ class WorkdirLock:
   def __init__(self, workdir: str, holder: str = 'train.py'):
     self._path = os.path.join(workdir, LOCK_FILE)
     self._holder = holder  # The command named to a second process that finds the lock taken.
-    self._fd = None
+    self._fds = []  # The workdir's and train.lock's, while held.
 
   def acquire(self) -> None:
     """Takes the lock, or raises ConfigError naming the process that holds it (every process)."""
@@ -57,28 +61,78 @@ class WorkdirLock:
     workdir = os.path.dirname(self._path)
     try:
       os.makedirs(workdir, exist_ok=True)
+      directory = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+      return f'cannot write to workdir {workdir}: {e.strerror}'
+    try:
+      fcntl.flock(directory, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      os.close(directory)
+      return self._in_use(workdir)
+    except OSError:  # No directory locks here (NFS): train.lock alone.
+      os.close(directory)
+      directory = None
+    problem = self._lock_file()
+    if directory is not None:
+      if problem is None:
+        self._fds.insert(0, directory)
+      else:
+        os.close(directory)
+    return problem
+
+  def _lock_file(self) -> str | None:
+    """Locks train.lock and writes the holder in it: None, or the error message."""
+    workdir = os.path.dirname(self._path)
+    try:
       fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
       return f'cannot write to workdir {workdir}: {e.strerror}'
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-      holder = os.read(fd, 1000).decode(errors='replace').strip() or 'another process'
       os.close(fd)
-      return (f'workdir {workdir} is in use by {holder}; wait for it to end or stop it, or use '
-              'another --workdir')
+      return self._in_use(workdir)
     started = datetime.datetime.now().isoformat(timespec='seconds')
     os.ftruncate(fd, 0)
     os.write(fd, f'{self._holder} (process {os.getpid()} on {socket.gethostname()}, started '
                  f'{started})\n'.encode())
-    self._fd = fd
+    self._fds.append(fd)
     return None
 
+  def _in_use(self, workdir: str) -> str:
+    try:
+      with open(self._path, errors='replace') as f:
+        holder = f.read(1000).strip()
+    except OSError:
+      holder = ''
+    return (f'workdir {workdir} is in use by {holder or "another process"}; wait for it to end '
+            'or stop it, or use another --workdir')
+
+  def check(self) -> None:
+    """Makes train.lock again if it was deleted or replaced since `acquire` (process 0; before
+    each save). Where the workdir itself is not locked, another process may have taken the new
+    file meanwhile: this run then stops (ConfigError), its saved steps intact."""
+    if not self._fds:
+      return
+    held = os.fstat(self._fds[-1])
+    try:
+      current = os.stat(self._path)
+      if (current.st_ino, current.st_dev) == (held.st_ino, held.st_dev):
+        return
+    except FileNotFoundError:
+      pass
+    print(f'warning: {self._path} was deleted or replaced while this run held it; written again',
+          file=sys.stderr)
+    os.close(self._fds.pop())
+    problem = self._lock_file()
+    if problem is not None:
+      raise ConfigError(problem + ' (it was taken while this run held it: this run stops here)')
+
   def release(self) -> None:
-    if self._fd is not None:
-      fcntl.flock(self._fd, fcntl.LOCK_UN)
-      os.close(self._fd)
-      self._fd = None
+    for fd in reversed(self._fds):
+      fcntl.flock(fd, fcntl.LOCK_UN)
+      os.close(fd)
+    self._fds = []
 
 
 class RunDirectory:
@@ -107,6 +161,10 @@ class RunDirectory:
       return state, {}, ''
     state, saved, _ = restored
     return state, saved, changes[0] if changes else ''
+
+  def check_lock(self) -> None:
+    """Before each save: the lock is still this run's (`WorkdirLock.check`)."""
+    self._lock.check()
 
   def write_config(self, resolved: dict) -> None:
     """config.json: the config of the newest checkpoints, for people and tools (process 0)."""

@@ -249,9 +249,18 @@ def test_resume_refuses_meaning_changes_and_allows_the_others(tmp_path, saved_wo
 def test_second_run_on_a_workdir_in_use_is_refused(tmp_path, saved_workdir):
   workdir = str(tmp_path / 'run')
   shutil.copytree(saved_workdir, workdir)
-  with loop.Run(synthetic_config(), workdir):
-    with pytest.raises(ConfigError, match=rf'workdir {workdir} is in use by train.py \(process '
-                                          rf'{os.getpid()} on '):
+  in_use_by = lambda holder: pytest.raises(ConfigError, match=rf'workdir {workdir} is in use by '
+                                                              rf'{holder}')
+  lock_file = os.path.join(workdir, 'train.lock')
+  with loop.Run(synthetic_config(), workdir) as first:
+    with in_use_by(rf'train.py \(process {os.getpid()} on '):
+      loop.Run(synthetic_config(), workdir)
+    os.remove(lock_file)  # Does not free the workdir, whose directory is locked too.
+    with in_use_by('another process'):
+      loop.Run(synthetic_config(), workdir)
+    assert not os.path.exists(lock_file)  # The refused run made nothing.
+    first.directory.check_lock()  # As before each save: the holder written again.
+    with in_use_by(rf'train.py \(process {os.getpid()} on '):
       loop.Run(synthetic_config(), workdir)
   with loop.Run(synthetic_config(), workdir) as run:  # Released when the first run ended.
     assert run.step == 24

@@ -3,8 +3,12 @@
   2   ConfigError: a config value, the workdir or the environment cannot work (one `error:` line;
       nothing in the workdir was changed, or, for a failed save, the newest checkpoint is intact).
   3   Diverged: the loss or the parameters became non-finite; nothing non-finite was saved.
-  75  Stopped: SIGTERM or SIGINT (or JAX's preemption notice); the current step was saved, and
-      running the same command again resumes (75 is sysexits' EX_TEMPFAIL: "try again later").
+  69  A job of several processes lost one (killed, its host gone): the others end at once with one
+      line; the newest checkpoint is intact, and starting the job again resumes from it
+      (training/distributed.py; 69 is sysexits' EX_UNAVAILABLE).
+  75  Stopped: SIGTERM, SIGINT or SIGHUP (or JAX's preemption notice); the current step was saved,
+      and running the same command again resumes (75 is sysexits' EX_TEMPFAIL: "try again
+      later").
 """
 
 
