@@ -2,6 +2,7 @@
 checkpoints skipped, one run per workdir, logs that survive a crash, environment errors as one line.
 """
 
+import errno
 import gzip
 import json
 import os
@@ -21,8 +22,9 @@ from configs import lenet5
 from tests.cli_runner import run_cli
 from tests.conftest import (DEBIAN_FASHION_MNIST, ROOT, assert_one_line_error, read_metrics,
                             subprocess_env, train_command)
-from app import loop, weights, writers
+from app import cli, loop, weights, writers
 from app.assembly import assemble_from_record
+from app.workdir import write_atomic
 from training.errors import ConfigError, Stopped
 
 # 32 steps per epoch; training records every 8 steps.
@@ -354,6 +356,23 @@ def test_full_disk_while_saving_is_one_line_and_keeps_the_saved_step(tmp_path):
     subprocess.run(['umount', str(disk)], check=True)
   resumed = run_cli('train.py', *ARGS, '--config.num_epochs=1', f'--workdir={tmp_path / "copy"}')
   assert resumed.returncode == 0 and f'resumed at step {saved[-1]}' in resumed.stderr
+
+
+def test_full_disk_replacing_a_file_is_one_line_naming_it_and_leaves_no_temporary(
+    tmp_path, monkeypatch, capsys):
+  """config.json, eval_results.json, metrics.jsonl: a rerun while the disk is still full."""
+  path = tmp_path / 'config.json'
+  path.write_text('{"old": 1}')
+
+  def full_disk(fd):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(os, 'fsync', full_disk)
+  with pytest.raises(SystemExit) as exit_status:
+    cli.run_reporting_errors(write_atomic, str(path), '{"new": 2}')
+  assert exit_status.value.code == 2
+  assert capsys.readouterr().err == f'error: No space left on device: {path}\n'
+  assert os.listdir(tmp_path) == ['config.json'] and path.read_text() == '{"old": 1}'
 
 
 def test_data_dir_that_is_a_file_is_one_line(tmp_path):
