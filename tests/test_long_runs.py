@@ -259,17 +259,32 @@ def test_second_run_on_a_workdir_in_use_is_refused(tmp_path, saved_workdir):
     assert run.step == 24
 
 
-def test_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path, saved_workdir, capsys):
+# Lines of metrics.jsonl that are not records: damaged bytes, other programs' JSON, a torn line.
+NOT_RECORDS = [b'\xff{"step": 3}', b'42', b'[1, 2]', b'"step"', b'{"epoch": 1.0}',
+               b'{"step": 2.5}', b'{"step": "7"}', b'{"step": true}', b'{"step": 4, "x": "y"}',
+               b'[' * 100000, b'{"step": 24, "train/lo']
+
+
+def test_metrics_lines_that_are_not_records_are_moved_aside_with_one_warning(
+    tmp_path, saved_workdir, capsys):
   workdir = str(tmp_path / 'run')
   shutil.copytree(saved_workdir, workdir)
   path = os.path.join(workdir, 'metrics.jsonl')
-  whole = open(path).read()
-  with open(path, 'a') as f:
-    f.write('{"step": 24, "train/lo')
-  with loop.Run(synthetic_config(), workdir):
-    pass
-  assert 'is not valid JSON (torn by a crash or a full disk); dropped' in capsys.readouterr().err
-  assert open(path).read() == whole
+  whole = open(path, 'rb').read()
+  good = whole.splitlines(keepends=True)
+  damaged = good[:2] + [line + b'\n' for line in NOT_RECORDS[:-1]] + good[2:] + NOT_RECORDS[-1:]
+  with open(path, 'wb') as f:
+    f.write(b''.join(damaged))
+  with loop.Run(synthetic_config(), workdir) as run:
+    assert run.step == 24
+  warnings = [line for line in capsys.readouterr().err.splitlines() if 'warning' in line]
+  assert len(warnings) == 1, warnings
+  assert warnings[0].startswith(f'warning: {path}: 11 lines (3, 4, 5, 6, 7, ...) are not records '
+                                'of train.py (torn by a crash or a full disk')
+  aside = warnings[0].split('; moved to ')[1]
+  assert aside.startswith(f'{path}.damaged-')
+  assert open(path, 'rb').read() == whole
+  assert open(aside, 'rb').read().splitlines() == NOT_RECORDS  # The user's bytes, kept.
 
 
 def test_last_line_without_its_newline_is_completed(tmp_path):
