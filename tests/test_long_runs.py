@@ -156,6 +156,8 @@ DAMAGES = {
     'garbage array file': lambda d: open(_largest_array_file(d), 'wb').write(os.urandom(4096)),
     'deleted _METADATA': lambda d: os.remove(os.path.join(d, 'state', '_METADATA')),
     'checksum mismatch': _set_crc,
+    'record of another program': lambda d: json.dump(
+        ['not', 'a', 'record'], open(os.path.join(d, 'data', 'metadata'), 'w')),
     'empty newer step': lambda d: os.makedirs(os.path.join(os.path.dirname(d), '9999')),
 }
 

@@ -102,6 +102,10 @@ def all_finite(leaves: list[np.ndarray]) -> bool:
   return all(np.isfinite(x).all() for x in leaves if np.issubdtype(x.dtype, np.inexact))
 
 
+# The parts of a checkpoint's record that are objects (the loop's and import_weights.py's).
+RECORD_SECTIONS = ('config', 'dataset', 'train_metrics', 'plateau', 'imported_from')
+
+
 class Checkpointer:
   """Saves every `every_steps` steps (and when asked), keeps the last `keep`, restores the newest
   good one."""
@@ -179,8 +183,14 @@ class Checkpointer:
     return None
 
   def _read_record(self, step: int) -> dict:
-    return self._manager.restore(step, args=ocp.args.Composite(
+    """The record of `step`; one that is not what this project writes (another program's JSON,
+    or damaged) raises, as an unreadable one does: the step is skipped, never a traceback."""
+    record = self._manager.restore(step, args=ocp.args.Composite(
         data=ocp.args.JsonRestore()))['data']
+    if not (isinstance(record, dict) and all(isinstance(record.get(section, {}), dict)
+                                             for section in RECORD_SECTIONS)):
+      raise ValueError(f"checkpoint {step}'s record is not a JSON object of objects")
+    return record
 
   def save(self, step: int, state, record: dict) -> None:
     """Saves `state` at `step` with `record` and the state's checksum; never a non-finite one."""
