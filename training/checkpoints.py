@@ -12,6 +12,7 @@ cannot collide with it. Nothing is moved unless an older step restores. Saving r
 states, so rotation (`keep`) only ever removes good checkpoints older than a good one.
 """
 
+import contextlib
 import errno
 import logging
 import os
@@ -216,6 +217,18 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+  def abandon(self) -> None:
+    """After a failed save: waits for the writes it began, so that what it wrote can be removed,
+    and closes. Orbax raises at the first write that fails while the step's others go on, into
+    its temporary directory, in Orbax's commit threads; it has no public way to wait for them.
+    They are the non-daemon threads of Orbax's own classes (never its pools' workers, which are
+    plain threads), which end by themselves, or no process that saved could exit."""
+    with contextlib.suppress(Exception):  # The error of the save, raised again, or none.
+      self.close()
+    for thread in threading.enumerate():
+      if type(thread).__module__.startswith('orbax.') and not thread.daemon:
+        thread.join()
 
   def _steps_on_disk(self) -> list[int]:
     """Steps with a directory, readable or not (Orbax lists only what it could read)."""
