@@ -10,13 +10,15 @@ torchvision `.pth`; README, "Published weights"), maps every tensor onto the con
 the options that make it compute the source's function (ResNet: the source's stride placement and
 padding) and writes step 0 of a run in --workdir, recording those options and the source's input
 convention so that evaluate.py, predict.py and `--config.init_from` apply them. A file that does
-not fit the config is one line naming the first tensor that does not; nothing is written then.
+not fit the config is one line naming the first tensor that does not; nothing is written then. A
+failure while writing (a full disk) is one line too, and removes what the import had written.
 
 Exit status: 0 imported; 2 a user or environment error (one line).
 """
 
 import json
 import os
+import shutil
 
 import jax
 import ml_collections
@@ -51,6 +53,17 @@ def refuse_taken(directory: str) -> None:
     raise ConfigError(f'{directory} already holds checkpoints: import into a new --workdir')
 
 
+def remove_added(directory: str, before: set[str] | None) -> None:
+  """Removes what a failed import wrote in `directory`, all directories (Orbax's temporary ones of
+  the step, as large as the weights, or the step itself): those not in `before`, or `directory`
+  itself where the import made it (`before` None). What was there before is kept."""
+  if before is None:
+    shutil.rmtree(directory, ignore_errors=True)
+    return
+  for name in set(os.listdir(directory)) - before:
+    shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
 def import_weights(config, weights: str, workdir: str) -> None:
   if not os.path.isfile(weights):
     raise ConfigError(f'--weights={weights}: no such file')
@@ -83,19 +96,24 @@ def import_weights(config, weights: str, workdir: str) -> None:
   lock.acquire()
   try:
     refuse_taken(directory)  # Again, now that no other process can be writing here.
+    made = not os.path.isdir(directory)
     # Also removes what an interrupted import left in Orbax's temporary directories.
     checkpointer = Checkpointer(directory, every_steps=1, keep=config.keep_checkpoints)
+    before = None if made else set(os.listdir(directory))
     try:
       checkpointer.save(0, state, record)
       checkpointer.close()
-    except Exception as error:  # pylint: disable=broad-except
+      if jax.process_index() == 0:
+        write_atomic(os.path.join(workdir, 'config.json'),
+                     json.dumps(record['config'], indent=2, sort_keys=True) + '\n')
+    except BaseException as error:
+      checkpointer.abandon()
+      if jax.process_index() == 0:
+        remove_added(directory, before)
       if not disk_full(error):
         raise
-      raise ConfigError(f'disk full while writing {directory}: free space and rerun the same '
+      raise ConfigError(f'disk full while writing {workdir}: free space and rerun the same '
                         'command') from error
-    if jax.process_index() == 0:
-      write_atomic(os.path.join(workdir, 'config.json'),
-                   json.dumps(record['config'], indent=2, sort_keys=True) + '\n')
   finally:
     lock.release()
   if jax.process_index() == 0:

@@ -6,13 +6,16 @@ r"""Training curves of one or more runs, from their metrics.jsonl, in one PNG.
 Panels against epochs: training loss, evaluation top-1 and top-5 error (%), learning rate; runs
 overlaid, the legend naming their workdirs as given. --paper draws each run's config's paper
 top-1 error (config.json) as a horizontal line. A record logged twice for one step (an older
-layout of a resumed run) is drawn once, the later one.
+layout of a resumed run) is drawn once, the later one; lines that are not records (torn by a crash
+or a full disk, damaged) are skipped with one warning per file.
 
-Exit status: 0 written; 2 a workdir without metrics.jsonl, or no --out (one line).
+Exit status: 0 written; 2 a workdir without metrics.jsonl or without a record to draw, or no --out
+(one line).
 """
 
 import json
 import os
+import sys
 
 import matplotlib
 from absl import app, flags
@@ -20,7 +23,7 @@ from absl import app, flags
 matplotlib.use('Agg')  # Files only: no display is needed.
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
-from app import cli  # pylint: disable=wrong-import-position
+from app import cli, writers  # pylint: disable=wrong-import-position
 from training.errors import ConfigError  # pylint: disable=wrong-import-position
 
 flags.DEFINE_string('out', None, 'The PNG file to write.')
@@ -31,28 +34,42 @@ PANELS = (('train/loss', 'training loss', False), ('eval/top1_acc', 'top-1 error
           ('train/learning_rate', 'learning rate', False))
 
 
+def is_plotted(record) -> bool:
+  """Whether a line of metrics.jsonl is a record this draws: train.py's, with its epoch."""
+  return writers.is_record(record) and writers.is_number(record.get('epoch'))
+
+
 def read_run(workdir: str) -> list[dict]:
-  """The run's records in step order, one per (step, kind of record)."""
+  """The run's records in step order, one per (step, kind of record); lines that are not such
+  records (a crash or a full disk tore them, damaged bytes) are skipped with one warning."""
   path = os.path.join(workdir, 'metrics.jsonl')
   try:
-    with open(path, encoding='utf-8') as f:
-      records = [json.loads(line) for line in f if line.strip()]
+    with open(path, 'rb') as f:
+      records, others = writers.parse_jsonl(f.read(), is_plotted)
   except OSError as e:
     raise ConfigError(f'{path}: {e.strerror}: not a workdir that train.py has logged to') from e
-  except ValueError as e:  # Not JSON, or not UTF-8.
-    raise ConfigError(f'{path} is not the JSON lines train.py writes ({e})') from e
-  if any('step' not in r or 'epoch' not in r for r in records):
-    raise ConfigError(f'{path} is not a metrics.jsonl of train.py (records without step/epoch)')
+  if others:
+    print(f'{writers.not_records_warning(path, others)}; skipped', file=sys.stderr)
   latest = {(r['step'], 'eval/loss' in r): r for r in records}  # The later record wins.
   return [latest[key] for key in sorted(latest)]
 
 
 def paper_error(workdir: str) -> float | None:
+  """The paper's top-1 error in the run's config.json: None where the paper reports none, or
+  with a warning where config.json is missing or not train.py's."""
+  path = os.path.join(workdir, 'config.json')
   try:
-    with open(os.path.join(workdir, 'config.json'), encoding='utf-8') as f:
-      return json.load(f)['paper']['top1_error']
-  except (OSError, ValueError, KeyError):
-    return None
+    with open(path, encoding='utf-8') as f:
+      error = json.load(f)['paper']['top1_error']
+    if error is None or writers.is_number(error):
+      return error
+    problem = f'paper.top1_error is a {type(error).__name__}, not a number'
+  except OSError as e:
+    problem = e.strerror
+  except (ValueError, RecursionError, LookupError, TypeError) as e:  # Not JSON, or not a config.
+    problem = f'not the config.json train.py writes ({type(e).__name__}: {e})'
+  print(f"warning: {path}: {problem}; drawn without the paper's error", file=sys.stderr)
+  return None
 
 
 def plot(workdirs: list[str], out: str, paper: bool) -> str:

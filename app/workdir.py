@@ -28,14 +28,26 @@ from training.errors import ConfigError
 LOCK_FILE = 'train.lock'
 
 
-def write_atomic(path: str, text: str) -> None:
-  """Replaces `path` by `text` so that a reader sees the old file or the new one, never a part."""
+def write_atomic(path: str, content: str | bytes) -> None:
+  """Replaces `path` by `content` so that a reader sees the old file or the new one, never a part.
+
+  A failure (a full disk, most often) removes the temporary file and raises the OSError with
+  `path` as its file name: the user's one line names the file, and nothing half-written stays.
+  """
   temporary = f'{path}.tmp'
-  with open(temporary, 'w') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(temporary, path)
+  created = False
+  try:
+    with open(temporary, 'wb' if isinstance(content, bytes) else 'w') as f:
+      created = True
+      f.write(content)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(temporary, path)
+  except OSError as error:
+    if created:
+      with contextlib.suppress(OSError):
+        os.remove(temporary)
+    raise OSError(error.errno, error.strerror or str(error), path) from error
 
 
 class WorkdirLock:

@@ -1,16 +1,18 @@
 """Where metrics go: TensorBoard event files, `metrics.jsonl`, and the console.
 
 Only process 0 writes. On resume, events past the restored step (written after the last
-checkpoint of the killed run) are dropped from both files, so each step appears once; a torn last
-line of `metrics.jsonl` (a crash or a full disk mid-write) is dropped with a warning, and the file
-is rewritten atomically. Non-finite numbers are written as JSON `null`, so strict readers accept
-them.
+checkpoint of the killed run) are dropped from both files, so each step appears once, and the file
+is rewritten atomically. Lines of `metrics.jsonl` that are not records (a line torn by a crash or a
+full disk, damaged bytes, another program's lines) never stop a restart: they are moved to
+`metrics.jsonl.damaged-<time>` beside it, with one warning. Non-finite numbers are written as JSON
+`null`, so strict readers accept them.
 """
 
 import json
 import math
 import os
 import sys
+import time
 
 import tensorboardX
 import tqdm
@@ -52,24 +54,59 @@ def to_json(record: dict) -> str:
                      for k, v in record.items()}, allow_nan=False)
 
 
+def is_number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_record(record) -> bool:
+  """Whether a parsed line is what `MetricWriter.write` writes: an object with a whole-number step
+  whose other values are numbers, or null for a non-finite one."""
+  return (isinstance(record, dict) and type(record.get('step')) is int  # Not a bool.
+          and all(value is None or is_number(value) for value in record.values()))
+
+
+def parse_jsonl(data: bytes, is_wanted=is_record) -> tuple[list[dict], dict[int, bytes]]:
+  """(the records of JSON lines `data` that `is_wanted` accepts, {line number: line} of the
+  others: not UTF-8, not JSON, or not such a record). Blank lines are neither."""
+  records, others = [], {}
+  for number, line in enumerate(data.splitlines(), start=1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line.decode())
+    except (ValueError, RecursionError):  # Not UTF-8, not JSON, or nested beyond Python's stack.
+      record = None
+    if is_wanted(record):
+      records.append(record)
+    else:
+      others[number] = line
+  return records, others
+
+
+def not_records_warning(path: str, numbers) -> str:
+  """The one warning about the lines `numbers` of `path` that are not records, up to its end."""
+  numbers = sorted(numbers)
+  listed = ', '.join(map(str, numbers[:5])) + (', ...' if len(numbers) > 5 else '')
+  what = (f'line {listed} is not a record' if len(numbers) == 1
+          else f'{len(numbers)} lines ({listed}) are not records')
+  return (f'warning: {path}: {what} of train.py (torn by a crash or a full disk, damaged, or '
+          'written by another program)')
+
+
 def truncate_jsonl(path: str, last_step: int) -> list[dict]:
-  """Drops records after `last_step`, and lines that do not parse, from `path`; returns the rest."""
+  """Drops records after `last_step` from `path`, and moves the lines that are not records to
+  `<path>.damaged-<time>` (the user's, kept); returns the records kept."""
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    text = f.read()
-  lines = [line for line in text.splitlines() if line.strip()]
-  kept = []
-  for number, line in enumerate(lines, start=1):
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError:
-      print(f'warning: {path} line {number} is not valid JSON (torn by a crash or a full disk); '
-            'dropped', file=sys.stderr)
-      continue
-    if record['step'] <= last_step:
-      kept.append(record)
-  if len(kept) < len(lines) or not text.endswith('\n'):  # Appends must start on a new line.
+  with open(path, 'rb') as f:
+    data = f.read()
+  records, others = parse_jsonl(data)
+  kept = [r for r in records if r['step'] <= last_step]
+  if others:
+    aside = f'{path}.damaged-{time.strftime("%Y%m%d-%H%M%S")}'
+    write_atomic(aside, b''.join(line + b'\n' for line in others.values()))
+    print(f'{not_records_warning(path, others)}; moved to {aside}', file=sys.stderr)
+  if others or len(kept) < len(records) or not data.endswith(b'\n'):  # Appends need a new line.
     write_atomic(path, ''.join(to_json(r) + '\n' for r in kept))
   return kept
 

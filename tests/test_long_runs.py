@@ -2,6 +2,7 @@
 checkpoints skipped, one run per workdir, logs that survive a crash, environment errors as one line.
 """
 
+import errno
 import gzip
 import json
 import os
@@ -21,8 +22,9 @@ from configs import lenet5
 from tests.cli_runner import run_cli
 from tests.conftest import (DEBIAN_FASHION_MNIST, ROOT, assert_one_line_error, read_metrics,
                             subprocess_env, train_command)
-from app import loop, weights, writers
+from app import cli, loop, weights, writers
 from app.assembly import assemble_from_record
+from app.workdir import write_atomic
 from training.errors import ConfigError, Stopped
 
 # 32 steps per epoch; training records every 8 steps.
@@ -154,6 +156,8 @@ DAMAGES = {
     'garbage array file': lambda d: open(_largest_array_file(d), 'wb').write(os.urandom(4096)),
     'deleted _METADATA': lambda d: os.remove(os.path.join(d, 'state', '_METADATA')),
     'checksum mismatch': _set_crc,
+    'record of another program': lambda d: json.dump(
+        ['not', 'a', 'record'], open(os.path.join(d, 'data', 'metadata'), 'w')),
     'empty newer step': lambda d: os.makedirs(os.path.join(os.path.dirname(d), '9999')),
 }
 
@@ -266,17 +270,32 @@ def test_second_run_on_a_workdir_in_use_is_refused(tmp_path, saved_workdir):
     assert run.step == 24
 
 
-def test_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path, saved_workdir, capsys):
+# Lines of metrics.jsonl that are not records: damaged bytes, other programs' JSON, a torn line.
+NOT_RECORDS = [b'\xff{"step": 3}', b'42', b'[1, 2]', b'"step"', b'{"epoch": 1.0}',
+               b'{"step": 2.5}', b'{"step": "7"}', b'{"step": true}', b'{"step": 4, "x": "y"}',
+               b'[' * 100000, b'{"step": 24, "train/lo']
+
+
+def test_metrics_lines_that_are_not_records_are_moved_aside_with_one_warning(
+    tmp_path, saved_workdir, capsys):
   workdir = str(tmp_path / 'run')
   shutil.copytree(saved_workdir, workdir)
   path = os.path.join(workdir, 'metrics.jsonl')
-  whole = open(path).read()
-  with open(path, 'a') as f:
-    f.write('{"step": 24, "train/lo')
-  with loop.Run(synthetic_config(), workdir):
-    pass
-  assert 'is not valid JSON (torn by a crash or a full disk); dropped' in capsys.readouterr().err
-  assert open(path).read() == whole
+  whole = open(path, 'rb').read()
+  good = whole.splitlines(keepends=True)
+  damaged = good[:2] + [line + b'\n' for line in NOT_RECORDS[:-1]] + good[2:] + NOT_RECORDS[-1:]
+  with open(path, 'wb') as f:
+    f.write(b''.join(damaged))
+  with loop.Run(synthetic_config(), workdir) as run:
+    assert run.step == 24
+  warnings = [line for line in capsys.readouterr().err.splitlines() if 'warning' in line]
+  assert len(warnings) == 1, warnings
+  assert warnings[0].startswith(f'warning: {path}: 11 lines (3, 4, 5, 6, 7, ...) are not records '
+                                'of train.py (torn by a crash or a full disk')
+  aside = warnings[0].split('; moved to ')[1]
+  assert aside.startswith(f'{path}.damaged-')
+  assert open(path, 'rb').read() == whole
+  assert open(aside, 'rb').read().splitlines() == NOT_RECORDS  # The user's bytes, kept.
 
 
 def test_last_line_without_its_newline_is_completed(tmp_path):
@@ -363,6 +382,23 @@ def test_full_disk_while_saving_is_one_line_and_keeps_the_saved_step(tmp_path):
     subprocess.run(['umount', str(disk)], check=True)
   resumed = run_cli('train.py', *ARGS, '--config.num_epochs=1', f'--workdir={tmp_path / "copy"}')
   assert resumed.returncode == 0 and f'resumed at step {saved[-1]}' in resumed.stderr
+
+
+def test_full_disk_replacing_a_file_is_one_line_naming_it_and_leaves_no_temporary(
+    tmp_path, monkeypatch, capsys):
+  """config.json, eval_results.json, metrics.jsonl: a rerun while the disk is still full."""
+  path = tmp_path / 'config.json'
+  path.write_text('{"old": 1}')
+
+  def full_disk(fd):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(os, 'fsync', full_disk)
+  with pytest.raises(SystemExit) as exit_status:
+    cli.run_reporting_errors(write_atomic, str(path), '{"new": 2}')
+  assert exit_status.value.code == 2
+  assert capsys.readouterr().err == f'error: No space left on device: {path}\n'
+  assert os.listdir(tmp_path) == ['config.json'] and path.read_text() == '{"old": 1}'
 
 
 def test_data_dir_that_is_a_file_is_one_line(tmp_path):

@@ -9,14 +9,17 @@ the same photographs, each after its own preprocessing (Keras' `preprocess_input
 normalisation).
 """
 
+import errno
 import importlib
 import json
 import os
 import shutil
 import tempfile
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
@@ -28,6 +31,7 @@ from tests.cli_runner import run_cli
 from tests.conftest import assert_one_line_error, read_metrics, run_program
 from app import inference
 from training import steps
+from training.state import split_model
 
 pytestmark = pytest.mark.usefixtures('system_torchvision')
 
@@ -265,6 +269,34 @@ def test_unknown_files_and_taken_workdirs_are_refused(tmp_path):
                    f'--weights={tmp_path / "missing.h5"}', f'--workdir={tmp_path / "run"}')
   assert_one_line_error(result, 'no such file')
   assert not (tmp_path / 'run').exists()
+
+
+def test_a_failed_import_removes_what_it_wrote_and_keeps_what_was_there(tmp_path, monkeypatch):
+  """A full disk once Orbax has begun the step (LeNet-5 as an ImageNet model, its weights zeros,
+  for speed): one line, no temporary directory left, the workdir's earlier files untouched, a
+  checkpoints directory the import made removed."""
+  monkeypatch.setattr(published, 'variant', lambda path, model: published.Variant(
+      'torchvision', model, {}, 'torch'))
+  monkeypatch.setattr(published, 'load', lambda path, chosen, model: jax.tree.map(
+      lambda leaf: np.zeros(leaf.shape, np.float32), split_model(model)[1:]))
+
+  async def full_disk(self, record, directory):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+  monkeypatch.setattr(ocp.JsonCheckpointHandler, '_save_fn', full_disk)
+  weights = tmp_path / 'lenet5.pth'
+  weights.write_bytes(b'')
+  kept, new = tmp_path / 'kept', tmp_path / 'new'
+  (kept / 'checkpoints' / '7.damaged-20250101-000000').mkdir(parents=True)
+  (kept / 'notes.txt').write_text('mine')
+  before = sorted(kept.rglob('*'))
+  args = ['--config=configs/lenet5.py', '--config.dataset=imagenet2012',
+          '--config.num_classes=10', '--config.in_channels=3', f'--weights={weights}']
+  for workdir in kept, new:
+    result = run_cli('import_weights.py', *args, f'--workdir={workdir}')
+    assert_one_line_error(result, f'disk full while writing {workdir}: free space and rerun')
+  assert sorted(kept.rglob('*')) == [*before, kept / 'train.lock']
+  assert os.listdir(new) == ['train.lock']
 
 
 def test_floor_padding_follows_caffe_and_refuses_what_cannot_fit():

@@ -157,3 +157,32 @@ def test_plot_metrics_draws_a_resumed_run_and_two_runs(trained, tmp_path):
   shutil.rmtree(resumed)
   result = run_cli('plot_metrics.py', str(resumed), f'--out={out}')
   assert_one_line_error(result, f'{resumed}/metrics.jsonl: No such file or directory')
+
+
+def test_plot_metrics_skips_what_is_not_a_record_with_one_warning(tmp_path):
+  """Damaged bytes, another program's lines, a torn line, a damaged config.json: drawn without
+  them; nothing left to draw is one line."""
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  records = [{'step': 4, 'epoch': 0.5, 'train/loss': 2.3, 'train/learning_rate': 0.1},
+             {'step': 8, 'epoch': 1.0, 'eval/loss': 2.0, 'eval/top1_acc': 0.3,
+              'eval/top5_acc': 0.7}]
+  good = [json.dumps(r).encode() for r in records]
+  (workdir / 'metrics.jsonl').write_bytes(b'\n'.join(
+      [good[0], b'\xff\xfe', b'42', b'["step"]', b'{"step": 6}', b'{"step": 7, "epoch": "1"}',
+       b'{"step": 7, "epoch": 1, "train/loss": "high"}', good[1], b'{"step": 9, "ep']))
+  (workdir / 'config.json').write_text('["not", "a", "config"]')
+  out = tmp_path / 'curves.png'
+  result = run_cli('plot_metrics.py', str(workdir), f'--out={out}', '--paper')
+  assert result.returncode == 0, result.stderr
+  assert result.stderr.splitlines() == [
+      f'warning: {workdir}/metrics.jsonl: 7 lines (2, 3, 4, 5, 6, ...) are not records of '
+      'train.py (torn by a crash or a full disk, damaged, or written by another program); skipped',
+      f'warning: {workdir}/config.json: not the config.json train.py writes (TypeError: list '
+      "indices must be integers or slices, not str); drawn without the paper's error"]
+  import plot_metrics
+  assert plot_metrics.read_run(str(workdir)) == records
+  (workdir / 'metrics.jsonl').write_bytes(b'\xff\n42\n')
+  result = run_cli('plot_metrics.py', str(workdir), f'--out={out}')
+  assert_one_line_error(result, f'{workdir}/metrics.jsonl holds no numbers to draw yet')
+  assert result.returncode == 2

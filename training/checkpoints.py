@@ -12,6 +12,7 @@ cannot collide with it. Nothing is moved unless an older step restores. Saving r
 states, so rotation (`keep`) only ever removes good checkpoints older than a good one.
 """
 
+import contextlib
 import errno
 import logging
 import os
@@ -102,6 +103,10 @@ def all_finite(leaves: list[np.ndarray]) -> bool:
   return all(np.isfinite(x).all() for x in leaves if np.issubdtype(x.dtype, np.inexact))
 
 
+# The parts of a checkpoint's record that are objects (the loop's and import_weights.py's).
+RECORD_SECTIONS = ('config', 'dataset', 'train_metrics', 'plateau', 'imported_from')
+
+
 class Checkpointer:
   """Saves every `every_steps` steps (and when asked), keeps the last `keep`, restores the newest
   good one."""
@@ -179,8 +184,14 @@ class Checkpointer:
     return None
 
   def _read_record(self, step: int) -> dict:
-    return self._manager.restore(step, args=ocp.args.Composite(
+    """The record of `step`; one that is not what this project writes (another program's JSON,
+    or damaged) raises, as an unreadable one does: the step is skipped, never a traceback."""
+    record = self._manager.restore(step, args=ocp.args.Composite(
         data=ocp.args.JsonRestore()))['data']
+    if not (isinstance(record, dict) and all(isinstance(record.get(section, {}), dict)
+                                             for section in RECORD_SECTIONS)):
+      raise ValueError(f"checkpoint {step}'s record is not a JSON object of objects")
+    return record
 
   def save(self, step: int, state, record: dict) -> None:
     """Saves `state` at `step` with `record` and the state's checksum; never a non-finite one."""
@@ -206,6 +217,18 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+  def abandon(self) -> None:
+    """After a failed save: waits for the writes it began, so that what it wrote can be removed,
+    and closes. Orbax raises at the first write that fails while the step's others go on, into
+    its temporary directory, in Orbax's commit threads; it has no public way to wait for them.
+    They are the non-daemon threads of Orbax's own classes (never its pools' workers, which are
+    plain threads), which end by themselves, or no process that saved could exit."""
+    with contextlib.suppress(Exception):  # The error of the save, raised again, or none.
+      self.close()
+    for thread in threading.enumerate():
+      if type(thread).__module__.startswith('orbax.') and not thread.daemon:
+        thread.join()
 
   def _steps_on_disk(self) -> list[int]:
     """Steps with a directory, readable or not (Orbax lists only what it could read)."""
