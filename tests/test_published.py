@@ -9,6 +9,7 @@ the same photographs, each after its own preprocessing (Keras' `preprocess_input
 normalisation).
 """
 
+import hashlib
 import importlib
 import json
 import os
@@ -264,6 +265,25 @@ def test_unknown_files_and_taken_workdirs_are_refused(tmp_path):
   result = run_cli('import_weights.py', '--config=configs/resnet50.py',
                    f'--weights={tmp_path / "missing.h5"}', f'--workdir={tmp_path / "run"}')
   assert_one_line_error(result, 'no such file')
+  assert not (tmp_path / 'run').exists()
+
+
+def test_a_torchvision_file_names_hash_prefix_is_checked_unless_accepted(tmp_path):
+  """As torch.hub: resnet18-<first hex digits of the SHA-256>.pth. Past the check, this file
+  (text) is refused by the reader."""
+  content = b'not weights\n'
+  digest = hashlib.sha256(content).hexdigest()
+  wrong, right = tmp_path / 'resnet18-00000000.pth', tmp_path / f'resnet18-{digest[:8]}.pth'
+  for path in (wrong, right):
+    path.write_bytes(content)
+  import_args = ('--config=configs/resnet18.py', f'--workdir={tmp_path / "run"}')
+  result = run_cli('import_weights.py', *import_args, f'--weights={wrong}')
+  assert_one_line_error(result, f'{wrong}: its name says its SHA-256 starts with 00000000, it '
+                                f'starts with {digest[:8]}')
+  assert '--accept_hash_mismatch' in result.stderr
+  for path, accept in ((wrong, ('--accept_hash_mismatch',)), (right, ())):
+    result = run_cli('import_weights.py', *import_args, f'--weights={path}', *accept)
+    assert_one_line_error(result, f'{path}: not a PyTorch checkpoint')
   assert not (tmp_path / 'run').exists()
 
 
