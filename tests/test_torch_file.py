@@ -205,7 +205,7 @@ def test_tensor_views_stay_in_their_storage(tmp_path, offset, size):
 @pytest.mark.parametrize('numel,data,compression,message', [
     # 4 MB of zeros in 4 kB: consistent sizes, but the reader would inflate it all.
     (1 << 20, bytes(4 << 20), zipfile.ZIP_DEFLATED,
-     'w: its storage record crafted/data/0 is compressed, which torch.save never does'),
+     'its record crafted/data/0 is compressed, which torch.save never does'),
     (4, bytes(32), zipfile.ZIP_STORED, 'w: its storage 0 declares 4 elements of 4 bytes (16 '
                                        'bytes), its record crafted/data/0 holds 32 bytes'),
     (1 << 30, bytes(16), zipfile.ZIP_STORED, 'w: its storage 0 declares 1073741824 elements of 4 '
@@ -218,6 +218,17 @@ def test_storage_sizes_are_checked_against_the_file_before_reading(tmp_path, num
     archive.writestr('crafted/data.pkl', _crafted_tensor_pickle(0, 4, numel))
     archive.writestr('crafted/data/0', data, compress_type=compression)
   with pytest.raises(ValueError, match=re.escape(f'{path}: {message}')):
+    load_state_dict(str(path))
+
+
+def test_compressed_pickle_is_refused_before_reading(tmp_path):
+  """data.pkl deflated: 4 MB of bytes in 4 kB, which the unpickler would inflate and hold."""
+  path = tmp_path / 'crafted.pth'
+  with zipfile.ZipFile(path, 'w') as archive:
+    archive.writestr('crafted/data.pkl', pickle.dumps(bytes(4 << 20), protocol=4),
+                     compress_type=zipfile.ZIP_DEFLATED)
+  with pytest.raises(ValueError, match=re.escape(
+      f'{path}: its record crafted/data.pkl is compressed, which torch.save never does')):
     load_state_dict(str(path))
 
 

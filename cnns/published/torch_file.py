@@ -259,6 +259,12 @@ def _load_zip(f: BinaryIO) -> dict[str, np.ndarray]:
   except zipfile.BadZipFile as err:  # A truncated archive has lost its central directory.
     raise CheckpointError(f'a damaged or truncated zip archive ({err})') from None
   with archive:
+    # torch.save stores every record uncompressed: a compressed one (a few kB of deflated zeros
+    # that inflate to gigabytes as the pickle or a storage) is refused before anything is read.
+    for record in archive.infolist():
+      if record.compress_type != zipfile.ZIP_STORED:
+        raise CheckpointError(f'its record {record.filename} is compressed, which torch.save '
+                              'never does (not a torch.save archive)')
     prefix = _archive_prefix(archive)
     members = set(archive.namelist())
     if prefix + 'byteorder' in members:  # Written since torch 2.1.
@@ -283,14 +289,11 @@ def _load_zip(f: BinaryIO) -> dict[str, np.ndarray]:
 
 
 def _check_record(name: str, storage: _Storage, record: zipfile.ZipInfo, unclaimed: int) -> None:
-  """Refuses the record of the storage under tensor `name` unless it holds the storage's declared
-  bytes as torch.save stores them (uncompressed), in `unclaimed` bytes of the file that no other
-  storage holds: else a small crafted file (deflated zeros, records that overlap) would make the
-  reader inflate or allocate gigabytes before any tensor is checked."""
+  """Refuses the (uncompressed) record of the storage under tensor `name` unless it holds the
+  storage's declared bytes, in `unclaimed` bytes of the file that no other storage holds: else a
+  small crafted file (records that overlap, or claim more than the file) would make the reader
+  allocate gigabytes before any tensor is checked."""
   declared = storage.numel * storage.itemsize
-  if record.compress_type != zipfile.ZIP_STORED:
-    raise CheckpointError(f'{name}: its storage record {record.filename} is compressed, which '
-                          'torch.save never does (not a torch.save archive)')
   if record.file_size != declared:
     raise CheckpointError(f'{name}: its storage {storage.key} declares {storage.numel} elements '
                           f'of {storage.itemsize} bytes ({declared} bytes), its record '
