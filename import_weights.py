@@ -12,6 +12,8 @@ padding) and writes step 0 of a run in --workdir, recording those options and th
 convention so that evaluate.py, predict.py and `--config.init_from` apply them. A file that does
 not fit the config is one line naming the first tensor that does not; nothing is written then. A
 failure while writing (a full disk) is one line too, and removes what the import had written.
+A torchvision file named with a hash prefix, as torch.hub names them (`resnet50-0676ba61.pth`), is
+imported only if its SHA-256 starts with it (or with --accept_hash_mismatch).
 
 Exit status: 0 imported; 2 a user or environment error (one line).
 """
@@ -37,6 +39,9 @@ from training.state import TrainState, count_params, with_ema
 cli.define_flags()
 flags.DEFINE_string('weights', None, 'The published weights file: Keras .h5 / .weights.h5, or '
                     'torchvision .pth.')
+flags.DEFINE_bool('accept_hash_mismatch', False, 'Import a torchvision file whose SHA-256 does not '
+                  'start with the hex digits in its name (resnet50-0676ba61.pth: 0676ba61), '
+                  'which torch.hub would refuse.')
 
 
 def variant_config(config, chosen: published.Variant):
@@ -64,7 +69,7 @@ def remove_added(directory: str, before: set[str] | None) -> None:
     shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
-def import_weights(config, weights: str, workdir: str) -> None:
+def import_weights(config, weights: str, workdir: str, accept_hash_mismatch: bool = False) -> None:
   if not os.path.isfile(weights):
     raise ConfigError(f'--weights={weights}: no such file')
   chosen = published.variant(weights, config.model)
@@ -79,7 +84,8 @@ def import_weights(config, weights: str, workdir: str) -> None:
   architecture = assembly.architecture
   if chosen.source == 'keras':
     input_pipeline.import_tensorflow_quietly()  # Keras runs on TensorFlow: its notices, quiet.
-  params, batch_stats = published.load(weights, chosen, assembly.abstract_model)
+  params, batch_stats = published.load(weights, chosen, assembly.abstract_model,
+                                       check_hash=not accept_hash_mismatch)
 
   tx = assembly.optimizer(steps_per_epoch=1)
   state = TrainState(step=jax.numpy.zeros((), 'int32'), params=params, batch_stats=batch_stats,
@@ -126,7 +132,7 @@ def import_weights(config, weights: str, workdir: str) -> None:
 def main(argv):
   cli.start(argv, required=('weights',))
   cli.run_reporting_errors(import_weights, cli.FLAGS.config, cli.FLAGS.weights,
-                           cli.FLAGS.workdir)
+                           cli.FLAGS.workdir, cli.FLAGS.accept_hash_mismatch)
 
 
 if __name__ == '__main__':

@@ -14,10 +14,11 @@ with the file order shuffled by the same seed as the examples, so an epoch's ord
 
 import os
 import sys
+import tarfile
 
 import tensorflow_datasets as tfds
 
-from input_pipeline import base, photographs, sharded, tfds_source
+from input_pipeline import base, local_files, photographs, sharded, tfds_source
 
 NAME = 'imagenet2012'
 TARS = ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar')
@@ -58,10 +59,15 @@ def prepared_builder(data_dir: str | None, process_count: int) -> tfds.core.Data
   if process_count > 1:
     raise base.DataError(f'{NAME} is not prepared in {data_dir}; several processes cannot prepare '
                          f'it together: run `{build}` once first')
+  for tar in TARS:  # Else a bad validation tar is found after the hours the training one takes.
+    if not tarfile.is_tarfile(os.path.join(manual, tar)):
+      raise base.DataError(f'{os.path.join(manual, tar)} is not a tar archive: download it again '
+                           'from https://image-net.org/download-images (nothing was prepared)')
   print(f'preparing {NAME} in {data_dir} from the tars in {manual} (one to two hours for the '
         f'full dataset; `{build}` does it ahead of time)', flush=True)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=manual, try_download_gcs=False))
+  with local_files.bad_files_reported(NAME, manual):
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=manual, try_download_gcs=False))
   return tfds.builder(NAME, data_dir=data_dir)
 
 

@@ -1,9 +1,11 @@
 """The ImageNet path on a miniature ILSVRC2012 in the official tar layout (ilsvrc_fixture.py),
 prepared by TFDS's own imagenet2012 builder: data, order, exact evaluation, train.py, evaluate.py."""
 
+import glob
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -73,6 +75,28 @@ def test_missing_tar_is_one_clear_error(tmp_path):
   message = str(error.value)
   assert f'ILSVRC2012_img_train.tar is missing from {manual}' in message
   assert f'python -m input_pipeline.imagenet --data_dir={tmp_path}' in message
+
+
+def test_bad_tars_are_one_line_and_leave_nothing_a_rerun_with_good_ones_would_trust(tmp_path):
+  """A text file, refused before TFDS starts; a validation tar cut short, which TFDS fails on
+  after the training tar: TFDS removes what it prepared, and the good tars are prepared next."""
+  manual = imagenet.manual_dir(str(tmp_path))
+  ilsvrc_fixture.write_tars(manual)
+  val = os.path.join(manual, 'ILSVRC2012_img_val.tar')
+  with open(val, 'rb') as f:
+    whole = f.read()
+  for content, message in ((b'not a tar\n', f'{val} is not a tar archive'),
+                           (whole[:len(whole) // 2], 'could not prepare imagenet2012 from the '
+                                                     f'files in {manual} (OutOfRangeError')):
+    with open(val, 'wb') as f:
+      f.write(content)
+    with pytest.raises(input_pipeline.DataError, match=re.escape(message)):
+      imagenet.prepared_builder(str(tmp_path), process_count=1)
+    assert not glob.glob(str(tmp_path / 'imagenet2012' / '*'))  # No 5.1.0, nor incomplete one.
+  with open(val, 'wb') as f:
+    f.write(whole)
+  builder = imagenet.prepared_builder(str(tmp_path), process_count=1)
+  assert builder.info.splits['validation'].num_examples == len(ilsvrc_fixture.VAL)
 
 
 def test_train_py_without_the_tars_is_one_line_and_creates_nothing(tmp_path):

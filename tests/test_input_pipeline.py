@@ -9,7 +9,8 @@ import pytest
 import input_pipeline
 from configs import lenet5
 from input_pipeline import base, synthetic
-from tests.conftest import DEBIAN_FASHION_MNIST, assert_same_global_batches
+from tests.cli_runner import run_cli
+from tests.conftest import DEBIAN_FASHION_MNIST, assert_one_line_error, assert_same_global_batches
 
 
 def read_idx(path):
@@ -124,6 +125,46 @@ def test_tfds_epoch_order_is_seeded_and_resumable(fashion_source):
   # A shuffle, not a resample: the first epoch's labels are a permutation of a subset.
   raw = read_idx(os.path.join(DEBIAN_FASHION_MNIST, 'train-labels-idx1-ubyte.gz'))
   assert np.all(np.bincount(epoch, minlength=10) <= np.bincount(raw, minlength=10))
+
+
+def _idx(*dims: int) -> bytes:
+  """An IDX header of unsigned bytes (magic 0x0000080N) and dims, then the zero bytes it declares."""
+  return bytes([0, 0, 8, len(dims)]) + b''.join(d.to_bytes(4, 'big') for d in dims) + bytes(
+      int(np.prod(dims)))
+
+
+LABELS, IMAGES = 't10k-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz'
+# Manual files that TFDS would fail on with a traceback, or read without looking at their header.
+BAD_MANUAL_FILES = {
+    'text named .gz': (LABELS, b'7 2 1 0 4 1\n', " is not a gzip file (it starts with b'7 2 1 0"),
+    'header cut short': (IMAGES, gzip.compress(_idx(10_000, 28, 28)[:10]),
+                         ': its IDX header is cut short (10 of 16 bytes)'),
+    'other counts': (LABELS, gzip.compress(_idx(9_000)),
+                     ' holds 9000 labels where the original holds 10000 labels'),
+    'images as labels': (LABELS, gzip.compress(_idx(10_000, 1, 1)),
+                         ' is not an IDX file of 10000 labels (its magic number is 00000803, '
+                         'not 00000801)'),
+    'data cut short': (LABELS, gzip.compress(_idx(10_000)[:5_008]),
+                       ' holds 5000 bytes after its header, which declares 10000 labels'),
+    'gzip cut short': (LABELS, gzip.compress(_idx(10_000))[:40], ' is a damaged gzip file'),
+}
+
+
+@pytest.mark.parametrize('case', BAD_MANUAL_FILES)
+def test_bad_manual_files_are_one_line_naming_the_file_and_prepare_nothing(case, tmp_path):
+  data_dir = tmp_path / 'tfds'
+  manual = data_dir / 'downloads' / 'manual' / 'fashion_mnist'
+  manual.mkdir(parents=True)
+  for name in os.listdir(DEBIAN_FASHION_MNIST):
+    os.symlink(os.path.join(DEBIAN_FASHION_MNIST, name), manual / name)
+  name, content, message = BAD_MANUAL_FILES[case]
+  (manual / name).unlink()
+  (manual / name).write_bytes(content)
+  result = run_cli('train.py', '--config=configs/lenet5.py', f'--config.data_dir={data_dir}',
+                   f'--workdir={tmp_path / "run"}')
+  assert_one_line_error(result, f'{manual / name}{message}')
+  assert result.returncode == 2
+  assert os.listdir(data_dir) == ['downloads'] and not (tmp_path / 'run').exists()
 
 
 def test_unknown_dataset_lists_the_known_ones():

@@ -10,6 +10,7 @@ normalisation).
 """
 
 import errno
+import hashlib
 import importlib
 import json
 import os
@@ -277,7 +278,7 @@ def test_a_failed_import_removes_what_it_wrote_and_keeps_what_was_there(tmp_path
   checkpoints directory the import made removed."""
   monkeypatch.setattr(published, 'variant', lambda path, model: published.Variant(
       'torchvision', model, {}, 'torch'))
-  monkeypatch.setattr(published, 'load', lambda path, chosen, model: jax.tree.map(
+  monkeypatch.setattr(published, 'load', lambda path, chosen, model, **_: jax.tree.map(
       lambda leaf: np.zeros(leaf.shape, np.float32), split_model(model)[1:]))
 
   async def full_disk(self, record, directory):
@@ -297,6 +298,25 @@ def test_a_failed_import_removes_what_it_wrote_and_keeps_what_was_there(tmp_path
     assert_one_line_error(result, f'disk full while writing {workdir}: free space and rerun')
   assert sorted(kept.rglob('*')) == [*before, kept / 'train.lock']
   assert os.listdir(new) == ['train.lock']
+
+
+def test_a_torchvision_file_names_hash_prefix_is_checked_unless_accepted(tmp_path):
+  """As torch.hub: resnet18-<first hex digits of the SHA-256>.pth. Past the check, this file
+  (text) is refused by the reader."""
+  content = b'not weights\n'
+  digest = hashlib.sha256(content).hexdigest()
+  wrong, right = tmp_path / 'resnet18-00000000.pth', tmp_path / f'resnet18-{digest[:8]}.pth'
+  for path in (wrong, right):
+    path.write_bytes(content)
+  import_args = ('--config=configs/resnet18.py', f'--workdir={tmp_path / "run"}')
+  result = run_cli('import_weights.py', *import_args, f'--weights={wrong}')
+  assert_one_line_error(result, f'{wrong}: its name says its SHA-256 starts with 00000000, it '
+                                f'starts with {digest[:8]}')
+  assert '--accept_hash_mismatch' in result.stderr
+  for path, accept in ((wrong, ('--accept_hash_mismatch',)), (right, ())):
+    result = run_cli('import_weights.py', *import_args, f'--weights={path}', *accept)
+    assert_one_line_error(result, f'{path}: not a PyTorch checkpoint')
+  assert not (tmp_path / 'run').exists()
 
 
 def test_floor_padding_follows_caffe_and_refuses_what_cannot_fit():

@@ -171,13 +171,17 @@ def _global(module: str, name: str) -> bytes:
   return f'c{module}\n{name}\n'.encode()  # GLOBAL.
 
 
-def _crafted_tensor_pickle(offset: int, size: int) -> bytes:
-  """data.pkl of {'w': a float tensor of `size` elements from `offset`} on storage '0', by hand:
-  pickle would look torch's globals up to write them."""
+def _int(n: int) -> bytes:
+  return b'J' + n.to_bytes(4, 'little', signed=True)  # BININT.
+
+
+def _crafted_tensor_pickle(offset: int, size: int, numel: int = 4) -> bytes:
+  """data.pkl of {'w': a float tensor of `size` elements from `offset`} on storage '0' of `numel`
+  elements, by hand: pickle would look torch's globals up to write them."""
   text, global_ = _text, _global
   storage = (b'(' + text('storage') + global_('torch', 'FloatStorage') + text('0') + text('cpu')
-             + b'K\x04' + b't' + b'Q')  # MARK ... TUPLE, BINPERSID.
-  args = (b'(' + storage + b'K' + bytes([offset]) + b'K' + bytes([size]) + b'\x85'
+             + _int(numel) + b't' + b'Q')  # MARK ... TUPLE, BINPERSID.
+  args = (b'(' + storage + _int(offset) + _int(size) + b'\x85'
           + b'K\x01\x85' + b'\x89' + b'N' + b't')  # (storage, offset, (size,), (1,), False, None)
   return (b'\x80\x02}' + text('w') + global_('torch._utils', '_rebuild_tensor_v2') + args
           + b'Rs.')  # REDUCE, SETITEM, STOP.
@@ -196,6 +200,64 @@ def test_tensor_views_stay_in_their_storage(tmp_path, offset, size):
     message = re.escape(f'{path}: w: ') + '.* reaches past its storage of 4 elements'
     with pytest.raises(ValueError, match=message):
       load_state_dict(str(path))
+
+
+@pytest.mark.parametrize('numel,data,compression,message', [
+    # 4 MB of zeros in 4 kB: consistent sizes, but the reader would inflate it all.
+    (1 << 20, bytes(4 << 20), zipfile.ZIP_DEFLATED,
+     'its record crafted/data/0 is compressed, which torch.save never does'),
+    (4, bytes(32), zipfile.ZIP_STORED, 'w: its storage 0 declares 4 elements of 4 bytes (16 '
+                                       'bytes), its record crafted/data/0 holds 32 bytes'),
+    (1 << 30, bytes(16), zipfile.ZIP_STORED, 'w: its storage 0 declares 1073741824 elements of 4 '
+                                             'bytes (4294967296 bytes), its record'),
+], ids=['deflated', 'record larger than declared', 'record smaller than declared'])
+def test_storage_sizes_are_checked_against_the_file_before_reading(tmp_path, numel, data,
+                                                                   compression, message):
+  path = tmp_path / 'crafted.pth'
+  with zipfile.ZipFile(path, 'w') as archive:
+    archive.writestr('crafted/data.pkl', _crafted_tensor_pickle(0, 4, numel))
+    archive.writestr('crafted/data/0', data, compress_type=compression)
+  with pytest.raises(ValueError, match=re.escape(f'{path}: {message}')):
+    load_state_dict(str(path))
+
+
+def test_compressed_pickle_is_refused_before_reading(tmp_path):
+  """data.pkl deflated: 4 MB of bytes in 4 kB, which the unpickler would inflate and hold."""
+  path = tmp_path / 'crafted.pth'
+  with zipfile.ZipFile(path, 'w') as archive:
+    archive.writestr('crafted/data.pkl', pickle.dumps(bytes(4 << 20), protocol=4),
+                     compress_type=zipfile.ZIP_DEFLATED)
+  with pytest.raises(ValueError, match=re.escape(
+      f'{path}: its record crafted/data.pkl is compressed, which torch.save never does')):
+    load_state_dict(str(path))
+
+
+def test_storage_record_claiming_more_than_the_file_is_refused_before_reading(tmp_path):
+  """A record whose central directory entry says 1 GiB, as its tensor does, in a file of 300
+  bytes: its sizes (compressed and not, offsets 20 and 24) rewritten by hand."""
+  path = tmp_path / 'crafted.pth'
+  with zipfile.ZipFile(path, 'w') as archive:
+    archive.writestr('crafted/data.pkl', _crafted_tensor_pickle(0, 4, numel=1 << 28))
+    archive.writestr('crafted/data/0', bytes(16))
+  data = bytearray(path.read_bytes())
+  entry = data.rindex(b'PK\x01\x02', 0, data.rindex(b'crafted/data/0'))
+  data[entry + 20:entry + 28] = (1 << 30).to_bytes(4, 'little') * 2
+  path.write_bytes(data)
+  with pytest.raises(ValueError, match=re.escape(
+      f'{path}: w: its storage record crafted/data/0 claims 1073741824 bytes, more than the '
+      f'{len(data)} bytes of the file')):
+    load_state_dict(str(path))
+
+
+def test_legacy_storage_larger_than_the_file_is_refused_before_reading(tmp_path):
+  """A legacy stream's element count (here 2**40 floats, 4 TiB) is checked against what follows it
+  in the file before `read` allocates that much."""
+  path = tmp_path / 'crafted-legacy.pth'
+  path.write_bytes(_legacy_header() + _crafted_tensor_pickle(0, 4) + pickle.dumps(['0'], protocol=2)
+                   + (1 << 40).to_bytes(8, 'little') + bytes(16))
+  with pytest.raises(ValueError, match=re.escape(
+      f'{path}: truncated: storage 0 needs {4 << 40} bytes, 16 remain')):
+    load_state_dict(str(path))
 
 
 def test_pickle_cannot_rewrite_the_reader(tmp_path):

@@ -63,12 +63,16 @@ def variant(path: str, model: str) -> Variant:
   return VARIANTS[source, model]
 
 
-def load(path: str, chosen: Variant, model: nnx.Module) -> tuple[dict, dict]:
-  """(params, batch_stats) of `model` (abstract: shapes only) from the file `path`."""
+def load(path: str, chosen: Variant, model: nnx.Module, *,
+         check_hash: bool = True) -> tuple[dict, dict]:
+  """(params, batch_stats) of `model` (abstract: shapes only) from the file `path`; `check_hash`:
+  a torchvision file's SHA-256 against the prefix in its name (`torchvision.check_hash_prefix`)."""
   if chosen.source == 'keras':
     from cnns.published import keras as reader
   else:
     from cnns.published import torchvision as reader
+    if check_hash:
+      reader.check_hash_prefix(path)
   return fill(path, model, reader.entries(path, chosen, model))
 
 

@@ -12,8 +12,9 @@ without installing PyTorch, so this module reads both formats `torch.save` write
 Pickles run code by design, so they are read by an unpickler that resolves only the globals a state
 dict needs (`collections.OrderedDict`, torch's tensor rebuilders, and the typed storage classes as
 markers of an element type) and refuses every other one before anything runs: as safe as
-`torch.load(weights_only=True)`. Anything that is not such a checkpoint, damaged or truncated, is a
-`ValueError` of one line naming the file.
+`torch.load(weights_only=True)`. Each storage's declared size is checked against the bytes the
+file holds for it before any is read, so that memory stays within the file's size. Anything that
+is not such a checkpoint, damaged or truncated, is a `ValueError` of one line naming the file.
 """
 
 import collections
@@ -71,11 +72,12 @@ class _StorageType(NamedTuple):
 class _Storage:
   """A storage's raw bytes, read once however many tensors share it (unreachable from the pickle).
 
-  `itemsize` is that of the first reference's type: the legacy format counts a storage's bytes in
-  its elements.
+  `itemsize` and `numel` (its size in elements) are those of the first reference: the legacy
+  format counts a storage's bytes in its elements.
   """
   key: str
   itemsize: int
+  numel: int
   data: bytes | None = None
 
 
@@ -170,11 +172,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
     `(view_key, offset, size)` or None. The location (device) does not matter to arrays."""
     if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == 'storage'):
       raise CheckpointError(f'unknown persistent id {pid!r:.80}')
-    storage_type, key = pid[1], str(pid[2])
+    storage_type, key, numel = pid[1], str(pid[2]), pid[4]
     if not isinstance(storage_type, _StorageType):
       raise CheckpointError(f'storage {key} has type {storage_type!r:.80}, not a storage type')
+    if not (_is_int(numel) and numel >= 0):
+      raise CheckpointError(f'storage {key} has {numel!r:.40} elements')
     dtype = storage_type.dtype
-    storage = self._storages.setdefault(key, _Storage(key, dtype.itemsize))
+    storage = self._storages.setdefault(key, _Storage(key, dtype.itemsize, numel))
     view = pid[5] if len(pid) == 6 else None
     if view is None:
       return _StorageView(storage, dtype)
@@ -255,6 +259,12 @@ def _load_zip(f: BinaryIO) -> dict[str, np.ndarray]:
   except zipfile.BadZipFile as err:  # A truncated archive has lost its central directory.
     raise CheckpointError(f'a damaged or truncated zip archive ({err})') from None
   with archive:
+    # torch.save stores every record uncompressed: a compressed one (a few kB of deflated zeros
+    # that inflate to gigabytes as the pickle or a storage) is refused before anything is read.
+    for record in archive.infolist():
+      if record.compress_type != zipfile.ZIP_STORED:
+        raise CheckpointError(f'its record {record.filename} is compressed, which torch.save '
+                              'never does (not a torch.save archive)')
     prefix = _archive_prefix(archive)
     members = set(archive.namelist())
     if prefix + 'byteorder' in members:  # Written since torch 2.1.
@@ -264,28 +274,55 @@ def _load_zip(f: BinaryIO) -> dict[str, np.ndarray]:
     storages = {}
     with archive.open(prefix + 'data.pkl') as pickled:
       state_dict = _select_state_dict(_unpickle(pickled, storages))
-    for key, storage in _storages_of(state_dict).items():
-      member = f'{prefix}data/{key}'
-      if member not in members:
-        raise CheckpointError(f'the archive lacks storage {member}')
-      storage.data = archive.read(member)
+    unclaimed = f.seek(0, io.SEEK_END)  # Bytes of the file no storage read so far holds.
+    for name, ref in state_dict.items():
+      storage = ref.view.storage
+      if storage.data is None:  # Not read yet for an earlier tensor.
+        member = f'{prefix}data/{storage.key}'
+        if member not in members:
+          raise CheckpointError(f'the archive lacks storage {member}')
+        record = archive.getinfo(member)
+        _check_record(name, storage, record, unclaimed)
+        unclaimed -= record.file_size
+        storage.data = archive.read(member)
   return _materialize(state_dict)
 
 
+def _check_record(name: str, storage: _Storage, record: zipfile.ZipInfo, unclaimed: int) -> None:
+  """Refuses the (uncompressed) record of the storage under tensor `name` unless it holds the
+  storage's declared bytes, in `unclaimed` bytes of the file that no other storage holds: else a
+  small crafted file (records that overlap, or claim more than the file) would make the reader
+  allocate gigabytes before any tensor is checked."""
+  declared = storage.numel * storage.itemsize
+  if record.file_size != declared:
+    raise CheckpointError(f'{name}: its storage {storage.key} declares {storage.numel} elements '
+                          f'of {storage.itemsize} bytes ({declared} bytes), its record '
+                          f'{record.filename} holds {record.file_size} bytes')
+  if record.compress_size != record.file_size or record.file_size > unclaimed:
+    raise CheckpointError(f'{name}: its storage record {record.filename} claims '
+                          f'{record.file_size} bytes, more than the {unclaimed} bytes of the file '
+                          'that other storages do not hold (damaged)')
+
+
+def _check_remaining(f: BinaryIO, n: int, what: str) -> None:
+  """Refuses a size the rest of the file does not hold, before anything of that size is allocated
+  (`read(n)` allocates n bytes first)."""
+  position = f.tell()
+  end = f.seek(0, io.SEEK_END)
+  f.seek(position)
+  if position + n > end:
+    raise CheckpointError(f'truncated: {what} needs {n} bytes, {end - position} remain')
+
+
 def _read_exactly(f: BinaryIO, n: int, what: str) -> bytes:
-  data = f.read(n)
-  if len(data) < n:
-    raise CheckpointError(f'truncated: {what} needs {n} bytes, {len(data)} remain')
-  return data
+  _check_remaining(f, n, what)
+  return f.read(n)
 
 
 def _skip_exactly(f: BinaryIO, n: int, what: str) -> None:
   """Seeks past a storage the state dict does not use (a training checkpoint's optimizer state)."""
-  position = f.tell()
-  end = f.seek(0, io.SEEK_END)
-  if position + n > end:
-    raise CheckpointError(f'truncated: {what} needs {n} bytes, {end - position} remain')
-  f.seek(position + n)
+  _check_remaining(f, n, what)
+  f.seek(n, io.SEEK_CUR)
 
 
 def _check_legacy_header(f: BinaryIO) -> None:

@@ -5,9 +5,15 @@ are [h, w, in, out] and [in, out]. VGG's fc6 also sees its input flattened in an
 (PyTorch flattens C, H, W; NHWC flattens H, W, C), so its rows are permuted. ResNet's state dict
 names (layer1.0.conv1, downsample.0/1, bn1) map onto conv2_1's first convolution, its projection
 shortcut, and so on.
+
+torch.hub names each published file after the first hex digits of its SHA-256
+(`resnet50-0676ba61.pth`) and refuses a download that does not match them; `check_hash_prefix`
+does the same for a file given by path, so that a damaged or substituted file is not imported.
 """
 
+import hashlib
 import math
+import os
 import re
 
 import numpy as np
@@ -28,6 +34,25 @@ class StateDict(dict):
       raise WeightsError(f'{self.path} has no tensor {key} where the config\'s model has one')
     self.used.add(key)
     return super().__getitem__(key)
+
+
+# torch.hub's HASH_REGEX (`-([a-f0-9]*)\.`), at the end of the name and at least 8 digits long.
+HASH_PREFIX = re.compile(r'-([0-9a-f]{8,})\.pth$')
+
+
+def check_hash_prefix(path: str) -> None:
+  """Raises WeightsError unless the SHA-256 of the file begins with the hex digits its name
+  carries, if it carries them."""
+  match = HASH_PREFIX.search(os.path.basename(path))
+  if match is None:
+    return
+  with open(path, 'rb') as f:
+    digest = hashlib.file_digest(f, 'sha256').hexdigest()
+  expected = match.group(1)
+  if not digest.startswith(expected):
+    raise WeightsError(f'{path}: its name says its SHA-256 starts with {expected}, it starts with '
+                       f'{digest[:len(expected)]}: the file is damaged or not the published one; '
+                       'download it again, or add --accept_hash_mismatch to import it as it is')
 
 
 def entries(path: str, chosen: Variant, model: nnx.Module) -> dict:
