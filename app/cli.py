@@ -20,7 +20,8 @@ from training.errors import ConfigError, RunEnded
 
 FLAGS = flags.FLAGS
 DEFAULT_CACHE_DIR = os.path.join(os.environ.get('XDG_CACHE_HOME') or '~/.cache', 'cnns', 'jax')
-PER_PROCESS_FLAGS = ('process_id', 'coordinator_address', 'num_processes', 'compilation_cache_dir')
+PER_PROCESS_FLAGS = ('process_id', 'coordinator_address', 'num_processes', 'compilation_cache_dir',
+                     'join_timeout_seconds')
 USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError, cnns.GeometryError,
                published.WeightsError)
 
@@ -57,6 +58,8 @@ def define_flags() -> None:
                       'HOST:PORT of process 0, where JAX\'s coordinator service listens.')
   flags.DEFINE_integer('num_processes', None, 'Processes in the job (with --coordinator_address).')
   flags.DEFINE_integer('process_id', None, 'This process\'s index, 0 .. num_processes - 1.')
+  flags.DEFINE_integer('join_timeout_seconds', 300,
+                       'How long the processes of a job wait for all of them to start.')
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -134,7 +137,8 @@ def set_up_jax() -> None:
   joining the job's other processes, if any, and checking that they were all started alike
   (training/distributed.py)."""
   enable_compilation_cache(FLAGS.compilation_cache_dir)
-  distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                         FLAGS.join_timeout_seconds)
   if jax.process_count() > 1:
     distributed.check_agreement(job_description())
 

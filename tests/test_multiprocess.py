@@ -145,7 +145,8 @@ def test_an_interrupted_job_resumes_to_the_same_metrics(tmp_path, job_reference)
 
 
 def test_a_job_waits_visibly_and_refuses_processes_started_differently(tmp_path):
-  """Process 0 alone says at once that it waits for the others, and SIGTERM ends the wait. Two
+  """Process 0 alone says at once that it waits for the others, and SIGTERM ends the wait;
+  process 1 alone ends with one line when --join_timeout_seconds have passed. Two
   processes given different batch sizes both end with one line naming the field, before any
   collective (where they would wait for each other forever)."""
   job = (*JOB, f'--workdir={tmp_path / "job"}')
@@ -158,6 +159,10 @@ def test_a_job_waits_visibly_and_refuses_processes_started_differently(tmp_path)
     alone.send_signal(signal.SIGTERM)
     assert alone.wait(timeout=30) == -signal.SIGTERM
   assert 'process 0 of 2, coordinator' in open(log).read()
+  with processes(2, (*job, '--join_timeout_seconds=2'), str(tmp_path), only=1) as (alone,):
+    assert alone.wait(timeout=120) == 2
+  assert last_line(open(os.path.join(tmp_path, 'process_1.log')).read()).startswith(
+      "error: the job's processes did not all join within 2 s (process 1 of 2, coordinator ")
 
   with processes(2, job, str(tmp_path), own_args={1: ('--config.batch_size=32',)}) as running:
     statuses = [p.wait(timeout=300) for p in running]

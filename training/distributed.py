@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 
 import jax
 from jax._src import distributed as jax_distributed  # The coordinator's client (as Orbax uses).
@@ -27,7 +28,6 @@ from training.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CODE = ('app', 'cnns', 'configs', 'input_pipeline', 'training')  # And the entry scripts in ROOT.
-JOIN_TIMEOUT_SECONDS = 300  # JAX's default: how long the first processes wait for the last.
 AGREEMENT_TIMEOUT_SECONDS = 120  # From joining to the check: imports and reading the config.
 LOST_PROCESS = 69  # sysexits' EX_UNAVAILABLE: another process of the job is gone.
 # What XLA's collectives and JAX's coordinator say when another process of the job has ended.
@@ -46,11 +46,12 @@ def _detected_process_count() -> int:
 
 
 def initialize(coordinator_address: str | None, num_processes: int | None,
-               process_id: int | None) -> None:
+               process_id: int | None, join_timeout_seconds: int = 300) -> None:
   """Starts JAX's distributed runtime if this run has several processes; else does nothing.
 
   Joining waits for every process of the job; this says so at once (a process that never starts
-  is otherwise minutes of silence), and a join that times out is one line."""
+  is otherwise minutes of silence), and a join that times out is one line and status 2 (JAX's own
+  timeout, a minute later, aborts with a stack trace from C++, which no Python code can catch)."""
   explicit = (coordinator_address, num_processes, process_id)
   if any(v is not None for v in explicit):
     if any(v is None for v in explicit):
@@ -64,14 +65,20 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
     where = f'one of {_detected_process_count()} processes found by the cluster environment'
   else:
     return
-  print(f'joining the job ({where}); waiting up to {JOIN_TIMEOUT_SECONDS} s for all its '
+  if join_timeout_seconds <= 0:
+    raise ConfigError(f'--join_timeout_seconds={join_timeout_seconds} must be positive')
+  print(f'joining the job ({where}); waiting up to {join_timeout_seconds} s for all its '
         'processes to start', file=sys.stderr, flush=True)
+  watchdog = threading.Timer(join_timeout_seconds, abandon, args=(
+      f'error: the job\'s processes did not all join within {join_timeout_seconds} s ({where}): '
+      'start every process, with the same coordinator address (or raise --join_timeout_seconds)',
+      ConfigError.status))
+  watchdog.daemon = True
+  watchdog.start()
   try:
-    jax.distributed.initialize(*explicit, initialization_timeout=JOIN_TIMEOUT_SECONDS)
-  except jax.errors.JaxRuntimeError as e:
-    raise ConfigError(f'the job\'s processes did not all join within {JOIN_TIMEOUT_SECONDS} s '
-                      f'({where}): start every process, with the same coordinator address '
-                      f'({str(e).splitlines()[0][:200]})') from e
+    jax.distributed.initialize(*explicit, initialization_timeout=join_timeout_seconds + 60)
+  finally:
+    watchdog.cancel()
 
 
 def code_version() -> dict[str, str]:
@@ -144,9 +151,9 @@ def lost_a_process(error: BaseException) -> bool:
           and any(sign in str(error) for sign in _LOST_PROCESS_SIGNS))
 
 
-def abandon(message: str) -> None:
-  """Ends this process with `message` and LOST_PROCESS at once: JAX's exit handler would wait
-  for the lost process at its shutdown barrier, time out and abort with a stack trace."""
+def abandon(message: str, status: int = LOST_PROCESS) -> None:
+  """Ends this process with `message` and `status` at once, from any thread: JAX's exit handler
+  would wait for a lost process at its shutdown barrier, time out and abort with a stack trace."""
   print(message, file=sys.stderr, flush=True)
   sys.stdout.flush()
-  os._exit(LOST_PROCESS)  # pylint: disable=protected-access
+  os._exit(status)  # pylint: disable=protected-access
