@@ -43,7 +43,8 @@ def finished_workdir(tmp_path_factory):
 BAD_INPUTS = {
     'unknown model': (['--config.model=lenet6'], 1, 'unknown model \'lenet6\'; known models: '),
     'unknown dataset': (['--config.dataset=imagenet9'], 1, 'known datasets: cifar10, '),
-    'batch not divisible': (['--config.batch_size=12'], 8, 'multiple of the device count (8)'),
+    'batch not divisible': (['--config.batch_size=12'], 8,
+                            'batch_size=12 must be a positive multiple of the device count (8)'),
     'misspelt field': (['--config.batchsize=12'], 1, 'unknown config field'),
     'non-positive epochs': (['--config.num_epochs=0'], 1, 'num_epochs=0 must be positive'),
     'negative learning rate': (['--config.learning_rate=-0.1'], 1,
@@ -69,6 +70,36 @@ def test_bad_input_is_one_line_and_leaves_the_workdir_alone(case, finished_workd
   result = run_cli('train.py', *args) if devices == 1 else run_train(*args, num_devices=devices)
   assert_one_line_error(result, message)
   assert snapshot(finished_workdir) == before
+
+
+REFUSED_CONFIGS = {  # Each field's type and range, every number finite, the machine's memory.
+    'negative image size': (['--config.image_size=-32'], 'image_size=-32 must be positive'),
+    'no classes': (['--config.num_classes=0'],
+                   "num_classes=0 must be positive, or -1 for the dataset's number of classes"),
+    'no channels': (['--config.in_channels=0'],
+                    "in_channels=0 must be positive, or -1 for the dataset's image channels"),
+    'infinite learning rate': (['--config.learning_rate=inf'],
+                               'learning_rate=inf must be a finite number'),
+    'NaN momentum': (['--config.momentum=nan'], 'momentum=nan must be in [0, 1)'),
+    'infinite decay factor': (['--config.lr_decay_factors=(10.0,1e999)'],
+                              'lr_decay_factors=(10.0, inf) must hold finite numbers'),
+    'batch of 0': (['--config.batch_size=0'], 'batch_size=0 must be positive'),
+    'eval batch of 0': (['--config.eval_batch_size=0'],
+                        'eval_batch_size=0 must be positive, or -1 for batch_size'),
+    'negative seed': (['--config.seed=-1'], 'seed=-1 must not be negative'),
+    'negative decay epoch': (['--config.lr_decay_epochs=(-3,)'],
+                             'lr_decay_epochs=(-3,) must be epochs >= 0'),
+    'unknown optimizer': (['--config.optimizer=adagrad'],
+                          "unknown optimizer 'adagrad'; known: adam, adamw, rmsprop, sdlm, sgd"),
+}
+
+
+@pytest.mark.parametrize('case', REFUSED_CONFIGS)
+def test_bad_config_is_refused_before_the_workdir_is_made(case, tmp_path):
+  args, message = REFUSED_CONFIGS[case]
+  workdir = tmp_path / 'run'
+  assert_one_line_error(run_cli('train.py', *SYNTHETIC, *args, f'--workdir={workdir}'), message)
+  assert not workdir.exists()
 
 
 def test_missing_dataset_says_where_to_put_the_files(tmp_path, finished_workdir):
