@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding
 
 import cnns
 import input_pipeline
+from cnns import layers
 from training import mesh as mesh_lib
 from training import optim, sdlm, steps
 from training.errors import ConfigError
@@ -163,6 +164,31 @@ def check_model_options(config, model: nnx.Module) -> None:
     sdlm.check(config, model)
 
 
+def device_memory() -> int:
+  """Bytes that one device holds: its allocator's limit (GPU, TPU), or on the CPU, whose devices
+  share the host's memory, an equal share of that."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  return stats.get('bytes_limit') or input_pipeline.host_memory() // jax.local_device_count()
+
+
+def check_activation_memory(config, rows: list[layers.Row], dtype: jnp.dtype) -> None:
+  """Refuses an image size whose largest activation (the model's layers `rows`, per image) for
+  one device's share of a batch does not fit in a device's memory on its own: one line naming the
+  size, where the first step would fail out of memory, or the system kill the process, after the
+  workdir is made. A sure failure, not an estimate of what training needs (several times more)."""
+  batch, field = max((config.batch_size, 'batch_size'),
+                     (eval_batch_size(config), 'eval_batch_size'), key=lambda pair: pair[0])
+  images = batch // jax.device_count()
+  layer = max(rows, key=lambda row: math.prod(row.output_shape))
+  needed = images * math.prod(layer.output_shape) * jnp.dtype(dtype).itemsize
+  memory = device_memory()
+  if needed > memory:
+    raise ConfigError(
+        f"image_size={config.image_size}: {layer.name}'s output alone for {images} images (a "
+        f"device's share of {field}={batch}) takes {input_pipeline.in_bytes(needed)}, more than a "
+        f"device's {input_pipeline.in_bytes(memory)}; use a smaller image_size or {field}")
+
+
 def eval_batch_size(config) -> int:
   """Global; `batch_size` unless the config sets its own."""
   return config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
@@ -260,7 +286,9 @@ def assemble(config, workdirs=(), *, local: bool = False) -> Assembly:
                                         process_count=jax.process_count())
   dtype = compute_dtype(config)
   architecture = model_architecture(config, source)
-  abstract_model, _ = cnns.trace(config.model, dtype=dtype, **architecture)
+  with layers.recording() as recorder:
+    abstract_model, _ = cnns.trace(config.model, dtype=dtype, **architecture)
+  check_activation_memory(config, recorder.rows, dtype)
   check_model_options(config, abstract_model)
   mean, std = input_pipeline.normalization(config, source.spec)
   return Assembly(config=config, mesh=mesh, source=source, architecture=architecture,

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app import assembly
 from tests.cli_runner import run_cli
 from tests.conftest import (assert_one_line_error, read_metrics, run_in_one_process, run_program,
                             run_train, subprocess_env, train_command)
@@ -74,6 +75,10 @@ def test_bad_input_is_one_line_and_leaves_the_workdir_alone(case, finished_workd
 
 REFUSED_CONFIGS = {  # Each field's type and range, every number finite, the machine's memory.
     'negative image size': (['--config.image_size=-32'], 'image_size=-32 must be positive'),
+    'images beyond the memory': (['--config.image_size=100000'],
+                                 'image_size=100000: synthetic keeps 722 images of '
+                                 '100000x100000x1 in host memory, 7.22TB, more than this '
+                                 "machine's"),
     'no classes': (['--config.num_classes=0'],
                    "num_classes=0 must be positive, or -1 for the dataset's number of classes"),
     'no channels': (['--config.in_channels=0'],
@@ -99,6 +104,18 @@ def test_bad_config_is_refused_before_the_workdir_is_made(case, tmp_path):
   args, message = REFUSED_CONFIGS[case]
   workdir = tmp_path / 'run'
   assert_one_line_error(run_cli('train.py', *SYNTHETIC, *args, f'--workdir={workdir}'), message)
+  assert not workdir.exists()
+
+
+def test_image_size_whose_largest_activation_cannot_fit_is_refused(tmp_path, monkeypatch):
+  """Checked on the abstract model: LeNet-5's conv1 output, 28x28x6 float32 for each of 64
+  images, is 1.20 MB, more than the 1 MB this device is given here."""
+  monkeypatch.setattr(assembly, 'device_memory', lambda: 10**6)
+  workdir = tmp_path / 'run'
+  result = run_cli('train.py', *SYNTHETIC, f'--workdir={workdir}')
+  assert_one_line_error(result, "image_size=32: conv1's output alone for 64 images (a device's "
+                        "share of batch_size=64) takes 1.20MB, more than a device's 1.00MB; use "
+                        'a smaller image_size or batch_size')
   assert not workdir.exists()
 
 
