@@ -35,6 +35,13 @@ def run_reporting_errors(fn, *args, **kwargs):
     fail(e, prefix='stopped' if e.status == 75 else 'error', status=e.status)
   except OSError as e:  # Full disk, read-only or vanished files outside the checkpoints.
     fail(f'{e.strerror or e}' + (f': {e.filename}' if e.filename else ''))
+  except (MemoryError, jax.errors.JaxRuntimeError) as e:
+    # A config whose largest activation fits (app/assembly.py) can still need more than the
+    # machine has once compiled; what was saved before is intact.
+    if not isinstance(e, MemoryError) and 'RESOURCE_EXHAUSTED' not in str(e):
+      raise
+    fail(f'out of memory ({str(e).splitlines()[0] if str(e) else type(e).__name__}); use a '
+         'smaller batch_size or image_size')
 
 
 def define_flags() -> None:

@@ -10,11 +10,12 @@ import signal
 import subprocess
 import time
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from app import assembly
+from app import assembly, loop
 from tests.cli_runner import run_cli
 from tests.conftest import (assert_one_line_error, read_metrics, run_in_one_process, run_program,
                             run_train, subprocess_env, train_command)
@@ -117,6 +118,21 @@ def test_image_size_whose_largest_activation_cannot_fit_is_refused(tmp_path, mon
                         "share of batch_size=64) takes 1.20MB, more than a device's 1.00MB; use "
                         'a smaller image_size or batch_size')
   assert not workdir.exists()
+
+
+@pytest.mark.parametrize('error, message', [
+    (MemoryError(), 'out of memory (MemoryError)'),
+    (jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory allocating 77433295976 '
+                                'bytes.\nBuffers: ...'),
+     'out of memory (RESOURCE_EXHAUSTED: Out of memory allocating 77433295976 bytes.)')])
+def test_out_of_memory_past_the_checks_is_one_line(error, message, tmp_path, monkeypatch):
+  """A config whose largest activation fits can still need more memory than the machine has."""
+  def train_and_evaluate(config, workdir):
+    raise error
+  monkeypatch.setattr(loop, 'train_and_evaluate', train_and_evaluate)
+  result = run_cli('train.py', *SYNTHETIC, f'--workdir={tmp_path}')
+  assert_one_line_error(result, f'{message}; use a smaller batch_size or image_size')
+  assert result.returncode == 2
 
 
 def test_missing_dataset_says_where_to_put_the_files(tmp_path, finished_workdir):
