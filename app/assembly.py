@@ -10,6 +10,7 @@ geometry) and touches no workdir, so a failed start never changes an existing ru
 
 import dataclasses
 import functools
+import math
 import os
 
 import jax
@@ -20,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding
 
 import cnns
 import input_pipeline
+from cnns import layers
 from training import mesh as mesh_lib
 from training import optim, sdlm, steps
 from training.errors import ConfigError
@@ -27,39 +29,118 @@ from training.state import TrainState, split_model
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 BATCHNORM = ('global', 'per_device')
+# The config's numeric fields (configs/default.py says what each means) by the values they take;
+# the fields of one optimizer or schedule (sdlm_samples, plateau_*) are checked where it is built.
+# Whole numbers: the smallest allowed, and what -1 stands for where the field has such a value.
+WHOLE_NUMBERS = {
+    'num_classes': (1, "the dataset's number of classes"),
+    'in_channels': (1, "the dataset's image channels"),
+    'image_size': (1, None),
+    'shuffle_buffer_size': (1, None),
+    'data_shards': (1, 'one per process'),
+    'eval_resize': (1, 'image_size / 0.875'),
+    'synthetic_train_examples': (1, None),
+    'synthetic_eval_examples': (1, None),
+    'batch_size': (1, None),
+    'eval_batch_size': (1, 'batch_size'),
+    'num_epochs': (1, None),
+    'seed': (0, None),
+    'sdlm_every_examples': (1, 'once per epoch'),
+    'log_every_steps': (1, None),
+    'eval_every_epochs': (1, None),
+    'checkpoint_every_steps': (1, None),
+    'keep_checkpoints': (1, None),
+    'prefetch_to_device': (0, None),
+    'paper.crops': (0, None),
+}
+# Real numbers: the fields, what each value must satisfy, and that rule in words. NaN satisfies
+# none; infinity is refused with every other non-finite number of the config.
+REAL_NUMBERS = (
+    (('learning_rate', 'lr_decay_factor', 'rmsprop_epsilon', 'sdlm_mu'), lambda v: v > 0,
+     'be positive'),
+    (('aux_loss_weight', 'pca_lighting', 'lr_decay_every_epochs', 'warmup_epochs', 'weight_decay'),
+     lambda v: v >= 0, 'not be negative'),
+    (('label_smoothing', 'momentum', 'rmsprop_decay', 'ema_decay'), lambda v: 0 <= v < 1,
+     'be in [0, 1)'),
+)
+# Tuples of numbers (the sources, the schedule and evaluate.py check what the numbers mean), and
+# those of them that are intervals, (smallest, largest).
+NUMBER_TUPLES = ('crop_area_range', 'train_scale_range', 'dataset_mean', 'dataset_std',
+                 'lr_decay_epochs', 'lr_decay_factors', 'profile_steps', 'paper.scales')
+INTERVALS = ('crop_area_range', 'train_scale_range')
 
 
 def validate(config, workdir: str) -> None:
-  """Errors a user can cause that need no data: one message each, raised as ConfigError."""
+  """Errors a user can cause that need no data: one message each, raised as ConfigError, before
+  anything is read or written. Every field with a type, a range or a set of known values is
+  checked here, and every number in the config is finite; what a value means for the dataset,
+  the model or the schedule is checked where those are built (`assemble`: still before the
+  workdir is made)."""
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError(f'workdir {workdir} exists and is not a directory')
-  if config.num_epochs <= 0:
-    raise ConfigError(f'num_epochs={config.num_epochs} must be positive')
-  if config.batchnorm not in BATCHNORM:
-    raise ConfigError(f'unknown batchnorm {config.batchnorm!r}; known: {", ".join(BATCHNORM)}')
-  compute_dtype(config)
-  if config.input_convention not in ('dataset', *input_pipeline.INPUT_CONVENTIONS):
-    raise ConfigError(f'unknown input_convention {config.input_convention!r}; known: dataset, '
-                      + ', '.join(input_pipeline.INPUT_CONVENTIONS))
   if config.model not in cnns.available_models():
     raise ConfigError(f'unknown model {config.model!r}; known models: '
                       f'{", ".join(cnns.available_models())}')
-  for field in ('log_every_steps', 'checkpoint_every_steps', 'eval_every_epochs',
-                'keep_checkpoints', 'learning_rate', 'lr_decay_factor'):
-    if not config[field] > 0:
-      raise ConfigError(f'{field}={config[field]} must be positive')
-  for field, low, high in (('label_smoothing', 0, 1), ('momentum', 0, 1),
-                           ('rmsprop_decay', 0, 1)):
-    if not low <= config[field] < high:
-      raise ConfigError(f'{field}={config[field]} must be in [{low}, {high})')
-  for field in ('weight_decay', 'warmup_epochs', 'aux_loss_weight', 'prefetch_to_device'):
-    if not config[field] >= 0:
-      raise ConfigError(f'{field}={config[field]} must not be negative')
+  for field, known in (('dtype', tuple(DTYPES)), ('batchnorm', BATCHNORM),
+                       ('input_convention', ('dataset', *input_pipeline.INPUT_CONVENTIONS)),
+                       ('optimizer', optim.OPTIMIZERS), ('lr_schedule', optim.SCHEDULES)):
+    if config[field] not in known:
+      raise ConfigError(f'unknown {field} {config[field]!r}; known: {", ".join(known)}')
+  for field, (low, minus_one) in WHOLE_NUMBERS.items():
+    value = _field(config, field)
+    if not (isinstance(value, int) and not isinstance(value, bool)):
+      raise ConfigError(f'{field}={value!r} must be a whole number')
+    if not (value >= low or minus_one and value == -1):
+      raise ConfigError(f'{field}={value} must ' + ('be positive' if low else 'not be negative')
+                        + (f', or -1 for {minus_one}' if minus_one else ''))
+  if config.seed >= 2**63:
+    raise ConfigError(f'seed={config.seed} must be below 2**63')
+  for fields, allowed, rule in REAL_NUMBERS:
+    for field in fields:
+      if not (_is_number(config[field]) and allowed(config[field])):
+        raise ConfigError(f'{field}={config[field]!r} must {rule}')
+  for field in NUMBER_TUPLES:
+    values = tuple(_field(config, field))
+    if not all(map(_is_number, values)) or (field in INTERVALS and len(values) != 2):
+      raise ConfigError(f'{field}={values} must be ' + (
+          '(smallest, largest)' if field in INTERVALS else 'numbers'))
+  if not all(epoch >= 0 for epoch in config.lr_decay_epochs):
+    raise ConfigError(f'lr_decay_epochs={tuple(config.lr_decay_epochs)} must be epochs >= 0')
+  for field in ('top1_error', 'top5_error'):
+    value = config.paper[field]
+    if not (value is None or _is_number(value) and 0 <= value <= 100):
+      raise ConfigError(f'paper.{field}={value!r} must be a percentage, or None')
+  for field, value in _leaves(config.to_dict()):
+    numbers = value if isinstance(value, (tuple, list)) else (value,)
+    if not all(math.isfinite(v) for v in numbers if isinstance(v, float)):
+      raise ConfigError(f'{field}={value} must ' + (
+          'hold finite numbers' if isinstance(value, (tuple, list)) else 'be a finite number'))
   profile = tuple(config.profile_steps)
   if profile and not (len(profile) == 2 and all(isinstance(s, int) for s in profile)
                       and 0 <= profile[0] < profile[1]):
     raise ConfigError(f'profile_steps={profile} must be (start, stop), whole steps with '
                       '0 <= start < stop, or () for none')
+
+
+def _field(config, dotted: str):
+  """`config`'s field 'name' or 'group.name'."""
+  for name in dotted.split('.'):
+    config = config[name]
+  return config
+
+
+def _is_number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _leaves(tree: dict, name: str = ''):
+  """(field, value) of every field of a config's dict, those of its groups as 'group.field'."""
+  for key, value in tree.items():
+    field = f'{name}.{key}' if name else key
+    if isinstance(value, dict):
+      yield from _leaves(value, field)
+    else:
+      yield field, value
 
 
 def model_architecture(config, source: input_pipeline.Source) -> dict:
@@ -81,6 +162,31 @@ def check_model_options(config, model: nnx.Module) -> None:
     raise ConfigError(f"batchnorm='per_device' but {config.model} has no BatchNorm layers")
   if config.optimizer == 'sdlm':
     sdlm.check(config, model)
+
+
+def device_memory() -> int:
+  """Bytes that one device holds: its allocator's limit (GPU, TPU), or on the CPU, whose devices
+  share the host's memory, an equal share of that."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  return stats.get('bytes_limit') or input_pipeline.host_memory() // jax.local_device_count()
+
+
+def check_activation_memory(config, rows: list[layers.Row], dtype: jnp.dtype) -> None:
+  """Refuses an image size whose largest activation (the model's layers `rows`, per image) for
+  one device's share of a batch does not fit in a device's memory on its own: one line naming the
+  size, where the first step would fail out of memory, or the system kill the process, after the
+  workdir is made. A sure failure, not an estimate of what training needs (several times more)."""
+  batch, field = max((config.batch_size, 'batch_size'),
+                     (eval_batch_size(config), 'eval_batch_size'), key=lambda pair: pair[0])
+  images = batch // jax.device_count()
+  layer = max(rows, key=lambda row: math.prod(row.output_shape))
+  needed = images * math.prod(layer.output_shape) * jnp.dtype(dtype).itemsize
+  memory = device_memory()
+  if needed > memory:
+    raise ConfigError(
+        f"image_size={config.image_size}: {layer.name}'s output alone for {images} images (a "
+        f"device's share of {field}={batch}) takes {input_pipeline.in_bytes(needed)}, more than a "
+        f"device's {input_pipeline.in_bytes(memory)}; use a smaller image_size or {field}")
 
 
 def eval_batch_size(config) -> int:
@@ -173,13 +279,16 @@ def assemble(config, workdirs=(), *, local: bool = False) -> Assembly:
   images of one shape)."""
   for workdir in workdirs:
     validate(config, workdir)
+  mesh_lib.local_batch_size(config.batch_size)
   mesh_lib.local_batch_size(eval_batch_size(config), 'eval_batch_size')
   mesh = mesh_lib.create_mesh(local=local)
   source = input_pipeline.create_source(config, process_index=jax.process_index(),
                                         process_count=jax.process_count())
   dtype = compute_dtype(config)
   architecture = model_architecture(config, source)
-  abstract_model, _ = cnns.trace(config.model, dtype=dtype, **architecture)
+  with layers.recording() as recorder:
+    abstract_model, _ = cnns.trace(config.model, dtype=dtype, **architecture)
+  check_activation_memory(config, recorder.rows, dtype)
   check_model_options(config, abstract_model)
   mean, std = input_pipeline.normalization(config, source.spec)
   return Assembly(config=config, mesh=mesh, source=source, architecture=architecture,

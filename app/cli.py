@@ -37,13 +37,19 @@ def run_reporting_errors(fn, *args, **kwargs):
     fail(e, prefix='stopped' if e.status == 75 else 'error', status=e.status)
   except OSError as e:  # Full disk, read-only or vanished files outside the checkpoints.
     fail(f'{e.strerror or e}' + (f': {e.filename}' if e.filename else ''))
+  except MemoryError as e:
+    fail(f'out of memory ({str(e) or type(e).__name__}); use a smaller batch_size or image_size')
   except jax.errors.JaxRuntimeError as e:
-    if not distributed.lost_a_process(e):
+    if distributed.lost_a_process(e):
+      distributed.abandon(
+          'error: this job lost one of its processes (XLA: '
+          + ' '.join(str(e).split())[-160:] + '): see the other processes\' logs; start the '
+          'whole job again with the same command to resume from its newest checkpoint')
+    # A config whose largest activation fits (app/assembly.py) can still need more than the
+    # machine has once compiled; what was saved before is intact.
+    if 'RESOURCE_EXHAUSTED' not in str(e):
       raise
-    distributed.abandon(
-        'error: this job lost one of its processes (XLA: '
-        + ' '.join(str(e).split())[-160:] + '): see the other processes\' logs; start the whole '
-        'job again with the same command to resume from its newest checkpoint')
+    fail(f'out of memory ({str(e).splitlines()[0]}); use a smaller batch_size or image_size')
 
 
 def define_flags() -> None:

@@ -110,6 +110,10 @@ class InceptionResNetV2(nnx.Module):
     """`repeats`: Inception-ResNet-A, -B, -C blocks; (10, 20, 10) as slim, (5, 10, 5) as the
     paper's Figure 15. The last C block is the one without scale and ReLU."""
     del image_size  # Checked layer by layer on the first (abstract) call; the pool is global.
+    if not (len(repeats) == 3 and all(isinstance(n, int) for n in repeats)
+            and min(repeats) >= 0 and repeats[2] >= 1):
+      raise layers.GeometryError(f'repeats={tuple(repeats)} must be the numbers of A, B and C '
+                                 'blocks, whole numbers, at least one C')
     init = nnx.initializers.xavier_uniform()
     conv_bn = functools.partial(layers.ConvBN, momentum=0.9997, epsilon=1e-3, kernel_init=init,
                                 dtype=dtype, rngs=rngs)

@@ -25,7 +25,8 @@ from flax import nnx
 
 
 class GeometryError(ValueError):
-  """A layer's window and stride do not tile its input."""
+  """A layer's window and stride do not tile its input, or a family's options (`model_kwargs`)
+  build no network."""
 
 
 @dataclasses.dataclass

@@ -80,7 +80,7 @@ class ResNet(nnx.Module):
                rngs: nnx.Rngs):
     del image_size  # Both paddings and the global average pool fit any size.
     if padding not in PADDINGS:
-      raise ValueError(f'unknown padding {padding!r}; known: {", ".join(PADDINGS)}')
+      raise layers.GeometryError(f'unknown padding {padding!r}; known: {", ".join(PADDINGS)}')
     self.pool_padding = 'SAME' if padding == 'same' else layers.Floor(1)
 
     def conv_bn(name, in_features, out_features, kernel_size, stride=1, **kwargs):

@@ -20,7 +20,7 @@ import numpy as np
 
 from input_pipeline import base
 from input_pipeline.base import (DENSE_MULTIPLE, Batch, DataError, DatasetSpec, EvalView, Source,
-                                 eval_resize_size, num_eval_steps)
+                                 eval_resize_size, host_memory, in_bytes, num_eval_steps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +192,6 @@ def create_source(config, *, process_index: int, process_count: int) -> Source:
 
 
 __all__ = ['DENSE_MULTIPLE', 'Batch', 'DataError', 'DatasetSpec', 'EvalView', 'INPUT_CONVENTIONS',
-           'Source', 'available_datasets', 'create_source', 'eval_resize_size', 'normalization',
-           'num_data_shards', 'num_eval_steps', 'prediction_image', 'read_image', 'source_class',
-           'unused_config_fields']
+           'Source', 'available_datasets', 'create_source', 'eval_resize_size', 'host_memory',
+           'in_bytes', 'normalization', 'num_data_shards', 'num_eval_steps', 'prediction_image',
+           'read_image', 'source_class', 'unused_config_fields']

@@ -14,9 +14,11 @@ shard per process).
 import abc
 import dataclasses
 import math
+import os
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+import tqdm
 
 Batch = dict[str, np.ndarray]
 
@@ -34,6 +36,27 @@ class DatasetSpec:
   eval_split: str
   mean: tuple[float, ...]  # Per channel, on the 0-255 scale.
   std: tuple[float, ...]
+
+
+def host_memory() -> int:
+  """This machine's physical memory, in bytes."""
+  return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+
+
+def check_host_memory(dataset: str, num_images: int, image_shape: tuple[int, ...]) -> None:
+  """Refuses a source that would keep more uint8 images in host memory than this machine has:
+  one line naming the image size, where the allocation would fail (or the system kill the
+  process) while the data is read."""
+  needed, memory = num_images * math.prod(image_shape), host_memory()
+  if needed > memory:
+    raise DataError(f'image_size={image_shape[0]}: {dataset} keeps {num_images:,} images of '
+                    f'{"x".join(map(str, image_shape))} in host memory, {in_bytes(needed)}, more '
+                    f"than this machine's {in_bytes(memory)}; use a smaller image_size")
+
+
+def in_bytes(n: int) -> str:
+  """'1.20MB', '25.3GB', '3.80TB'."""
+  return tqdm.tqdm.format_sizeof(n, 'B', 1000)
 
 
 def eval_resize_size(image_size: int, eval_resize: int) -> int:

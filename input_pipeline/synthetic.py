@@ -20,11 +20,14 @@ class SyntheticSource(base.Source):
   @classmethod
   def from_config(cls, name, config, **kwargs):
     del name
-    return cls(image_size=config.image_size,
-               channels=config.in_channels if config.in_channels > 0 else SPEC.image_shape[-1],
-               num_classes=config.num_classes if config.num_classes > 0 else SPEC.num_classes,
-               num_train=config.synthetic_train_examples,
-               num_eval=config.synthetic_eval_examples, **kwargs)
+    size, num_train, num_eval = (config.image_size, config.synthetic_train_examples,
+                                 config.synthetic_eval_examples)
+    channels = config.in_channels if config.in_channels > 0 else SPEC.image_shape[-1]
+    num_classes = config.num_classes if config.num_classes > 0 else SPEC.num_classes
+    # Every template and example is made at start.
+    base.check_host_memory('synthetic', num_classes + num_train + num_eval, (size, size, channels))
+    return cls(image_size=size, channels=channels, num_classes=num_classes, num_train=num_train,
+               num_eval=num_eval, **kwargs)
 
   @classmethod
   def known_record(cls, name, config):

@@ -4,6 +4,7 @@ Fashion-MNIST, CIFAR-10), whose records are cached decoded in host memory.
 """
 
 import logging
+import math
 import os
 import socket
 
@@ -135,8 +136,12 @@ class SmallImageSource(sharded.ShardedSource):
       raise base.DataError(f'image_size={size} is smaller than {name}\'s {height}x{width} '
                            'images; this pipeline pads, it does not crop')
     builder = prepared_builder(name, config.data_dir)
-    records = CachedImages(builder, split_parts(builder, spec, **sharding), size,
-                           config.shuffle_buffer_size)
+    parts = split_parts(builder, spec, **sharding)
+    # The cache: this process's shards of the training split and its slice of the other.
+    cached = (parts.num_train_examples * len(parts.train) // sharding['num_shards']
+              + math.ceil(parts.num_eval_examples / sharding['process_count']))
+    base.check_host_memory(name, cached, (size, size, channels))
+    records = CachedImages(builder, parts, size, config.shuffle_buffer_size)
     return cls(spec, builder.info.features['label'].names, records,
                sharded.Decoded((size, size, channels)), seed=seed)
 

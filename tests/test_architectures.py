@@ -85,6 +85,16 @@ def test_geometry_that_does_not_fit_names_the_layer():
     table('alexnet', image_size=224)
 
 
+@pytest.mark.parametrize('model, options, message', [
+    ('resnet18', {'padding': 'valid'}, "unknown padding 'valid'; known: same, symmetric"),
+    ('inception_resnet_v2', {'repeats': (5, 10)}, r'repeats=\(5, 10\) must be the numbers of A, '),
+    ('inception_resnet_v2', {'repeats': (5, 10, 0)}, 'at least one C')])
+def test_family_options_that_build_no_network_are_one_line(model, options, message):
+  """`model_kwargs` a family refuses: a GeometryError, the entry points' one line."""
+  with pytest.raises(layers.GeometryError, match=message):
+    table(model, **options)
+
+
 def test_summary_cli_json_and_geometry_error():
   result = run_cli('cnns.summary', '--config=configs/vgg19.py', '--json')
   assert result.returncode == 0, result.stderr

@@ -10,10 +10,12 @@ import signal
 import subprocess
 import time
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
 
+from app import assembly, loop
 from tests.cli_runner import run_cli
 from tests.conftest import (assert_one_line_error, read_metrics, run_in_one_process, run_program,
                             run_train, subprocess_env, train_command)
@@ -43,7 +45,8 @@ def finished_workdir(tmp_path_factory):
 BAD_INPUTS = {
     'unknown model': (['--config.model=lenet6'], 1, 'unknown model \'lenet6\'; known models: '),
     'unknown dataset': (['--config.dataset=imagenet9'], 1, 'known datasets: cifar10, '),
-    'batch not divisible': (['--config.batch_size=12'], 8, 'multiple of the device count (8)'),
+    'batch not divisible': (['--config.batch_size=12'], 8,
+                            'batch_size=12 must be a positive multiple of the device count (8)'),
     'misspelt field': (['--config.batchsize=12'], 1, 'unknown config field'),
     'non-positive epochs': (['--config.num_epochs=0'], 1, 'num_epochs=0 must be positive'),
     'negative learning rate': (['--config.learning_rate=-0.1'], 1,
@@ -69,6 +72,67 @@ def test_bad_input_is_one_line_and_leaves_the_workdir_alone(case, finished_workd
   result = run_cli('train.py', *args) if devices == 1 else run_train(*args, num_devices=devices)
   assert_one_line_error(result, message)
   assert snapshot(finished_workdir) == before
+
+
+REFUSED_CONFIGS = {  # Each field's type and range, every number finite, the machine's memory.
+    'negative image size': (['--config.image_size=-32'], 'image_size=-32 must be positive'),
+    'images beyond the memory': (['--config.image_size=100000'],
+                                 'image_size=100000: synthetic keeps 722 images of '
+                                 '100000x100000x1 in host memory, 7.22TB, more than this '
+                                 "machine's"),
+    'no classes': (['--config.num_classes=0'],
+                   "num_classes=0 must be positive, or -1 for the dataset's number of classes"),
+    'no channels': (['--config.in_channels=0'],
+                    "in_channels=0 must be positive, or -1 for the dataset's image channels"),
+    'infinite learning rate': (['--config.learning_rate=inf'],
+                               'learning_rate=inf must be a finite number'),
+    'NaN momentum': (['--config.momentum=nan'], 'momentum=nan must be in [0, 1)'),
+    'infinite decay factor': (['--config.lr_decay_factors=(10.0,1e999)'],
+                              'lr_decay_factors=(10.0, inf) must hold finite numbers'),
+    'batch of 0': (['--config.batch_size=0'], 'batch_size=0 must be positive'),
+    'eval batch of 0': (['--config.eval_batch_size=0'],
+                        'eval_batch_size=0 must be positive, or -1 for batch_size'),
+    'negative seed': (['--config.seed=-1'], 'seed=-1 must not be negative'),
+    'negative decay epoch': (['--config.lr_decay_epochs=(-3,)'],
+                             'lr_decay_epochs=(-3,) must be epochs >= 0'),
+    'unknown optimizer': (['--config.optimizer=adagrad'],
+                          "unknown optimizer 'adagrad'; known: adam, adamw, rmsprop, sdlm, sgd"),
+}
+
+
+@pytest.mark.parametrize('case', REFUSED_CONFIGS)
+def test_bad_config_is_refused_before_the_workdir_is_made(case, tmp_path):
+  args, message = REFUSED_CONFIGS[case]
+  workdir = tmp_path / 'run'
+  assert_one_line_error(run_cli('train.py', *SYNTHETIC, *args, f'--workdir={workdir}'), message)
+  assert not workdir.exists()
+
+
+def test_image_size_whose_largest_activation_cannot_fit_is_refused(tmp_path, monkeypatch):
+  """Checked on the abstract model: LeNet-5's conv1 output, 28x28x6 float32 for each of 64
+  images, is 1.20 MB, more than the 1 MB this device is given here."""
+  monkeypatch.setattr(assembly, 'device_memory', lambda: 10**6)
+  workdir = tmp_path / 'run'
+  result = run_cli('train.py', *SYNTHETIC, f'--workdir={workdir}')
+  assert_one_line_error(result, "image_size=32: conv1's output alone for 64 images (a device's "
+                        "share of batch_size=64) takes 1.20MB, more than a device's 1.00MB; use "
+                        'a smaller image_size or batch_size')
+  assert not workdir.exists()
+
+
+@pytest.mark.parametrize('error, message', [
+    (MemoryError(), 'out of memory (MemoryError)'),
+    (jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory allocating 77433295976 '
+                                'bytes.\nBuffers: ...'),
+     'out of memory (RESOURCE_EXHAUSTED: Out of memory allocating 77433295976 bytes.)')])
+def test_out_of_memory_past_the_checks_is_one_line(error, message, tmp_path, monkeypatch):
+  """A config whose largest activation fits can still need more memory than the machine has."""
+  def train_and_evaluate(config, workdir):
+    raise error
+  monkeypatch.setattr(loop, 'train_and_evaluate', train_and_evaluate)
+  result = run_cli('train.py', *SYNTHETIC, f'--workdir={tmp_path}')
+  assert_one_line_error(result, f'{message}; use a smaller batch_size or image_size')
+  assert result.returncode == 2
 
 
 def test_missing_dataset_says_where_to_put_the_files(tmp_path, finished_workdir):

@@ -167,6 +167,18 @@ def test_bad_manual_files_are_one_line_naming_the_file_and_prepare_nothing(case,
   assert os.listdir(data_dir) == ['downloads'] and not (tmp_path / 'run').exists()
 
 
+@pytest.mark.parametrize('dataset, held', [
+    ('synthetic', '1,290 images of 100000x100000x1 in host memory, 12.9TB'),
+    ('fashion_mnist', '70,000 images of 100000x100000x1 in host memory, 700TB')])
+def test_images_kept_in_host_memory_must_fit_in_it(dataset, held, fashion_mnist_dir):
+  """The synthetic images and the small datasets' cache: refused before anything is allocated."""
+  config = lenet5.get_config()
+  config.dataset, config.data_dir, config.image_size = dataset, fashion_mnist_dir, 100_000
+  with pytest.raises(input_pipeline.DataError, match=f'image_size=100000: {dataset} keeps {held}, '
+                     "more than this machine's"):
+    input_pipeline.create_source(config, process_index=0, process_count=1)
+
+
 def test_unknown_dataset_lists_the_known_ones():
   config = lenet5.get_config()
   config.dataset = 'imagenet9'
