@@ -110,7 +110,7 @@ def validate(config, workdir: str) -> None:
     value = config.paper[field]
     if not (value is None or _is_number(value) and 0 <= value <= 100):
       raise ConfigError(f'paper.{field}={value!r} must be a percentage, or None')
-  for field, value in _leaves(config.to_dict()):
+  for field, value in config_fields(config.to_dict()):
     numbers = value if isinstance(value, (tuple, list)) else (value,)
     if not all(math.isfinite(v) for v in numbers if isinstance(v, float)):
       raise ConfigError(f'{field}={value} must ' + (
@@ -133,12 +133,12 @@ def _is_number(value) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _leaves(tree: dict, name: str = ''):
+def config_fields(tree: dict, name: str = ''):
   """(field, value) of every field of a config's dict, those of its groups as 'group.field'."""
   for key, value in tree.items():
     field = f'{name}.{key}' if name else key
     if isinstance(value, dict):
-      yield from _leaves(value, field)
+      yield from config_fields(value, field)
     else:
       yield field, value
 

@@ -15,6 +15,7 @@ from ml_collections import config_flags
 import cnns
 import input_pipeline
 from cnns import published
+from app.assembly import config_fields
 from training import distributed
 from training.errors import ConfigError, RunEnded
 
@@ -154,10 +155,7 @@ def job_description() -> dict[str, dict]:
   (those that name the process or its cache aside)."""
   config = {}
   if 'config' in FLAGS and FLAGS.config is not None:
-    flat = lambda d, prefix='': [
-        item for k, v in d.items()
-        for item in (flat(v, f'{prefix}{k}.') if isinstance(v, dict) else [(prefix + k, repr(v))])]
-    config = dict(flat(FLAGS.config.to_dict()))
+    config = {field: repr(value) for field, value in config_fields(FLAGS.config.to_dict())}
   flags_given = {name: str(FLAGS[name].value) for name in FLAGS
                  if FLAGS[name].present and not name.startswith('config')
                  and name not in PER_PROCESS_FLAGS}
