@@ -89,7 +89,7 @@ class Run:
     self._checkpointer = self.directory.checkpointer
     try:
       self.state, saved, changes = self.directory.restore(
-          jax.device_put(state, assembly.replicated), self.record)
+          jax.device_put(state, assembly.replicated), self.record, self.source.data_changes)
       # The plateau schedule's state travels in the record too (its scale set by evaluations).
       self.plateau = (optim.Plateau(config, saved.get('plateau'))
                       if config.lr_schedule == 'plateau' else None)
