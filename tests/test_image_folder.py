@@ -76,6 +76,17 @@ def test_folder_trains_an_epoch_and_evaluates_on_one_and_ten_crops(folder, tmp_p
     with open(tmp_path / 'eval_results.json') as f:
       assert (json.load(f)['num_examples'], crops) == (9, crops)
   others = [f for f in flags if 'data_dir' not in f]
+  # Evaluating on a folder of other classes: refused before any weights are read, the results of
+  # the last evaluation kept.
+  renamed = tmp_path / 'renamed'
+  shutil.copytree(folder, renamed)
+  for split in ('train', 'val'):
+    os.rename(renamed / split / 'fox', renamed / split / 'wolf')
+  results = (tmp_path / 'eval_results.json').read_bytes()
+  result = run_cli('evaluate.py', *others, f'--config.data_dir={renamed}', f'--workdir={tmp_path}')
+  assert_one_line_error(result, f'was trained on other classes than {renamed} has: 1 only in the '
+                                'checkpoint (fox), 1 only in the data (wolf)')
+  assert result.returncode == 2 and (tmp_path / 'eval_results.json').read_bytes() == results
   # Resuming on changed files would change the order and the statistics: refused, naming them.
   changed = tmp_path / 'changed'
   shutil.copytree(folder, changed)
