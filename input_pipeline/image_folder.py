@@ -17,8 +17,9 @@ statistics would change), unless `accept_changed_data` is set.
 Before the first run reads a folder, every image is decoded once, in parallel and by the decoder
 that training uses, so that a file it cannot read is one error naming it rather than a crash hours
 later, and the per-channel mean and standard deviation of the training images are computed
-(unless `dataset_mean` and `dataset_std` are set). What is known of folders is cached in
-~/.cache/cnns/image_folder/ (`Cache`).
+(unless `dataset_mean` and `dataset_std` are set). A file that cannot be read later, during a run
+(deleted, or overwritten), is named too (`Folder.naming_unreadable`). What is known of folders is
+cached in ~/.cache/cnns/image_folder/ (`Cache`).
 """
 
 import concurrent.futures
@@ -27,8 +28,10 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
+import time
 import zlib
 
 import numpy as np
@@ -231,6 +234,33 @@ def _differences(before: dict, now: dict) -> str:
   return 'files ' + base.name_groups(groups)
 
 
+def _paths(paths: list[str]) -> tf.Tensor:
+  """`paths` as a string tensor, of shape [0] when there are none."""
+  return tf.constant([os.fsencode(p) for p in paths] or [b''], tf.string)[:len(paths)]
+
+
+def _reason(error: tf.errors.OpError) -> str:
+  """TensorFlow's reason for `error`, without the names of its functions and ops."""
+  return ' '.join(re.sub(r'\{\{.*?\}\}|\[\[.*?\]\]|\[Op:.*|Error in user-defined function .*?'
+                         r'Iterator::\S+: ', '', error.message, flags=re.DOTALL).split())
+
+
+def unreadable(paths: list[str]) -> list[tuple[str, str]]:
+  """(path, TensorFlow's reason) of each of `paths` that does not read or decode as training
+  decodes it: all decoded in parallel, the failures (which tf.data drops) once more alone."""
+  decoded = parallel_map(tf.data.Dataset.from_tensor_slices(_paths(paths)),
+                         lambda path: (path, tf.shape(preprocessing.decode(tf.io.read_file(path)))))
+  readable = {path for path, _ in decoded.ignore_errors().as_numpy_iterator()}
+  failed = []
+  for path in paths:
+    if os.fsencode(path) not in readable:
+      try:
+        preprocessing.decode(tf.io.read_file(path))
+      except tf.errors.OpError as e:
+        failed.append((path, _reason(e)))
+  return failed
+
+
 def _measure(paths: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
   """(per-channel sum, sum of squares, pixel count) over `paths`, each decoded as the pipeline
   decodes it (TensorFlow, RGB), in parallel; DataError naming the first file that does not
@@ -241,18 +271,16 @@ def _measure(paths: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
             tf.shape(pixels, out_type=tf.int64)[0])
 
   sums, squares, count = np.zeros(3), np.zeros(3), 0
-  names = tf.constant([os.fsencode(p) for p in paths] or [b''], tf.string)[:len(paths)]
   try:
-    for s, q, n in parallel_map(tf.data.Dataset.from_tensor_slices(names), stats):
+    for s, q, n in parallel_map(tf.data.Dataset.from_tensor_slices(_paths(paths)), stats):
       sums, squares, count = sums + s.numpy(), squares + q.numpy(), count + int(n)
-  except tf.errors.OpError:
-    for path in paths:  # Which one: one by one, in order.
-      try:
-        stats(tf.constant(os.fsencode(path)))
-      except tf.errors.OpError as e:
-        raise base.DataError(f'{path} is not a readable image ({" ".join(e.message.split())}); '
-                             'repair or remove it') from e
-    raise
+  except tf.errors.OpError as error:
+    failed = unreadable(paths)
+    if not failed:
+      raise
+    path, reason = failed[0]
+    raise base.DataError(f'{path} is not a readable image ({reason}); repair or remove '
+                         'it') from error
   return sums, squares, count
 
 
@@ -276,14 +304,23 @@ def checked_statistics(files: dict, digest: str, cache: Cache,
   return mean.tolist(), std.tolist()
 
 
+def _changed_since(path: str, time_ns: int) -> bool:
+  """Whether `path` is gone, or its inode changed (contents, times, name) at `time_ns` or later."""
+  try:
+    return os.stat(path).st_ctime_ns >= time_ns
+  except OSError:
+    return True
+
+
 @dataclasses.dataclass(frozen=True)
 class Folder:
-  """An image folder as a run found it: `files` ({split: [(path, label)]}) under `root`, and their
-  `fingerprint`."""
+  """An image folder as a run found it: `files` ({split: [(path, label)]}) under `root`, their
+  `fingerprint`, and the time (`listed_ns`) before they were listed."""
   root: str
   files: dict
   cache: Cache
   fingerprint: str
+  listed_ns: int
 
   def changes_since(self, recorded: str | None) -> str | None:
     """What differs between the files a checkpoint recorded (its fingerprint; None before there
@@ -303,6 +340,33 @@ class Folder:
               'checkpoint\'s list (the machine that trained it, unless its cache was cleared)')
     return _differences(before, now)
 
+  def naming_unreadable(self, batches, files: list[tuple[str, int]]):
+    """`batches` of `files` ([(path, label)]), with TensorFlow's error on a file that can no
+    longer be read (deleted, or overwritten by something that does not decode: an error that
+    names no file) turned into one DataError naming it and what to do. Only after a failure are
+    the files changed since they were listed decoded again (all of them where none of those
+    fails), in parallel."""
+    try:
+      yield from batches
+    except tf.errors.OpError as error:
+      paths = [path for path, _ in files]
+      failed = unreadable([p for p in paths if _changed_since(p, self.listed_ns)])
+      if not failed:
+        print(f'note: {_reason(error)}; decoding the {len(paths):,} images again to find which',
+              file=sys.stderr, flush=True)
+        failed = unreadable(paths)
+      if not failed:
+        raise
+      (path, reason), others = failed[0], [p for p, _ in failed[1:]]
+      what = ('was deleted' if not os.path.exists(path) else
+              f'is no longer a readable image ({reason})')
+      also = f', and {base.name_groups([("more", others)])}' if others else ''
+      them = 'them' if others else 'it'
+      raise base.DataError(
+          f'{path} {what} during the run{also}: restore {them} and rerun the same command '
+          f'(training resumes from its newest checkpoint), or remove {them} and add '
+          '--config.accept_changed_data=True') from error
+
 
 class Files:
   """An image folder's records (`sharded.Records`): this process's parts of the file lists, each
@@ -318,8 +382,7 @@ class Files:
 
   def read(self, part, shuffle_seed):
     ds = tf.data.Dataset.from_tensor_slices((
-        tf.constant([os.fsencode(p) for p, _ in part] or [b''], tf.string)[:len(part)],
-        np.array([l for _, l in part], np.int32)))
+        _paths([p for p, _ in part]), np.array([l for _, l in part], np.int32)))
     if shuffle_seed is not None:
       ds = ds.shuffle(max(len(part), 1), seed=shuffle_seed, reshuffle_each_iteration=False)
     return parallel_map(ds, lambda path, label: {'image': tf.io.read_file(path), 'label': label})
@@ -328,7 +391,8 @@ class Files:
 @base.register('image_folder')
 class ImageFolderSource(sharded.ShardedSource):
   """`Files` of the folder, turned into examples by `Photographs`; what changed in the folder since
-  a checkpoint is named (`Folder.changes_since`)."""
+  a checkpoint (`Folder.changes_since`) and a file that can no longer be read during a run
+  (`Folder.naming_unreadable`) are named."""
   EVAL_VIEWS = photographs.EVAL_VIEWS
   PHOTOGRAPHS = True
 
@@ -353,13 +417,14 @@ class ImageFolderSource(sharded.ShardedSource):
       raise base.DataError(f'in_channels={config.in_channels}: image folders are read as RGB; '
                            'set --config.in_channels=3')
     root = os.path.expanduser(config.data_dir)
+    listed_ns = time.time_ns()
     classes, files = scan(root)
     if 0 < config.num_classes != len(classes):
       raise base.DataError(f'num_classes={config.num_classes} but {root} has {len(classes)} '
                            'classes: set --config.num_classes=-1')
     cache = Cache()
     announce = process_index == 0
-    folder = Folder(root, files, cache, fingerprint(root, files, cache, announce))
+    folder = Folder(root, files, cache, fingerprint(root, files, cache, announce), listed_ns)
     mean, std = checked_statistics(files, folder.fingerprint, cache, announce)
     if any(given):
       mean, std = given
@@ -372,3 +437,12 @@ class ImageFolderSource(sharded.ShardedSource):
 
   def data_changes(self, recorded):
     return self._folder.changes_since(recorded)
+
+  def train_batches(self, *args, **kwargs):
+    shards = self._records.parts.train.values()
+    return self._folder.naming_unreadable(super().train_batches(*args, **kwargs),
+                                          [file for files in shards for file in files])
+
+  def eval_batches(self, *args, **kwargs):
+    return self._folder.naming_unreadable(super().eval_batches(*args, **kwargs),
+                                          self._records.parts.eval)

@@ -86,7 +86,7 @@ class ShardedSource(base.Source):
   position), so that resuming skips raw records rather than decoded images and redoes exactly the
   same augmentation. A dataset's file subclasses it only to register it (`base.register`) with its
   `from_config`, `known_record` and what it supports (`EVAL_VIEWS`, `PHOTOGRAPHS`); image_folder's
-  also says what changed in its folder.
+  also names a file that can no longer be read, and what changed in its folder.
   """
 
   def __init__(self, spec: base.DatasetSpec, class_names: list[str], records: Records,

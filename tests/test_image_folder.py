@@ -13,12 +13,13 @@ import pytest
 from PIL import Image
 
 import input_pipeline
-from app import resume
+from app import loop, resume
 from configs import resnet18
 from input_pipeline import EvalView, image_folder
 from tests import ilsvrc_fixture
 from tests.cli_runner import run_cli
 from tests.conftest import DEBIAN_FASHION_MNIST, assert_one_line_error
+from training.checkpoints import committed_steps
 from training.errors import ConfigError
 
 CLASSES = ('cat', 'dog', 'fox')
@@ -173,6 +174,55 @@ def test_a_folder_is_known_by_its_files_paths_and_contents(tmp_path, capsys):
   legacy = image_folder.legacy_fingerprint(image_folder.scan(str(tmp_path / 'three'))[1])
   assert changed.data_changes(legacy) is None
   assert 'absolute path' in identify(tmp_path / 'two').data_changes(legacy)
+
+
+def test_an_image_deleted_or_damaged_after_the_start_is_named(tmp_path):
+  """TensorFlow's error names no file that does not decode: the source names it."""
+  root = write_folder(tmp_path / 'data', (('train', TRAIN[:2]), ('val', VAL[:1])))
+  source = input_pipeline.create_source(config_for(root), process_index=0, process_count=1)
+  os.remove(os.path.join(root, 'train', 'dog', 'dog_1.png'))
+  with pytest.raises(input_pipeline.DataError, match='dog_1.png was deleted during the run: '
+                     r'restore it and rerun the same command \(training resumes'):
+    list(source.train_batches(0, 0, 6, 1))
+  for name in ('cat', 'fox'):
+    with open(os.path.join(root, 'val', name, f'{name}_0.jpg'), 'r+b') as f:
+      f.truncate(200)
+  with pytest.raises(input_pipeline.DataError, match=r'val/cat/cat_0.jpg is no longer a readable '
+                     r'image \(.+\) during the run, and 1 more \(.+/val/fox/fox_0.jpg\): '
+                     'restore them'):
+    list(source.eval_batches(3, 1))
+
+
+def test_a_run_whose_image_is_damaged_saves_its_steps_and_resumes_once_restored(
+    folder, tmp_path, monkeypatch):
+  """One line naming the file, exit 2, the steps trained until then saved; the file copied back
+  (new times, same bytes) into the folder moved elsewhere, the same command resumes."""
+  root = tmp_path / 'data'
+  shutil.copytree(folder, root)
+  damaged = root / 'train' / 'cat' / 'cat_0.jpg'
+  original = damaged.read_bytes()
+  evaluate = loop.Run.evaluate
+
+  def damaging(run, epoch, **kwargs):  # Between the epochs, which read every training image.
+    damaged.write_bytes(original[:200])
+    return evaluate(run, epoch, **kwargs)
+
+  monkeypatch.setattr(loop.Run, 'evaluate', damaging)
+  flags = ('--config=configs/lenet5.py', '--config.dataset=image_folder',
+           '--config.num_classes=-1', '--config.in_channels=3', '--config.batch_size=6',
+           '--config.num_epochs=2', '--config.checkpoint_every_steps=100',
+           f'--workdir={tmp_path / "run"}')
+  result = run_cli('train.py', *flags, f'--config.data_dir={root}')
+  assert_one_line_error(result, f'{damaged} is no longer a readable image')
+  assert result.returncode == 2
+  saved = max(committed_steps(str(tmp_path / 'run' / 'checkpoints')), default=0)
+  assert saved >= 3  # None was due before step 100.
+  monkeypatch.undo()
+  damaged.write_bytes(original)
+  os.rename(root, tmp_path / 'moved')
+  result = run_cli('train.py', *flags, f'--config.data_dir={tmp_path / "moved"}')
+  assert result.returncode == 0, result.stderr
+  assert f'resumed at step {saved}' in result.stderr and 'done: 6 steps' in result.stdout
 
 
 def break_layout(root, mistake: str) -> str:
