@@ -162,12 +162,14 @@ class RunDirectory:
       self._lock.release()
       raise
 
-  def restore(self, state, record: dict) -> tuple[object, dict, str]:
+  def restore(self, state, record: dict, data_changes) -> tuple[object, dict, str]:
     """(the newest good checkpoint's state, its record, what this run changes, printable), or
     (`state`, {}, '') where there is none. A resume that changes what the saved state or the data
-    order means is refused (`resume.check_resume`, against this run's `record`)."""
+    order means is refused (`resume.check_resume`, against this run's `record` and its source's
+    `data_changes`)."""
     changes = []
-    check = lambda saved, step: changes.append(resume.check_resume(saved, record, step))
+    check = lambda saved, step: changes.append(resume.check_resume(saved, record, step,
+                                                                   data_changes))
     restored = self.checkpointer.restore_latest(state, check_record=check)
     if restored is None:
       return state, {}, ''

@@ -49,6 +49,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # training images (input_pipeline/image_folder.py).
   config.dataset_mean = ()
   config.dataset_std = ()
+  # Resume a run on other files than its checkpoint's (an image folder's images added, removed or
+  # changed, which a resume otherwise refuses): the data order and the statistics change.
+  config.accept_changed_data = False
   config.synthetic_train_examples = 1024  # Only for dataset='synthetic'.
   config.synthetic_eval_examples = 256
 
