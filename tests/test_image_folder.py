@@ -15,7 +15,7 @@ from PIL import Image
 import input_pipeline
 from app import loop, resume
 from configs import resnet18
-from input_pipeline import EvalView, image_folder
+from input_pipeline import EvalView, folder_identity, image_folder
 from tests import ilsvrc_fixture
 from tests.cli_runner import run_cli
 from tests.conftest import DEBIAN_FASHION_MNIST, assert_one_line_error
@@ -171,7 +171,7 @@ def test_a_folder_is_known_by_its_files_paths_and_contents(tmp_path, capsys):
   record['config'] = {**config, 'accept_changed_data': True}
   assert resume.check_resume(saved, record, 3, changed.data_changes) == f'data: {differences}'
   # Checkpoints of before recorded absolute paths and times: equal, or refused as changed.
-  legacy = image_folder.legacy_fingerprint(image_folder.scan(str(tmp_path / 'three'))[1])
+  legacy = folder_identity.legacy_fingerprint(image_folder.scan(str(tmp_path / 'three'))[1])
   assert changed.data_changes(legacy) is None
   assert 'absolute path' in identify(tmp_path / 'two').data_changes(legacy)
 
