@@ -11,7 +11,7 @@ import tensorflow as tf
 from input_pipeline import base, preprocessing, views
 from input_pipeline.sharded import parallel_map
 
-TRAIN_CROPS = ('inception', 'scaled')
+TRAIN_CROPS = ('inception', 'slim', 'torchvision', 'scaled')
 TRAIN_INTERPOLATIONS = ('bilinear', 'random')
 COLOR_DISTORTIONS = ('none', *preprocessing.COLOR_DISTORTIONS)
 # The kinds of `base.EvalView` that `Photographs.eval_examples` shows, every registered one: a

@@ -63,15 +63,74 @@ def random_resize(image: tf.Tensor, height, width, seed: tf.Tensor) -> tf.Tensor
 
 
 def inception_window(shape: tf.Tensor, seed: tf.Tensor, area_range=(0.08, 1.0),
-                     aspect_ratio_range=(3 / 4, 4 / 3)) -> tf.Tensor:
+                     aspect_ratio_range=(3 / 4, 4 / 3), min_object_covered: float = 0.0,
+                     max_attempts: int = 10) -> tf.Tensor:
   """GoogLeNet's "random-resized" crop window (Szegedy et al., 2015, section 6) in an image of
-  `shape`: 8-100% of its area, aspect ratio 3/4-4/3; the whole image after 10 misses.
+  `shape`: 8-100% of its area, aspect ratio 3/4-4/3; the whole image after 10 misses. Drawn by
+  TensorFlow's sampler, whose box only has to cover `min_object_covered` of the whole image.
   Returns [offset_y, offset_x, height, width]."""
   begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      shape, tf.zeros([0, 0, 4], tf.float32), seed=seed, min_object_covered=0.0,
-      aspect_ratio_range=aspect_ratio_range, area_range=area_range, max_attempts=10,
+      shape, tf.zeros([0, 0, 4], tf.float32), seed=seed, min_object_covered=min_object_covered,
+      aspect_ratio_range=aspect_ratio_range, area_range=area_range, max_attempts=max_attempts,
       use_image_if_no_bounding_boxes=True)
   return tf.concat([begin[:2], crop_size[:2]], axis=0)
+
+
+def slim_window(shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """TF-slim's Inception training crop (`distorted_bounding_box_crop` in research/slim/
+  preprocessing/inception_preprocessing.py, which trained the Inception-ResNet-v2 weights): the
+  same sampler with its own ranges, 5-100% of the area, aspect ratio 0.75-1.33, covering at least
+  10% of the image (slim passes the whole image as the object's box), the whole image after 100
+  misses. Its areas then start at 10%: other boxes than `inception_window`'s."""
+  return inception_window(shape, seed, area_range=(0.05, 1.0), aspect_ratio_range=(0.75, 1.33),
+                          min_object_covered=0.1, max_attempts=100)
+
+
+def torchvision_window(shape: tf.Tensor, seed: tf.Tensor, area_range=(0.08, 1.0),
+                       aspect_ratio_range=(3 / 4, 4 / 3)) -> tf.Tensor:
+  """torchvision's `RandomResizedCrop.get_params` (the crop of its classification recipe) step by
+  step, with stateless random numbers: 10 attempts of an area uniform in `area_range` times the
+  image's and a ratio whose logarithm is uniform, sides w = round(sqrt(area * ratio)) and
+  h = round(sqrt(area / ratio)); the first attempt that fits is placed uniformly; after 10
+  misses, the centred box of the whole image, its ratio clamped to `aspect_ratio_range`. torch's
+  float32 draws are widened to float64 as its `.item()` does; Python's round and TensorFlow's
+  both round half to even. TensorFlow's sampler (`inception_window`) draws the ratio, not its
+  logarithm, and then the box's height, not its area, uniformly: other boxes (on ImageNet's
+  sizes, a Kolmogorov-Smirnov distance of 0.13 in area; benchmarks/crop_distributions.py).
+  Returns [offset_y, offset_x, height, width]."""
+  area_seed, ratio_seed, y_seed, x_seed = split_seed(seed, 4)
+  attempts = 10
+  height, width = shape[0], shape[1]
+  area = tf.cast(height * width, tf.float64)
+  target_area = area * tf.cast(tf.random.stateless_uniform([attempts], area_seed, *area_range),
+                               tf.float64)
+  log_ratio = tf.math.log(tf.constant(aspect_ratio_range, tf.float32))
+  ratio = tf.cast(tf.exp(tf.random.stateless_uniform([attempts], ratio_seed, log_ratio[0],
+                                                     log_ratio[1])), tf.float64)
+  w = tf.cast(tf.round(tf.sqrt(target_area * ratio)), tf.int32)
+  h = tf.cast(tf.round(tf.sqrt(target_area / ratio)), tf.int32)
+  fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+  first = tf.reduce_min(tf.where(fits, tf.range(attempts), attempts))
+  # The fallback: the whole image, narrowed to the nearest ratio in range.
+  low, high = min(aspect_ratio_range), max(aspect_ratio_range)
+  image_ratio = tf.cast(width, tf.float64) / tf.cast(height, tf.float64)
+  fallback_w = tf.where(image_ratio > high, tf.cast(tf.round(tf.cast(height, tf.float64) * high),
+                                                    tf.int32), width)
+  fallback_h = tf.where(image_ratio < low, tf.cast(tf.round(tf.cast(width, tf.float64) / low),
+                                                   tf.int32), height)
+
+  def placed():
+    box_h, box_w = h[first], w[first]
+    return tf.stack([
+        tf.random.stateless_uniform([], y_seed, 0, height - box_h + 1, dtype=tf.int32),
+        tf.random.stateless_uniform([], x_seed, 0, width - box_w + 1, dtype=tf.int32),
+        box_h, box_w])
+
+  def centred():
+    return tf.stack([(height - fallback_h) // 2, (width - fallback_w) // 2, fallback_h,
+                     fallback_w])
+
+  return tf.cond(first < attempts, placed, centred)
 
 
 def scaled_crop_window(shape: tf.Tensor, seed: tf.Tensor, size: int, scale_range) -> tf.Tensor:
@@ -254,20 +313,20 @@ def rescale(image: tf.Tensor, shorter: int, multiple: int = 1,
 def train_example(encoded: tf.Tensor, seed: tf.Tensor, *, crop: str, size: int, area_range,
                   scale_range, lighting: float, interpolation: str = 'bilinear',
                   color_distortion: str = 'none') -> dict[str, tf.Tensor]:
-  """One training example: `crop` ('inception' or 'scaled') resized by `interpolation`
-  ('bilinear', or 'random': `random_resize`), a `color_distortion` ('none', or 'howard' or
-  'inception': `COLOR_DISTORTIONS`), a flip, and AlexNet's colour noise as a `lighting` offset
-  when its standard deviation is positive."""
+  """One training example: `crop` ('inception', 'slim', 'torchvision' or 'scaled': the windows
+  above) resized by `interpolation` ('bilinear', or 'random': `random_resize`), a
+  `color_distortion` ('none', or 'howard' or 'inception': `COLOR_DISTORTIONS`), a flip, and
+  AlexNet's colour noise as a `lighting` offset when its standard deviation is positive."""
   crop_seed, flip_seed, lighting_seed = split_seed(seed, 3)
   # The later additions draw from a seed of their own: the three above, and so the crops, flips
   # and noise of earlier runs, stay as they were.
   resize_seed, color_seed = split_seed(tf.random.fold_in(seed, 1), 2)
 
-  def window_of(shape):
-    if crop == 'inception':
-      return inception_window(shape, crop_seed, area_range)
-    return scaled_crop_window(shape, crop_seed, size, scale_range)
-
+  window_of = {
+      'inception': lambda shape: inception_window(shape, crop_seed, area_range),
+      'slim': lambda shape: slim_window(shape, crop_seed),
+      'torchvision': lambda shape: torchvision_window(shape, crop_seed, area_range),
+      'scaled': lambda shape: scaled_crop_window(shape, crop_seed, size, scale_range)}[crop]
   image = decode_window(encoded, window_of, size,
                         resize_seed=resize_seed if interpolation == 'random' else None)
   if color_distortion != 'none':

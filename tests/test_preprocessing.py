@@ -1,12 +1,15 @@
 """ImageNet preprocessing ops on small images: crop geometry, decoding only the window, flips,
 the test crops' positions, AlexNet's colour-noise statistics, and the device-side normalisation."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from input_pipeline import preprocessing as pp
 from input_pipeline.views import alexnet, dense, googlenet, vgg
+from tests import system_python
 from training import steps
 
 
@@ -36,6 +39,45 @@ def test_inception_window_respects_area_and_aspect_ranges():
   assert area.min() < 0.2 and area.max() > 0.8  # The whole range is used.
   assert len({tuple(w) for w in windows}) > 290  # Seeds give different crops ...
   np.testing.assert_array_equal(pp.inception_window(shape, seeds(1)[0]), windows[0])  # ... fixed.
+
+
+# Sizes of the crop tests: ImageNet's common landscape and portrait ones, a small image, and two
+# too elongated for most attempts (ratio 4 and 1/4.4), whose boxes often are the fallback.
+CROP_TEST_SIZES = [(375, 500), (500, 333), (68, 121), (100, 400), (400, 90)]
+CROP_TEST_DRAWS = 20_000
+# Two-sample Kolmogorov-Smirnov distance that samples of CROP_TEST_DRAWS each from one
+# distribution exceed with probability 0.1%: sqrt(-ln(0.0005) / 2) * sqrt(2 / n).
+CROP_TEST_KS_BOUND = np.sqrt(-np.log(0.0005) / 2) * np.sqrt(2 / CROP_TEST_DRAWS)  # 0.0195.
+
+
+@pytest.mark.usefixtures('system_torchvision')
+def test_torchvision_window_draws_torchvisions_boxes(tmp_path):
+  """`torchvision_window` against torchvision's own `RandomResizedCrop.get_params` (system
+  Python): area, log ratio and centre agree in distribution; TensorFlow's sampler does not."""
+  from benchmarks import crop_distributions as cd
+  from benchmarks import references
+  system_python.run(references.TORCHVISION_BOXES, json.dumps(CROP_TEST_SIZES),
+                    str(CROP_TEST_DRAWS), '0', cwd=tmp_path)
+  reference = np.load(tmp_path / 'boxes.npy')
+  shapes = cd.cycled_shapes(CROP_TEST_SIZES, CROP_TEST_DRAWS)
+  distances = cd.ks_distances(cd.project_boxes(pp.torchvision_window, shapes, seed=1), reference,
+                              shapes)
+  assert max(distances.values()) < CROP_TEST_KS_BOUND, distances
+  tensorflows = cd.project_boxes(pp.inception_window, shapes, seed=1)
+  assert cd.ks_distances(tensorflows, reference, shapes)['area'] > 0.05
+
+
+def test_slim_window_draws_tf_slims_boxes():
+  """`slim_window` against TF-slim's `distorted_bounding_box_crop` call (TensorFlow's stateful
+  sampler with the whole image as the object's box); the 'inception' window's ranges differ."""
+  from benchmarks import crop_distributions as cd
+  from benchmarks import references
+  shapes = cd.cycled_shapes(CROP_TEST_SIZES, CROP_TEST_DRAWS)
+  reference = references.slim_boxes(shapes, seed=0)
+  distances = cd.ks_distances(cd.project_boxes(pp.slim_window, shapes, seed=1), reference, shapes)
+  assert max(distances.values()) < CROP_TEST_KS_BOUND, distances
+  inception = cd.project_boxes(pp.inception_window, shapes, seed=1)
+  assert cd.ks_distances(inception, reference, shapes)['area'] > 0.05
 
 
 def test_scaled_crop_window_covers_the_crop_of_the_rescaled_image():
@@ -243,7 +285,7 @@ def test_random_resize_chooses_each_of_the_four_methods():
   assert pp.random_resize(image, 4, 5, seeds(1)[0]).numpy().tobytes() == chosen[0]  # Fixed.
 
 
-@pytest.mark.parametrize('crop', ['inception', 'scaled'])
+@pytest.mark.parametrize('crop', ['inception', 'slim', 'torchvision', 'scaled'])
 def test_default_training_example_is_the_plain_crop_flip_and_lighting(crop):
   """Bilinear without colour distortion is exactly the path of earlier runs: the same seeds for
   the same crops, flips and colour noise."""
@@ -251,8 +293,11 @@ def test_default_training_example_is_the_plain_crop_flip_and_lighting(crop):
   augment = dict(crop=crop, size=24, area_range=(0.08, 1.0), scale_range=(24, 40), lighting=0.1)
   for seed in seeds(5):
     crop_seed, flip_seed, lighting_seed = pp.split_seed(seed, 3)
-    window_of = ((lambda shape: pp.inception_window(shape, crop_seed)) if crop == 'inception'
-                 else (lambda shape: pp.scaled_crop_window(shape, crop_seed, 24, (24, 40))))
+    window_of = {
+        'inception': lambda shape: pp.inception_window(shape, crop_seed),
+        'slim': lambda shape: pp.slim_window(shape, crop_seed),
+        'torchvision': lambda shape: pp.torchvision_window(shape, crop_seed),
+        'scaled': lambda shape: pp.scaled_crop_window(shape, crop_seed, 24, (24, 40))}[crop]
     plain = pp.random_flip(pp.decode_window(jpeg, window_of, 24), flip_seed)
     for example in (pp.train_example(jpeg, seed, **augment),
                     pp.train_example(jpeg, seed, **augment, interpolation='bilinear',
