@@ -1,8 +1,8 @@
 """The references' own outputs, from their own code, for the benchmarks and the tests that compare
-this project's preprocessing with them: torchvision's training boxes (a script for Debian's system
-Python, which has PyTorch and torchvision; the virtual environment has neither) and TF-slim's
-training boxes (TensorFlow's sampler with slim's arguments). No flags: the tests import this
-module (they run the scripts with tests/system_python.py).
+this project's preprocessing with them: torchvision's training boxes and evaluation crops (scripts
+for Debian's system Python, which has PyTorch and torchvision; the virtual environment has
+neither) and TF-slim's training boxes (TensorFlow's sampler with slim's arguments). No flags: the
+tests import this module (they run the scripts with tests/system_python.py).
 """
 
 import os
@@ -27,6 +27,20 @@ images = [torch.zeros(1, 1, 1).expand(3, h, w) for h, w in sizes]
 np.save('boxes.npy', np.array([crop.get_params(images[k % len(images)], crop.scale, crop.ratio)
                                for k in range(draws)]))
 '''
+
+# torchvision's classification evaluation, `Resize(resize) + CenterCrop(size)` of each file
+# opened by PIL and converted to RGB as its ImageFolder loader does (args: size, resize, the
+# files): crops.npy, [files, size, size, 3] uint8.
+TORCHVISION_CROPS = '''
+import sys
+import numpy as np, torchvision.transforms as T
+from PIL import Image
+size, resize, paths = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+crop = T.Compose([T.Resize(resize), T.CenterCrop(size)])  # Bilinear: PIL's antialiased filter.
+np.save('crops.npy', np.stack([np.asarray(crop(Image.open(path).convert('RGB')))
+                               for path in paths]))
+'''
+
 
 def run_system_python(script: str, *args: str, output: str) -> np.ndarray:
   """The array `script` saves as `output` in the folder it runs in, run by the system Python."""

@@ -24,6 +24,9 @@ PCA_EIGENVALUES = (0.2175, 0.0188, 0.0045)
 PCA_EIGENVECTORS = ((-0.5675, 0.7192, 0.4009),
                     (-0.5808, -0.0045, -0.8140),
                     (-0.5836, -0.6948, 0.4203))
+# Pillow's resampling of 8-bit images (libImaging/Resample.c) in fixed point: weights scaled by
+# 2**22, 32-bit sums.
+PIL_PRECISION_BITS = 22
 # GoogLeNet's training interpolation methods (section 6), drawn with equal probability.
 RESIZE_METHODS = ('bilinear', 'area', 'nearest', 'bicubic')
 # TF-slim's four orderings of Inception's colour distortion (`distort_color`, fast_mode=False).
@@ -272,19 +275,100 @@ def central_window(shape: tf.Tensor, fraction: float) -> tf.Tensor:
   return tf.stack([(shape[0] - side) // 2, (shape[1] - side) // 2, side, side])
 
 
-def center_crop(encoded: tf.Tensor, size: int, resize_size: int,
-                antialias: bool = False) -> tf.Tensor:
+def decode_as_pil(encoded: tf.Tensor) -> tf.Tensor:
+  """A whole image decoded as Pillow decodes it, as RGB: JPEGs with libjpeg's accurate integer
+  DCT (Pillow's; TensorFlow's default fast one is up to about 20 grey levels off), other formats
+  as `decode`."""
+  return tf.cond(tf.io.is_jpeg(encoded),
+                 lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method='INTEGER_ACCURATE'),
+                 lambda: decode(encoded))
+
+
+def pil_bilinear_taps(in_size, out_size, first, count: int) -> tuple[tf.Tensor, tf.Tensor]:
+  """Pillow's bilinear resampling of `in_size` pixels to `out_size`, for the output pixels
+  `first` to `first + count`, as Resample.c's `precompute_coeffs` and `normalize_coeffs_8bpc`
+  compute it, in float64: each output pixel's input pixels lie within max(1, in / out) of its
+  centre (the reduction widens the triangle: the antialiasing), weigh the triangle's value there,
+  normalised to sum 1, and are then rounded to fixed point (`PIL_PRECISION_BITS`). Returns
+  ([count, taps] input indices, [count, taps] int32 weights); taps past the edge weigh 0."""
+  in_size = tf.convert_to_tensor(in_size, tf.int32)
+  scale = tf.cast(in_size, tf.float64) / tf.cast(out_size, tf.float64)
+  support = tf.maximum(scale, 1.0)  # The triangle's half-width, in input pixels.
+  taps = tf.cast(tf.math.ceil(support), tf.int32) * 2 + 1
+  center = (tf.cast(tf.range(first, first + count), tf.float64) + 0.5) * scale
+  # C's (int) casts truncate towards zero, as tf.cast.
+  low = tf.maximum(tf.cast(center - support + 0.5, tf.int32), 0)
+  valid = tf.minimum(tf.cast(center + support + 0.5, tf.int32), in_size) - low
+  tap = tf.range(taps)[None]
+  index = tap + low[:, None]
+  distance = (tf.cast(index, tf.float64) - center[:, None] + 0.5) * (1.0 / support)
+  weight = tf.where(tap < valid[:, None], tf.maximum(1.0 - tf.abs(distance), 0.0), 0.0)
+  weight /= tf.reduce_sum(weight, axis=1, keepdims=True)
+  fixed = tf.cast(0.5 + weight * 2.0 ** PIL_PRECISION_BITS, tf.int32)
+  return tf.minimum(index, in_size - 1), fixed
+
+
+def pil_resample(image: tf.Tensor, axis: int, taps: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+  """One of Pillow's separable passes over int32 `image` [H, W, C] along `axis` (0: rows, 1:
+  columns), with `pil_bilinear_taps`: 32-bit sums of pixels times weights, rounded and clipped to
+  0-255 as Pillow's uint8 result."""
+  index, weight = taps
+  gathered = tf.gather(image, index, axis=axis)  # [count, taps, W, C] or [H, count, taps, C].
+  weight = weight[:, :, None, None] if axis == 0 else weight[None, :, :, None]
+  total = tf.reduce_sum(gathered * weight, axis=axis + 1) + 2 ** (PIL_PRECISION_BITS - 1)
+  return tf.clip_by_value(tf.bitwise.right_shift(total, PIL_PRECISION_BITS), 0, 255)
+
+
+def torchvision_center_geometry(height, width, size: int, resize_size: int) -> list[tf.Tensor]:
+  """torchvision's `Resize(resize_size)` of a height x width image and its `CenterCrop(size)`:
+  [resized height, resized width, top, left]. The shorter side becomes `resize_size`, the longer
+  one `int(resize_size * long / short)` (truncated); the offsets are rounded half to even
+  (Python's round, as TensorFlow's)."""
+  shorter = tf.minimum(height, width)
+  out_height = tf.where(width <= height, resize_size * height // shorter, resize_size)
+  out_width = tf.where(width <= height, resize_size, resize_size * width // shorter)
+  return [out_height, out_width,
+          *(tf.cast(tf.round(tf.cast(out - size, tf.float64) / 2), tf.int32)
+            for out in (out_height, out_width))]
+
+
+def torchvision_center_crop_image(image: tf.Tensor, size: int, resize_size: int) -> tf.Tensor:
+  """torchvision's `Resize(resize_size) + CenterCrop(size)` of a PIL image of `image` [H, W, 3]
+  (its classification recipe's evaluation), pixel for pixel: the whole image resized
+  (`torchvision_center_geometry`) by Pillow's bilinear filter in separable passes, columns first
+  with uint8 pixels in between (Pillow 9.4, Debian's; Pillow 13 passes over the rows first, which
+  moves some pixels by one grey level), then the centred size x size. Only the crop's pixels, and
+  the rows they reach, are computed."""
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  out_height, out_width, top, left = torchvision_center_geometry(height, width, size, resize_size)
+  row_taps = pil_bilinear_taps(height, out_height, top, size)
+  first_row, last_row = tf.reduce_min(row_taps[0]), tf.reduce_max(row_taps[0])
+  rows = tf.cast(image[first_row:last_row + 1], tf.int32)
+  columns = pil_resample(rows, 1, pil_bilinear_taps(width, out_width, left, size))
+  crop = pil_resample(columns, 0, (row_taps[0] - first_row, row_taps[1]))
+  return tf.cast(crop, tf.uint8)
+
+
+def center_crop(encoded: tf.Tensor, size: int, resize_size: int, antialias: bool = False,
+                crop: str = 'window') -> tf.Tensor:
   """Single-crop evaluation: the centre size x size of the image rescaled to shorter side
-  `resize_size` (224 of 256: the common protocol), decoded from that window only. The window is
-  cut first and then resized, which is the rescale-then-crop of the protocol up to the resize
-  filter's reach across the crop's border (with `antialias`, PIL's and torchvision's filter)."""
+  `resize_size` (224 of 256: the common protocol). `crop` 'window' decodes that window only, cut
+  first and then resized, which is the rescale-then-crop of the protocol up to the resize
+  filter's reach across the crop's border and TensorFlow's fast DCT and filter (with `antialias`,
+  close to PIL's); 'torchvision' is torchvision's own pixels (`torchvision_center_crop_image` of
+  the image decoded as Pillow does), at a fifth to a third of the speed (the whole image decoded
+  accurately and resampled in integers; benchmarks/eval_pixels.py)."""
+  if crop == 'torchvision':
+    return torchvision_center_crop_image(decode_as_pil(encoded), size, resize_size)
   return decode_window(encoded, lambda shape: central_window(shape, size / resize_size), size,
                        antialias)
 
 
-def center_crop_image(image: tf.Tensor, size: int, resize_size: int,
-                      antialias: bool = False) -> tf.Tensor:
+def center_crop_image(image: tf.Tensor, size: int, resize_size: int, antialias: bool = False,
+                      crop: str = 'window') -> tf.Tensor:
   """`center_crop` of an image already decoded (any format: predict.py's files), [H, W, C]."""
+  if crop == 'torchvision':
+    return torchvision_center_crop_image(image, size, resize_size)
   y, x, height, width = tf.unstack(central_window(tf.shape(image), size / resize_size))
   return resize(image[y:y + height, x:x + width], size, size, antialias)
 

@@ -197,6 +197,39 @@ def test_center_crop_is_the_centre_of_the_rescaled_image():
   np.testing.assert_array_equal(pp.center_crop(jpeg, 48, 96).numpy(), expected)
 
 
+# (height, width, format) of the evaluation test's images: crops whose offsets round half to
+# even (landscape and portrait), a reduction by more than 3, an enlargement, a square, greyscale.
+TORCHVISION_CROP_IMAGES = [(64, 99, 'RGB'), (101, 64, 'RGB'), (200, 310, 'RGB'), (40, 50, 'RGB'),
+                           (80, 80, 'L'), (90, 120, 'PNG')]
+
+
+@pytest.mark.usefixtures('system_torchvision')
+def test_torchvision_center_crop_is_torchvisions_pixels(tmp_path):
+  """eval_crop='torchvision' against torchvision's Resize(64) + CenterCrop(48) of the files opened
+  by PIL (system Python): subsampled and greyscale JPEGs and a PNG, of noise (which tells filters
+  apart), from their bytes and from predict.py's decoded pixels. Equal to Debian's Pillow 9.4
+  (TensorFlow's antialiased filter is up to 1 off; a Pillow that passes over the rows first, as
+  13 does, also); the window crop is far off."""
+  import input_pipeline
+  from benchmarks import references
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  paths = []
+  for height, width, kind in TORCHVISION_CROP_IMAGES:
+    path = tmp_path / f'{height}x{width}.{"png" if kind == "PNG" else "jpg"}'
+    image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    image.convert('L' if kind == 'L' else 'RGB').save(path, quality=90)
+    paths.append(str(path))
+  system_python.run(references.TORCHVISION_CROPS, '48', '64', *paths, cwd=tmp_path)
+  for path, expected in zip(paths, np.load(tmp_path / 'crops.npy').astype(int)):
+    encoded = tf.io.read_file(path)
+    np.testing.assert_array_equal(pp.center_crop(encoded, 48, 64, crop='torchvision'), expected)
+    decoded = pp.center_crop_image(input_pipeline.read_image(path, 3), 48, 64, crop='torchvision')
+    np.testing.assert_array_equal(decoded, expected)
+    window = pp.center_crop(encoded, 48, 64, antialias=True).numpy()
+    assert np.abs(window - expected).max() > 1, path
+
+
 def test_pca_lighting_has_alexnets_covariance():
   offsets = np.array([pp.pca_lighting(s, 0.1).numpy() for s in seeds(4000)], np.float64)
   vectors = np.array(pp.PCA_EIGENVECTORS)
@@ -313,7 +346,7 @@ def test_default_training_example_is_the_plain_crop_flip_and_lighting(crop):
 @pytest.mark.parametrize('bad', [dict(train_crop='center'), dict(train_scale_range=(200, 256)),
                                  dict(crop_area_range=(0.5, 0.1)), dict(eval_resize=100),
                                  dict(train_interpolation='lanczos3'),
-                                 dict(color_distortion='autoaugment')])
+                                 dict(color_distortion='autoaugment'), dict(eval_crop='pil')])
 def test_impossible_preprocessing_is_a_clear_error(bad):
   from configs import vgg16
   from input_pipeline import DataError, photographs
