@@ -70,21 +70,14 @@ class WorkdirLock:
 
   def _try_lock(self) -> str | None:
     """None when locked; else what stops it, as the error message."""
-    workdir = os.path.dirname(self._path)
     try:
-      os.makedirs(workdir, exist_ok=True)
-      directory = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+      os.makedirs(os.path.dirname(self._path), exist_ok=True)
     except OSError as e:
-      return f'cannot write to workdir {workdir}: {e.strerror}'
-    try:
-      fcntl.flock(directory, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      os.close(directory)
-      return self._in_use(workdir)
-    except OSError:  # No directory locks here (NFS): train.lock alone.
-      os.close(directory)
-      directory = None
-    problem = self._lock_file()
+      return f'cannot write to workdir {os.path.dirname(self._path)}: {e.strerror}'
+    directory, problem = self._locked(os.path.dirname(self._path), os.O_RDONLY | os.O_DIRECTORY,
+                                      optional=True)
+    if problem is None:
+      problem = self._lock_file()
     if directory is not None:
       if problem is None:
         self._fds.insert(0, directory)
@@ -92,18 +85,31 @@ class WorkdirLock:
         os.close(directory)
     return problem
 
-  def _lock_file(self) -> str | None:
-    """Locks train.lock and writes the holder in it: None, or the error message."""
+  def _locked(self, path: str, mode: int, optional: bool = False) -> tuple[int | None, str | None]:
+    """(a descriptor of `path` opened with `mode`, holding its exclusive flock; None), or (None,
+    the error message). `optional`: (None, None) where the file system cannot lock it (NFS's
+    directories)."""
     workdir = os.path.dirname(self._path)
     try:
-      fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+      fd = os.open(path, mode, 0o644)
     except OSError as e:
-      return f'cannot write to workdir {workdir}: {e.strerror}'
+      return None, f'cannot write to workdir {workdir}: {e.strerror}'
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError as e:
       os.close(fd)
-      return self._in_use(workdir)
+      if isinstance(e, BlockingIOError):
+        return None, self._in_use(workdir)
+      if optional:
+        return None, None
+      raise
+    return fd, None
+
+  def _lock_file(self) -> str | None:
+    """Locks train.lock and writes the holder in it: None, or the error message."""
+    fd, problem = self._locked(self._path, os.O_RDWR | os.O_CREAT)
+    if problem is not None:
+      return problem
     started = datetime.datetime.now().isoformat(timespec='seconds')
     os.ftruncate(fd, 0)
     os.write(fd, f'{self._holder} (process {os.getpid()} on {socket.gethostname()}, started '
