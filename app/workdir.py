@@ -56,7 +56,8 @@ class WorkdirLock:
   def __init__(self, workdir: str, holder: str = 'train.py'):
     self._path = os.path.join(workdir, LOCK_FILE)
     self._holder = holder  # The command named to a second process that finds the lock taken.
-    self._fds = []  # The workdir's and train.lock's, while held.
+    self._directory = None  # The workdir's descriptor while locked (None where it cannot be).
+    self._file = None  # train.lock's while locked.
 
   def acquire(self) -> None:
     """Takes the lock, or raises ConfigError naming the process that holds it (every process)."""
@@ -80,7 +81,7 @@ class WorkdirLock:
       problem = self._lock_file()
     if directory is not None:
       if problem is None:
-        self._fds.insert(0, directory)
+        self._directory = directory
       else:
         os.close(directory)
     return problem
@@ -114,7 +115,7 @@ class WorkdirLock:
     os.ftruncate(fd, 0)
     os.write(fd, f'{self._holder} (process {os.getpid()} on {socket.gethostname()}, started '
                  f'{started})\n'.encode())
-    self._fds.append(fd)
+    self._file = fd
     return None
 
   def _in_use(self, workdir: str) -> str:
@@ -130,27 +131,34 @@ class WorkdirLock:
     """Makes train.lock again if it was deleted or replaced since `acquire` (process 0; before
     each save). Where the workdir itself is not locked, another process may have taken the new
     file meanwhile: this run then stops (ConfigError), its saved steps intact."""
-    if not self._fds:
+    if self._file is None and self._directory is None:
       return
-    held = os.fstat(self._fds[-1])
-    try:
-      current = os.stat(self._path)
-      if (current.st_ino, current.st_dev) == (held.st_ino, held.st_dev):
-        return
-    except FileNotFoundError:
-      pass
-    print(f'warning: {self._path} was deleted or replaced while this run held it; written again',
-          file=sys.stderr)
-    os.close(self._fds.pop())
+    if self._file is not None:
+      held = os.fstat(self._file)
+      try:
+        current = os.stat(self._path)
+        if (current.st_ino, current.st_dev) == (held.st_ino, held.st_dev):
+          return
+      except FileNotFoundError:
+        pass
+      os.close(self._file)
+      self._file = None
     problem = self._lock_file()
-    if problem is not None:
+    if problem is None:
+      print(f'warning: {self._path} was deleted or replaced while this run held it; written '
+            'again', file=sys.stderr)
+    elif self._directory is not None:  # The workdir is still this run's: nobody else writes.
+      print(f'warning: {self._path} was deleted or replaced while this run held the workdir, and '
+            f'cannot be written again ({problem}); the run goes on', file=sys.stderr)
+    else:
       raise ConfigError(problem + ' (it was taken while this run held it: this run stops here)')
 
   def release(self) -> None:
-    for fd in reversed(self._fds):
-      fcntl.flock(fd, fcntl.LOCK_UN)
-      os.close(fd)
-    self._fds = []
+    for fd in (self._file, self._directory):
+      if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    self._file = self._directory = None
 
 
 class RunDirectory:

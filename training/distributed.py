@@ -15,6 +15,7 @@ gone) ends at once with one line (`abandon`), not after JAX's shutdown barrier h
 timeout and aborted.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -154,6 +155,7 @@ def lost_a_process(error: BaseException) -> bool:
 def abandon(message: str, status: int = LOST_PROCESS) -> None:
   """Ends this process with `message` and `status` at once, from any thread: JAX's exit handler
   would wait for a lost process at its shutdown barrier, time out and abort with a stack trace."""
-  print(message, file=sys.stderr, flush=True)
-  sys.stdout.flush()
+  with contextlib.suppress(OSError):  # No console any more.
+    print(message, file=sys.stderr, flush=True)
+    sys.stdout.flush()
   os._exit(status)  # pylint: disable=protected-access
