@@ -151,6 +151,11 @@ def model_architecture(config, source: input_pipeline.Source) -> dict:
   if config.in_channels > 0 and config.in_channels != channels:
     raise ConfigError(f'in_channels={config.in_channels} but {config.dataset} images have '
                       f'{channels} channels: set --config.in_channels={channels}')
+  taken = sorted({'num_classes', 'in_channels', 'image_size', 'dtype', 'rngs'}
+                 & set(config.model_kwargs))
+  if taken:
+    raise ConfigError(f'model_kwargs cannot set {taken[0]}: the config\'s own fields do '
+                      f'(--config.{"seed" if taken[0] == "rngs" else taken[0]})')
   return dict(num_classes=num_classes, in_channels=channels, image_size=source.image_shape[0],
               **config.model_kwargs)
 
@@ -287,7 +292,13 @@ def assemble(config, workdirs=(), *, local: bool = False) -> Assembly:
   dtype = compute_dtype(config)
   architecture = model_architecture(config, source)
   with layers.recording() as recorder:
-    abstract_model, _ = cnns.trace(config.model, dtype=dtype, **architecture)
+    try:
+      abstract_model, _ = cnns.trace(config.model, dtype=dtype, **architecture)
+    except TypeError as e:  # An option of model_kwargs that the model does not take.
+      if 'unexpected keyword argument' not in str(e):
+        raise
+      raise ConfigError(f'model_kwargs={dict(config.model_kwargs)}: {config.model} '
+                        f'{str(e).rsplit(") ", 1)[-1]}') from e
   check_activation_memory(config, recorder.rows, dtype)
   check_model_options(config, abstract_model)
   mean, std = input_pipeline.normalization(config, source.spec)

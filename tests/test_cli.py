@@ -97,6 +97,12 @@ REFUSED_CONFIGS = {  # Each field's type and range, every number finite, the mac
                              'lr_decay_epochs=(-3,) must be epochs >= 0'),
     'unknown optimizer': (['--config.optimizer=adagrad'],
                           "unknown optimizer 'adagrad'; known: adam, adamw, rmsprop, sdlm, sgd"),
+    'unknown model option': (["--config.model_kwargs={'foo':1}"],
+                             "model_kwargs={'foo': 1}: lenet5 got an unexpected keyword argument "
+                             "'foo'"),
+    'model option the config sets': (["--config.model_kwargs={'num_classes':5}"],
+                                     "model_kwargs cannot set num_classes: the config's own "
+                                     'fields do (--config.num_classes)'),
 }
 
 
