@@ -194,6 +194,21 @@ def check_activation_memory(config, rows: list[layers.Row], dtype: jnp.dtype) ->
         f"device's {input_pipeline.in_bytes(memory)}; use a smaller image_size or {field}")
 
 
+def check_parameter_memory(config, model: nnx.Module) -> None:
+  """Refuses a model whose training state cannot fit in a device's memory: its float32
+  parameters, their gradients and the optimizer's buffer (momentum, or Adam's two: counted as
+  one), a sure lower bound. Fully connected layers grow with the image: AlexNet, VGG or LeNet-5
+  at a few thousand pixels would otherwise be killed by the system after the workdir is made."""
+  params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  needed = 3 * params * 4
+  memory = device_memory()
+  if needed > memory:
+    raise ConfigError(
+        f'image_size={config.image_size}: {config.model} has {params:,} parameters here; with '
+        f'their gradients and the optimizer\'s buffer they take {input_pipeline.in_bytes(needed)}, '
+        f'more than a device\'s {input_pipeline.in_bytes(memory)}; use a smaller image_size')
+
+
 def eval_batch_size(config) -> int:
   """Global; `batch_size` unless the config sets its own."""
   return config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
@@ -299,6 +314,7 @@ def assemble(config, workdirs=(), *, local: bool = False) -> Assembly:
         raise
       raise ConfigError(f'model_kwargs={dict(config.model_kwargs)}: {config.model} '
                         f'{str(e).rsplit(") ", 1)[-1]}') from e
+  check_parameter_memory(config, abstract_model)
   check_activation_memory(config, recorder.rows, dtype)
   check_model_options(config, abstract_model)
   mean, std = input_pipeline.normalization(config, source.spec)

@@ -114,6 +114,18 @@ def test_bad_config_is_refused_before_the_workdir_is_made(case, tmp_path):
   assert not workdir.exists()
 
 
+def test_model_whose_training_state_cannot_fit_is_refused(tmp_path, monkeypatch):
+  """LeNet-5's 61,706 float32 parameters, their gradients and momentum: 740 kB, more than the
+  700 kB this device is given here."""
+  monkeypatch.setattr(assembly, 'device_memory', lambda: 7 * 10**5)
+  workdir = tmp_path / 'run'
+  result = run_cli('train.py', *SYNTHETIC, f'--workdir={workdir}')
+  assert_one_line_error(result, 'image_size=32: lenet5 has 61,706 parameters here; with their '
+                        "gradients and the optimizer's buffer they take 740kB, more than a "
+                        "device's 700kB; use a smaller image_size")
+  assert not workdir.exists()
+
+
 def test_image_size_whose_largest_activation_cannot_fit_is_refused(tmp_path, monkeypatch):
   """Checked on the abstract model: LeNet-5's conv1 output, 28x28x6 float32 for each of 64
   images, is 1.20 MB, more than the 1 MB this device is given here."""
