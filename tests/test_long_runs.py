@@ -159,6 +159,8 @@ DAMAGES = {
     'checksum mismatch': _set_crc,
     'record of another program': lambda d: json.dump(
         ['not', 'a', 'record'], open(os.path.join(d, 'data', 'metadata'), 'w')),
+    'record naming no model': lambda d: json.dump(
+        {'config': {}}, open(os.path.join(d, 'data', 'metadata'), 'w')),
     'empty newer step': lambda d: os.makedirs(os.path.join(os.path.dirname(d), '9999')),
 }
 
