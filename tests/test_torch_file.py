@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from cnns.published import torch_file
+from cnns.published import WeightsError, torch_file, torchvision
 from cnns.published.torch_file import load_state_dict
 from tests import system_python
 
@@ -271,3 +271,12 @@ def test_pickle_cannot_rewrite_the_reader(tmp_path):
   with pytest.raises(ValueError, match=re.escape(f'{path}: ')):
     load_state_dict(str(path))
   assert torch_file._rebuild_tensor_v2.__defaults__ == (False, None, None)
+
+
+def test_a_convolution_weight_of_another_rank_is_named():
+  """A crafted file whose conv1.weight is a vector: one line naming it, not NumPy's transpose
+  error."""
+  state = torchvision.StateDict('crafted.pth', {'conv1.weight': np.zeros(27, np.float32)})
+  with pytest.raises(WeightsError, match=r"crafted.pth: conv1.weight has shape \(27,\), not a "
+                                         r"convolution's \[out, in, height, width\]"):
+    torchvision._kernel(state, 'conv1.weight')  # pylint: disable=protected-access
