@@ -125,6 +125,8 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail('unknown config field ' + str(e).encode().decode('unicode_escape'))
   except (KeyError, TypeError, ValueError, OSError) as e:
     fail(f'bad --config value: {e}')
+  except (SyntaxError, NameError, ImportError) as e:  # The config file's own mistakes.
+    fail(f'the config file does not load: {type(e).__name__}: {e}')
   return remaining
 
 

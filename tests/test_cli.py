@@ -114,6 +114,15 @@ def test_bad_config_is_refused_before_the_workdir_is_made(case, tmp_path):
   assert not workdir.exists()
 
 
+def test_config_file_that_does_not_load_is_one_line(tmp_path):
+  config = tmp_path / 'mine.py'
+  config.write_text('def get_config(:\n')
+  result = run_cli('train.py', f'--config={config}', f'--workdir={tmp_path / "run"}')
+  assert_one_line_error(result, 'the config file does not load: SyntaxError: invalid syntax '
+                                '(mine.py, line 1)')
+  assert not (tmp_path / 'run').exists()
+
+
 def test_model_whose_training_state_cannot_fit_is_refused(tmp_path, monkeypatch):
   """LeNet-5's 61,706 float32 parameters, their gradients and momentum: 740 kB, more than the
   700 kB this device is given here."""

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import sys
 import threading
 
@@ -76,10 +77,14 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
       ConfigError.status))
   watchdog.daemon = True
   watchdog.start()
+  # Joining blocks in C++, where Python's Ctrl-C handler never runs: SIGINT ends it as SIGTERM
+  # does (nothing to save yet).
+  interrupt = signal.signal(signal.SIGINT, signal.SIG_DFL)
   try:
     jax.distributed.initialize(*explicit, initialization_timeout=join_timeout_seconds + 60)
   finally:
     watchdog.cancel()
+    signal.signal(signal.SIGINT, interrupt)
 
 
 def code_version() -> dict[str, str]:
