@@ -50,9 +50,9 @@ class Run:
 
   Single process: from construction on, SIGTERM, SIGINT and SIGHUP stop the run: during set-up at
   once (nothing new to save), during training after the current step, saved, and during an
-  evaluation at its next batch, after saving (the evaluation is redone on resume). With several processes
-  JAX's own SIGTERM handler feeds the checkpointer's preemption notice instead, checked at every
-  step.
+  evaluation at its next batch, after saving (the evaluation is redone on resume). With several
+  processes SIGINT and SIGHUP become SIGTERM, whose JAX handler feeds the checkpointer's
+  preemption notice instead, checked at every training step (an evaluation runs to its end).
   """
 
   def __init__(self, config, workdir: str):

@@ -8,8 +8,8 @@ and colour noise; one or ten evaluation crops; preprocessing.py), in the sharded
 of every source (`sharded.ShardedSource`), with file names (not bytes) shuffled whole.
 JPEG, PNG, GIF and BMP files; grayscale and CMYK images become RGB.
 
-A folder is identified by its files' paths below ROOT, sizes and contents (folder_identity.py), not by
-where it is or when its files were written: moved, staged to another disk, touched or copied back
+A folder is identified by its files' paths below ROOT, sizes and contents (folder_identity.py), not
+by where it is or when its files were written: moved, staged to another disk, touched or copied back
 byte for byte, it is the same folder. The fingerprint is saved with each checkpoint, and a resume
 on other files is refused, saying which files were added, removed or changed (the order and the
 statistics would change), unless `accept_changed_data` is set.
@@ -177,7 +177,8 @@ class Folder:
         return None
       return ('the checkpoint identified the folder by its absolute path and its files\' times, '
               'which differ now (moved, touched or changed: it cannot tell which)')
-    before, now = identity.manifest(self.cache, recorded), identity.manifest(self.cache, self.fingerprint)
+    before = identity.manifest(self.cache, recorded)
+    now = identity.manifest(self.cache, self.fingerprint)
     if before is None or now is None:
       return (f'the files differ; which ones is known where {self.cache.path} holds the '
               'checkpoint\'s list (the machine that trained it, unless its cache was cleared)')

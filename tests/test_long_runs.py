@@ -382,8 +382,8 @@ def test_full_disk_while_saving_is_one_line_and_keeps_the_saved_step(tmp_path):
     pytest.skip(f'cannot mount a small tmpfs (needs root): {mount.stderr.strip()}')
   try:
     workdir = str(disk / 'run')
-    result = run_cli('train.py', *ARGS, '--config.checkpoint_every_steps=8', '--config.keep_checkpoints=5',
-                       f'--workdir={workdir}')
+    result = run_cli('train.py', *ARGS, '--config.checkpoint_every_steps=8',
+                     '--config.keep_checkpoints=5', f'--workdir={workdir}')
     assert_one_line_error(result, 'disk full while saving step ')
     saved = checkpoint_steps(workdir)
     assert saved and f'step {saved[-1]} is intact' in result.stderr
