@@ -147,6 +147,9 @@ def check_agreement(description: dict[str, dict]) -> None:
     client.key_value_set('cnns/start/verdict', verdict)
   else:
     verdict = wait_for('cnns/start/verdict', 'process 0')
+  # Process 0 hosts the coordinator: it leaves only once every process has read the verdict.
+  with contextlib.suppress(jax.errors.JaxRuntimeError):
+    client.wait_at_barrier('cnns/start/verdict-read', timeout_ms)
   if verdict:
     raise ConfigError(verdict)
 
