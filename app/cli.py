@@ -25,7 +25,7 @@ from training.errors import ConfigError, RunEnded, Stopped
 FLAGS = flags.FLAGS
 DEFAULT_CACHE_DIR = os.path.join(os.environ.get('XDG_CACHE_HOME') or '~/.cache', 'cnns', 'jax')
 PER_PROCESS_FLAGS = ('process_id', 'coordinator_address', 'num_processes', 'compilation_cache_dir',
-                     'join_timeout_seconds')
+                     'join_timeout_seconds', 'heartbeat_timeout_seconds')
 USER_ERRORS = (ConfigError, input_pipeline.DataError, cnns.UnknownModelError, cnns.GeometryError,
                published.WeightsError)
 
@@ -70,6 +70,10 @@ def define_flags() -> None:
   flags.DEFINE_integer('process_id', None, 'This process\'s index, 0 .. num_processes - 1.')
   flags.DEFINE_integer('join_timeout_seconds', 300,
                        'How long the processes of a job wait for all of them to start.')
+  flags.DEFINE_integer('heartbeat_timeout_seconds', 100,
+                       'How long a process of a job may be silent before the others count it '
+                       'lost and end (JAX\'s heartbeat timeout; a process killed while the '
+                       'others wait at a checkpoint save is noticed only then).')
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -163,7 +167,7 @@ def set_up_jax() -> None:
   (training/distributed.py)."""
   enable_compilation_cache(FLAGS.compilation_cache_dir)
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
-                         FLAGS.join_timeout_seconds)
+                         FLAGS.join_timeout_seconds, FLAGS.heartbeat_timeout_seconds)
   if jax.process_count() > 1:
     distributed.check_agreement(job_description())
 

@@ -113,9 +113,10 @@ def test_an_interrupted_job_resumes_to_the_same_metrics(tmp_path, job_reference)
   """SIGHUP to process 0 and SIGINT to process 1 once step 8 is logged (checkpoints due only
   every 1000 steps): both become SIGTERM, whose preemption notice (JAX's notifier and Orbax's sync
   point) makes every process save the same step, at the signal, and exit with 75. The job resumes
-  there, now saving every 10 steps, and process 1 is SIGKILLed once step 40 is saved: process 0
-  ends at once with one line and 69, and the job resumes from that checkpoint. Each step is logged
-  once, as by a job never stopped."""
+  there, now saving every 10 steps, and process 1 is SIGKILLed as step 40 is saved: process 0,
+  which waits for it at the save's barrier, ends with one line and 69 once its heartbeats have
+  been missing for --heartbeat_timeout_seconds (10 here; JAX's 100 by default), and the job
+  resumes from the last checkpoint saved. Each step is logged once, as by a job never stopped."""
   workdir = str(tmp_path / 'job')
   job = lambda every: (*JOB, f'--config.checkpoint_every_steps={every}', f'--workdir={workdir}')
   metrics = os.path.join(workdir, 'metrics.jsonl')
@@ -130,7 +131,8 @@ def test_an_interrupted_job_resumes_to_the_same_metrics(tmp_path, job_reference)
   assert 8 <= stopped < 96  # Mid-run (3 epochs of 32 steps).
   assert f'stopped: stopped by a preemption notice at step {stopped},' in logs[0]
 
-  logs, statuses = interrupt(job(10), tmp_path, (None, signal.SIGKILL), lambda: os.path.isdir(
+  logs, statuses = interrupt((*job(10), '--heartbeat_timeout_seconds=10'), tmp_path,
+                             (None, signal.SIGKILL), lambda: os.path.isdir(
       os.path.join(workdir, 'checkpoints', '40')))
   assert f'resumed at step {stopped}' in logs[0]
   assert statuses == [69, -signal.SIGKILL], logs

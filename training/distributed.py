@@ -48,12 +48,16 @@ def _detected_process_count() -> int:
 
 
 def initialize(coordinator_address: str | None, num_processes: int | None,
-               process_id: int | None, join_timeout_seconds: int = 300) -> None:
+               process_id: int | None, join_timeout_seconds: int = 300,
+               heartbeat_timeout_seconds: int = 100) -> None:
   """Starts JAX's distributed runtime if this run has several processes; else does nothing.
 
   Joining waits for every process of the job; this says so at once (a process that never starts
   is otherwise minutes of silence), and a join that times out is one line and status 2 (JAX's own
-  timeout, a minute later, aborts with a stack trace from C++, which no Python code can catch)."""
+  timeout, a minute later, aborts with a stack trace from C++, which no Python code can catch).
+  A process lost while the others wait in a collective is noticed at once (its connections
+  close); one lost while they wait at the coordinator's barrier (a checkpoint save) only when
+  its heartbeats have been missing for `heartbeat_timeout_seconds` (JAX's default, 100)."""
   explicit = (coordinator_address, num_processes, process_id)
   if any(v is not None for v in explicit):
     if any(v is None for v in explicit):
@@ -67,8 +71,10 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
     where = f'one of {_detected_process_count()} processes found by the cluster environment'
   else:
     return
-  if join_timeout_seconds <= 0:
-    raise ConfigError(f'--join_timeout_seconds={join_timeout_seconds} must be positive')
+  for name, seconds in (('join_timeout_seconds', join_timeout_seconds),
+                        ('heartbeat_timeout_seconds', heartbeat_timeout_seconds)):
+    if seconds <= 0:
+      raise ConfigError(f'--{name}={seconds} must be positive')
   print(f'joining the job ({where}); waiting up to {join_timeout_seconds} s for all its '
         'processes to start', file=sys.stderr, flush=True)
   watchdog = threading.Timer(join_timeout_seconds, abandon, args=(
@@ -81,7 +87,8 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
   # does (nothing to save yet).
   interrupt = signal.signal(signal.SIGINT, signal.SIG_DFL)
   try:
-    jax.distributed.initialize(*explicit, initialization_timeout=join_timeout_seconds + 60)
+    jax.distributed.initialize(*explicit, initialization_timeout=join_timeout_seconds + 60,
+                               heartbeat_timeout_seconds=heartbeat_timeout_seconds)
   finally:
     watchdog.cancel()
     signal.signal(signal.SIGINT, interrupt)
