@@ -21,6 +21,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   # BatchNorm training statistics: 'global' (the whole batch, synchronised over devices) or
   # 'per_device' (each device's own shard: no all-reduce per layer, as the original ResNet).
   config.batchnorm = 'global'
+  # BatchNorm's running variance: the moving average of the 'biased' variance that normalised the
+  # batch (Flax's) or of the 'unbiased' one, n / (n - 1) times it for a channel's n values
+  # (Bessel's correction: PyTorch's BatchNorm and TensorFlow's fused one).
+  config.batchnorm_running_var = 'biased'
 
   # Data: a name from `input_pipeline.available_datasets()`: a TFDS dataset, 'image_folder'
   # (data_dir: ROOT/train/<class>/<image>, ROOT/val/...) or 'synthetic'.
@@ -78,7 +82,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.plateau_patience = 5  # 'plateau': evaluations without a new best before a decay.
   config.plateau_max_decays = 3  # 'plateau': decays at most (AlexNet's and VGG's three).
   config.warmup_epochs = 0.0  # Linear warm-up from 0, for any schedule.
-  config.weight_decay = 0.0  # L2 on kernels only (papers' convention); decoupled for 'adamw'.
+  config.weight_decay = 0.0  # L2 on weight_decay_params (decoupled for 'adamw').
+  # 'kernels' (convolution and dense kernels: the papers' convention) or 'all' (biases and
+  # BatchNorm's scale and bias too: torchvision's classic reference).
+  config.weight_decay_params = 'kernels'
   config.label_smoothing = 0.0
   # Polyak averaging: > 0 keeps an exponential moving average of the params with this decay
   # (TensorFlow's, warmed up over the first steps: training/steps.py), which train-time

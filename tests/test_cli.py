@@ -97,6 +97,8 @@ REFUSED_CONFIGS = {  # Each field's type and range, every number finite, the mac
                              'lr_decay_epochs=(-3,) must be epochs >= 0'),
     'unknown optimizer': (['--config.optimizer=adagrad'],
                           "unknown optimizer 'adagrad'; known: adam, adamw, rmsprop, sdlm, sgd"),
+    'unknown decayed parameters': (['--config.weight_decay_params=biases'],
+                                   "unknown weight_decay_params 'biases'; known: kernels, all"),
 }
 
 
