@@ -27,7 +27,7 @@ from training import optim, sdlm, steps
 from training.errors import ConfigError
 from training.state import TrainState, split_model
 
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float64': jnp.float64}
 BATCHNORM = ('global', 'per_device')
 BATCHNORM_RUNNING_VARS = ('biased', 'unbiased')
 # The config's numeric fields (configs/default.py says what each means) by the values they take;
@@ -200,6 +200,8 @@ def eval_batch_size(config) -> int:
 def compute_dtype(config) -> jnp.dtype:
   if config.dtype not in DTYPES:
     raise ConfigError(f'unknown dtype {config.dtype!r}; known: {", ".join(DTYPES)}')
+  if config.dtype == 'float64' and not jax.config.jax_enable_x64:  # JAX would compute float32.
+    raise ConfigError("dtype='float64' needs JAX's 64-bit mode: set JAX_ENABLE_X64=1")
   return DTYPES[config.dtype]
 
 

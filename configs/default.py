@@ -14,7 +14,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model = 'lenet5'
   config.num_classes = -1  # -1: the dataset's number of classes (ImageNet's 1000 in summaries).
   config.in_channels = -1  # -1: the dataset's image channels (3 in summaries); else must match.
-  config.dtype = 'float32'  # Computation dtype: 'float32' or 'bfloat16'; parameters stay float32.
+  # Computation dtype: 'float32' or 'bfloat16', parameters float32; or 'float64', parameters too
+  # (JAX's 64-bit mode, JAX_ENABLE_X64=1: the precision of benchmarks/reference_check.py).
+  config.dtype = 'float32'
   # The family's own constructor options (ResNet's `stride_on_3x3`, ...), set by its config.
   config.model_kwargs = ml_collections.ConfigDict()
   config.aux_loss_weight = 0.3  # Models with auxiliary classifiers (GoogLeNet's 0.3); else unused.

@@ -23,7 +23,15 @@ def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   """Linear warm-up from 0 for `warmup_epochs`, then constant, step decay at given epochs (by
   `lr_decay_factor` at each, or by each of `lr_decay_factors`), staircase exponential decay
   (every `lr_decay_every_epochs`) or cosine decay to 0. 'plateau' is the constant peak:
-  `Plateau.scale` multiplies it."""
+  `Plateau.scale` multiplies it.
+
+  The step count reaches optax's schedules as a float of JAX's default precision: optax divides
+  an integer count into float32, which would round a float64 run's rate to float32."""
+  schedule = _schedule(config, steps_per_epoch)
+  return lambda count: schedule(jnp.asarray(count, float))
+
+
+def _schedule(config, steps_per_epoch: int) -> optax.Schedule:
   peak = config.learning_rate
   warmup = int(config.warmup_epochs * steps_per_epoch)
   total = config.num_epochs * steps_per_epoch
