@@ -6,10 +6,10 @@ r"""Top-5 classes of images, with class names and probabilities, from a trained 
 Restores the latest checkpoint in --workdir (with the model options, input convention, dataset
 and image size recorded in it), reads each image with Pillow, prepares it as the evaluation split
 is prepared (ImageNet: the centre crop of `eval_resize`, antialiased with
-`--config.eval_antialias=true`) and prints its five most probable classes, `eval_batch_size`
-images at a time. --json prints one list instead: per image {"image", "top5": [{"index", "name",
-"probability"}]}. A file that is not an image is one line on stderr; the others are still
-predicted.
+`--config.eval_antialias=true`, torchvision's own pixels with `--config.eval_crop=torchvision`)
+and prints its five most probable classes, `eval_batch_size` images at a time. --json prints one
+list instead: per image {"image", "top5": [{"index", "name", "probability"}]}. A file that is not
+an image is one line on stderr; the others are still predicted.
 
 Exit status: 0 every image predicted; 1 some files were not images; 2 a user or environment error.
 """

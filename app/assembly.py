@@ -154,6 +154,11 @@ def model_architecture(config, source: input_pipeline.Source) -> dict:
   if config.in_channels > 0 and config.in_channels != channels:
     raise ConfigError(f'in_channels={config.in_channels} but {config.dataset} images have '
                       f'{channels} channels: set --config.in_channels={channels}')
+  taken = sorted({'num_classes', 'in_channels', 'image_size', 'dtype', 'rngs'}
+                 & set(config.model_kwargs))
+  if taken:
+    raise ConfigError(f'model_kwargs cannot set {taken[0]}: the config\'s own fields do '
+                      f'(--config.{"seed" if taken[0] == "rngs" else taken[0]})')
   return dict(num_classes=num_classes, in_channels=channels, image_size=source.image_shape[0],
               **config.model_kwargs)
 
@@ -190,6 +195,21 @@ def check_activation_memory(config, rows: list[layers.Row], dtype: jnp.dtype) ->
         f"image_size={config.image_size}: {layer.name}'s output alone for {images} images (a "
         f"device's share of {field}={batch}) takes {input_pipeline.in_bytes(needed)}, more than a "
         f"device's {input_pipeline.in_bytes(memory)}; use a smaller image_size or {field}")
+
+
+def check_parameter_memory(config, model: nnx.Module) -> None:
+  """Refuses a model whose training state cannot fit in a device's memory: its float32
+  parameters, their gradients and the optimizer's buffer (momentum, or Adam's two: counted as
+  one), a sure lower bound. Fully connected layers grow with the image: AlexNet, VGG or LeNet-5
+  at a few thousand pixels would otherwise be killed by the system after the workdir is made."""
+  params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  needed = 3 * params * 4
+  memory = device_memory()
+  if needed > memory:
+    raise ConfigError(
+        f'image_size={config.image_size}: {config.model} has {params:,} parameters here; with '
+        f'their gradients and the optimizer\'s buffer they take {input_pipeline.in_bytes(needed)}, '
+        f'more than a device\'s {input_pipeline.in_bytes(memory)}; use a smaller image_size')
 
 
 def eval_batch_size(config) -> int:
@@ -293,7 +313,14 @@ def assemble(config, workdirs=(), *, local: bool = False) -> Assembly:
   dtype = compute_dtype(config)
   architecture = model_architecture(config, source)
   with layers.recording() as recorder:
-    abstract_model, _ = cnns.trace(config.model, dtype=dtype, **architecture)
+    try:
+      abstract_model, _ = cnns.trace(config.model, dtype=dtype, **architecture)
+    except TypeError as e:  # An option of model_kwargs that the model does not take.
+      if 'unexpected keyword argument' not in str(e):
+        raise
+      raise ConfigError(f'model_kwargs={dict(config.model_kwargs)}: {config.model} '
+                        f'{str(e).rsplit(") ", 1)[-1]}') from e
+  check_parameter_memory(config, abstract_model)
   check_activation_memory(config, recorder.rows, dtype)
   check_model_options(config, abstract_model)
   mean, std = input_pipeline.normalization(config, source.spec)

@@ -3,7 +3,9 @@ and the ways a run ends early, each reported as one line with its exit status (t
 user and environment errors (2), divergence (3), a stop by a signal after saving (75), a job that
 lost one of its processes (69). Anything else is a bug: a traceback."""
 
+import contextlib
 import os
+import signal
 import sys
 import warnings
 
@@ -15,9 +17,10 @@ from ml_collections import config_flags
 import cnns
 import input_pipeline
 from cnns import published
+from app import stops
 from app.assembly import config_fields
 from training import distributed
-from training.errors import ConfigError, RunEnded
+from training.errors import ConfigError, RunEnded, Stopped
 
 FLAGS = flags.FLAGS
 DEFAULT_CACHE_DIR = os.path.join(os.environ.get('XDG_CACHE_HOME') or '~/.cache', 'cnns', 'jax')
@@ -35,7 +38,7 @@ def run_reporting_errors(fn, *args, **kwargs):
   except USER_ERRORS as e:
     fail(e)
   except RunEnded as e:
-    fail(e, prefix='stopped' if e.status == 75 else 'error', status=e.status)
+    fail(e, prefix='stopped' if e.status == Stopped.status else 'error', status=e.status)
   except OSError as e:  # Full disk, read-only or vanished files outside the checkpoints.
     fail(f'{e.strerror or e}' + (f': {e.filename}' if e.filename else ''))
   except MemoryError as e:
@@ -85,7 +88,20 @@ def start(argv: list[str], *, arguments: str | None = None, required: tuple[str,
 
 
 def fail(message, *, prefix: str = 'error', status: int = ConfigError.status) -> None:
-  print(f'{prefix}: ' + ' '.join(str(message).split()), file=sys.stderr)
+  """Ends the command with one line on stderr, if there still is one, and `status`.
+
+  After a stop, what is left to do is exit, so a second signal (a repeated Ctrl-C, a scheduler
+  that signals twice) is ignored from here rather than turning the saved stop's 75 into a kill. A
+  process of a multi-process job ends at once: JAX's exit handler would wait at a shutdown barrier
+  for the other processes, which a lost one never reaches, and then abort."""
+  if status == Stopped.status:
+    for signum in stops.SIGNALS:
+      signal.signal(signum, signal.SIG_IGN)
+  line = f'{prefix}: ' + ' '.join(str(message).split())
+  if jax.distributed.is_initialized():
+    distributed.abandon(line, status)
+  with contextlib.suppress(OSError):  # No console any more (a closed terminal or pipe).
+    print(line, file=sys.stderr, flush=True)
   sys.exit(status)
 
 
@@ -109,6 +125,8 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail('unknown config field ' + str(e).encode().decode('unicode_escape'))
   except (KeyError, TypeError, ValueError, OSError) as e:
     fail(f'bad --config value: {e}')
+  except (SyntaxError, NameError, ImportError) as e:  # The config file's own mistakes.
+    fail(f'the config file does not load: {type(e).__name__}: {e}')
   return remaining
 
 

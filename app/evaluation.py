@@ -33,6 +33,7 @@ from input_pipeline import views
 from app import weights
 from app.assembly import Assembly, assemble
 from input_pipeline import EvalView
+from input_pipeline.base import name_groups
 from training import mesh as mesh_lib
 from training import metrics, steps
 from training.errors import ConfigError
@@ -262,11 +263,35 @@ def evaluate_checkpoints(config, workdirs: list[str], protocol: Protocol, *, ema
   config = weights.checkpoint_config(config, workdirs, note=print if jax.process_index() == 0
                                      else lambda _: None)
   assembly = assemble(config, workdirs, local=True)
+  check_classes(config, workdirs, assembly.source.class_names)
   if protocol.dense:
     _check_dense(assembly, [view.scale for view, _ in passes if view.crops == views.DENSE])
   graphdef, states, checkpoint_steps, used_ema = _restore(assembly, workdirs, ema)
   result = Evaluator(assembly, graphdef, protocol, chunk=chunk)(states)
   return CheckpointResult(metrics=result, checkpoint_steps=checkpoint_steps, ema=used_ema)
+
+
+def check_classes(config, workdirs: list[str], class_names: list[str]) -> None:
+  """Refuses, before any weights are read, a checkpoint trained on other classes than the data's
+  `class_names` (each label would mean another class); checkpoints from before class names were
+  recorded are compared by their number of classes, with a note."""
+  data = config.data_dir or config.dataset
+  for workdir in workdirs:
+    saved = weights.record(workdir)
+    trained = (saved.get('dataset') or {}).get('class_names')
+    if trained is None:
+      number = (saved.get('config') or {}).get('num_classes')
+      if jax.process_index() == 0:
+        print(f'note: {workdir} predates recorded class names: only their number is compared')
+      if number is not None and number != len(class_names):
+        raise ConfigError(f'{workdir} was trained on {number} classes; {data} has '
+                          f'{len(class_names)}: evaluate it on data of its classes')
+    elif trained != class_names:
+      differ = name_groups([('only in the checkpoint', sorted(set(trained) - set(class_names))),
+                            ('only in the data', sorted(set(class_names) - set(trained)))])
+      raise ConfigError(f'{workdir} was trained on other classes than {data} has: '
+                        f'{differ or "the same ones in another order"}; evaluate it on data of '
+                        'its classes')
 
 
 def _check_dense(assembly: Assembly, scales: list[int]) -> None:

@@ -11,7 +11,8 @@ however training ends, pending saves finish, writers close and the workdir lock 
 What a long run relies on (README, "When things go wrong"): SIGTERM, SIGINT, SIGHUP (and JAX's
 preemption notice in a multi-process job) end the current step, save it and raise `Stopped`; a
 non-finite loss or state raises `Diverged` and is never saved; a resume that would change what the
-state or the data order means is refused.
+state or the data order means is refused; a file of the data that can no longer be read ends the
+run with its steps saved (single process; a save is collective).
 """
 
 import dataclasses
@@ -28,6 +29,7 @@ from app.profiling import StepProfiler
 from app.stops import StopRequests
 from app.workdir import RunDirectory
 from app.writers import MetricWriter, Progress
+from input_pipeline import DataError
 from training import mesh as mesh_lib
 from training import metrics, optim, sdlm, steps
 from training.errors import ConfigError, Diverged, NonFiniteError, Stopped
@@ -48,9 +50,9 @@ class Run:
 
   Single process: from construction on, SIGTERM, SIGINT and SIGHUP stop the run: during set-up at
   once (nothing new to save), during training after the current step, saved, and during an
-  evaluation at its next batch, after saving (the evaluation is redone on resume). With several processes
-  JAX's own SIGTERM handler feeds the checkpointer's preemption notice instead, checked at every
-  step.
+  evaluation at its next batch, after saving (the evaluation is redone on resume). With several
+  processes SIGINT and SIGHUP become SIGTERM, whose JAX handler feeds the checkpointer's
+  preemption notice instead, checked at every training step (an evaluation runs to its end).
   """
 
   def __init__(self, config, workdir: str):
@@ -89,7 +91,7 @@ class Run:
     self._checkpointer = self.directory.checkpointer
     try:
       self.state, saved, changes = self.directory.restore(
-          jax.device_put(state, assembly.replicated), self.record)
+          jax.device_put(state, assembly.replicated), self.record, self.source.data_changes)
       # The plateau schedule's state travels in the record too (its scale set by evaluations).
       self.plateau = (optim.Plateau(config, saved.get('plateau'))
                       if config.lr_schedule == 'plateau' else None)
@@ -128,8 +130,12 @@ class Run:
       self._stop()
     return self
 
-  def __exit__(self, *exc_info) -> None:
-    self.close()
+  def __exit__(self, kind, error, traceback) -> None:
+    try:
+      if isinstance(error, DataError) and jax.process_count() == 1:
+        self.save()  # A file that can no longer be read: the steps trained until then are good.
+    finally:
+      self.close()
 
   def _set_lr_scale(self) -> None:
     self._lr_scale = jax.device_put(

@@ -39,9 +39,11 @@ def resolved_config(config, architecture: dict) -> dict:
   return json.loads(json.dumps(resolved))
 
 
-def check_resume(saved: dict, record: dict, step: int) -> str:
-  """Refuses a resume that changes a MEANING_FIELDS value or switches to or from the plateau
-  schedule (whose state starts with the run); returns the other changes, printable.
+def check_resume(saved: dict, record: dict, step: int, data_changes) -> str:
+  """Refuses a resume that changes a MEANING_FIELDS value, switches to or from the plateau
+  schedule (whose state starts with the run), or reads other data than the checkpoint's (what
+  `data_changes(its recorded fingerprint)` describes: `Source.data_changes`) unless the config's
+  `accept_changed_data` is set; returns the other changes, printable.
 
   Checkpoints older than the saved config hold only the data position; those older than
   `input_convention` standardised with the dataset's statistics, those older than `ema_decay`
@@ -56,12 +58,12 @@ def check_resume(saved: dict, record: dict, step: int) -> str:
   refused = [k for k in MEANING_FIELDS if k in changed]
   if 'plateau' in changed.get('lr_schedule', ()):  # Its state starts with the run: no switch.
     refused.append('lr_schedule')
-  before_data = saved.get('dataset', {}).get('fingerprint')
-  now_data = record.get('dataset', {}).get('fingerprint')
-  if before_data and now_data and before_data != now_data:
+  data = data_changes(saved.get('dataset', {}).get('fingerprint'))
+  if data and not config.get('accept_changed_data'):
     raise ConfigError(f'checkpoint at step {step} was trained on other files of '
-                      f'{config["dataset"]} (images added, removed or changed): that changes '
-                      'the data order and statistics; restore the files or use another --workdir')
+                      f'{config["dataset"]}: {data}; that changes the data order and statistics: '
+                      'restore the files, or add --config.accept_changed_data=True to resume on '
+                      'these, or use another --workdir')
   if refused:
     raise ConfigError(
         f'checkpoint at step {step} was written with '
@@ -69,4 +71,5 @@ def check_resume(saved: dict, record: dict, step: int) -> str:
         + ', '.join(f'{k}={changed[k][1]}' for k in refused)
         + ': that changes what the saved state or the data order means; resume with the same '
         'values or use another --workdir')
-  return ', '.join(f'{k}: {a} -> {b}' for k, (a, b) in changed.items())
+  return ', '.join([f'{k}: {a} -> {b}' for k, (a, b) in changed.items()]
+                   + ([f'data: {data}'] if data else []))

@@ -56,7 +56,8 @@ class WorkdirLock:
   def __init__(self, workdir: str, holder: str = 'train.py'):
     self._path = os.path.join(workdir, LOCK_FILE)
     self._holder = holder  # The command named to a second process that finds the lock taken.
-    self._fds = []  # The workdir's and train.lock's, while held.
+    self._directory = None  # The workdir's descriptor while locked (None where it cannot be).
+    self._file = None  # train.lock's while locked.
 
   def acquire(self) -> None:
     """Takes the lock, or raises ConfigError naming the process that holds it (every process)."""
@@ -70,45 +71,51 @@ class WorkdirLock:
 
   def _try_lock(self) -> str | None:
     """None when locked; else what stops it, as the error message."""
-    workdir = os.path.dirname(self._path)
     try:
-      os.makedirs(workdir, exist_ok=True)
-      directory = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+      os.makedirs(os.path.dirname(self._path), exist_ok=True)
     except OSError as e:
-      return f'cannot write to workdir {workdir}: {e.strerror}'
-    try:
-      fcntl.flock(directory, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      os.close(directory)
-      return self._in_use(workdir)
-    except OSError:  # No directory locks here (NFS): train.lock alone.
-      os.close(directory)
-      directory = None
-    problem = self._lock_file()
+      return f'cannot write to workdir {os.path.dirname(self._path)}: {e.strerror}'
+    directory, problem = self._locked(os.path.dirname(self._path), os.O_RDONLY | os.O_DIRECTORY,
+                                      optional=True)
+    if problem is None:
+      problem = self._lock_file()
     if directory is not None:
       if problem is None:
-        self._fds.insert(0, directory)
+        self._directory = directory
       else:
         os.close(directory)
     return problem
 
-  def _lock_file(self) -> str | None:
-    """Locks train.lock and writes the holder in it: None, or the error message."""
+  def _locked(self, path: str, mode: int, optional: bool = False) -> tuple[int | None, str | None]:
+    """(a descriptor of `path` opened with `mode`, holding its exclusive flock; None), or (None,
+    the error message). `optional`: (None, None) where the file system cannot lock it (NFS's
+    directories)."""
     workdir = os.path.dirname(self._path)
     try:
-      fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+      fd = os.open(path, mode, 0o644)
     except OSError as e:
-      return f'cannot write to workdir {workdir}: {e.strerror}'
+      return None, f'cannot write to workdir {workdir}: {e.strerror}'
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError as e:
       os.close(fd)
-      return self._in_use(workdir)
+      if isinstance(e, BlockingIOError):
+        return None, self._in_use(workdir)
+      if optional:
+        return None, None
+      raise
+    return fd, None
+
+  def _lock_file(self) -> str | None:
+    """Locks train.lock and writes the holder in it: None, or the error message."""
+    fd, problem = self._locked(self._path, os.O_RDWR | os.O_CREAT)
+    if problem is not None:
+      return problem
     started = datetime.datetime.now().isoformat(timespec='seconds')
     os.ftruncate(fd, 0)
     os.write(fd, f'{self._holder} (process {os.getpid()} on {socket.gethostname()}, started '
                  f'{started})\n'.encode())
-    self._fds.append(fd)
+    self._file = fd
     return None
 
   def _in_use(self, workdir: str) -> str:
@@ -124,27 +131,34 @@ class WorkdirLock:
     """Makes train.lock again if it was deleted or replaced since `acquire` (process 0; before
     each save). Where the workdir itself is not locked, another process may have taken the new
     file meanwhile: this run then stops (ConfigError), its saved steps intact."""
-    if not self._fds:
+    if self._file is None and self._directory is None:
       return
-    held = os.fstat(self._fds[-1])
-    try:
-      current = os.stat(self._path)
-      if (current.st_ino, current.st_dev) == (held.st_ino, held.st_dev):
-        return
-    except FileNotFoundError:
-      pass
-    print(f'warning: {self._path} was deleted or replaced while this run held it; written again',
-          file=sys.stderr)
-    os.close(self._fds.pop())
+    if self._file is not None:
+      held = os.fstat(self._file)
+      try:
+        current = os.stat(self._path)
+        if (current.st_ino, current.st_dev) == (held.st_ino, held.st_dev):
+          return
+      except FileNotFoundError:
+        pass
+      os.close(self._file)
+      self._file = None
     problem = self._lock_file()
-    if problem is not None:
+    if problem is None:
+      print(f'warning: {self._path} was deleted or replaced while this run held it; written '
+            'again', file=sys.stderr)
+    elif self._directory is not None:  # The workdir is still this run's: nobody else writes.
+      print(f'warning: {self._path} was deleted or replaced while this run held the workdir, and '
+            f'cannot be written again ({problem}); the run goes on', file=sys.stderr)
+    else:
       raise ConfigError(problem + ' (it was taken while this run held it: this run stops here)')
 
   def release(self) -> None:
-    for fd in reversed(self._fds):
-      fcntl.flock(fd, fcntl.LOCK_UN)
-      os.close(fd)
-    self._fds = []
+    for fd in (self._file, self._directory):
+      if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    self._file = self._directory = None
 
 
 class RunDirectory:
@@ -162,12 +176,14 @@ class RunDirectory:
       self._lock.release()
       raise
 
-  def restore(self, state, record: dict) -> tuple[object, dict, str]:
+  def restore(self, state, record: dict, data_changes) -> tuple[object, dict, str]:
     """(the newest good checkpoint's state, its record, what this run changes, printable), or
     (`state`, {}, '') where there is none. A resume that changes what the saved state or the data
-    order means is refused (`resume.check_resume`, against this run's `record`)."""
+    order means is refused (`resume.check_resume`, against this run's `record` and its source's
+    `data_changes`)."""
     changes = []
-    check = lambda saved, step: changes.append(resume.check_resume(saved, record, step))
+    check = lambda saved, step: changes.append(resume.check_resume(saved, record, step,
+                                                                   data_changes))
     restored = self.checkpointer.restore_latest(state, check_record=check)
     if restored is None:
       return state, {}, ''

@@ -8,6 +8,7 @@ full disk, damaged bytes, another program's lines) never stop a restart: they ar
 `null`, so strict readers accept them.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -36,8 +37,11 @@ class MetricWriter:
   def write(self, step: int, scalars: dict[str, float]) -> None:
     if not self._enabled:
       return
-    self._jsonl.write(to_json({'step': step, **scalars}) + '\n')
-    self._jsonl.flush()
+    try:
+      self._jsonl.write(to_json({'step': step, **scalars}) + '\n')
+      self._jsonl.flush()
+    except OSError as error:  # A full disk: the one line names the file.
+      raise OSError(error.errno, error.strerror, self._jsonl_path) from error
     for name, value in scalars.items():
       self._tensorboard.add_scalar(name, value, step)
     self._tensorboard.flush()
@@ -112,20 +116,39 @@ def truncate_jsonl(path: str, last_step: int) -> list[dict]:
 
 
 class Progress:
-  """A console bar: step, loss, img/s and ETA (tqdm), plus one line per evaluation."""
+  """A console bar: step, loss, img/s and ETA (tqdm), plus one line per evaluation.
+
+  The console may go away while training goes on (`train.py ... | tee log` whose `tee` died with
+  the ssh connection): a write that fails turns the bar off, and training, its saves and
+  metrics.jsonl go on (a SIGHUP, if one came, stops the run as SIGTERM does)."""
 
   def __init__(self, *, total_steps: int, initial_step: int, enabled: bool):
-    self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, disable=not enabled,
-                          unit='step', dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
+    bar = lambda disable: tqdm.tqdm(total=total_steps, initial=initial_step, disable=disable,
+                                    unit='step', dynamic_ncols=True, file=sys.stderr,
+                                    mininterval=1.0)
+    try:
+      self._bar = bar(not enabled)
+    except OSError:  # No console already.
+      self._bar = bar(True)
+
+  @contextlib.contextmanager
+  def _console(self):
+    try:
+      yield
+    except OSError:  # BrokenPipeError, EIO of a closed terminal: no console any more.
+      self._bar.disable = True
 
   def advance(self, steps: int, **postfix) -> None:
-    if postfix:
-      self._bar.set_postfix(postfix, refresh=False)
-    self._bar.update(steps)
+    with self._console():
+      if postfix:
+        self._bar.set_postfix(postfix, refresh=False)
+      self._bar.update(steps)
 
   def print(self, line: str) -> None:
     if not self._bar.disable:
-      self._bar.write(line, file=sys.stderr)
+      with self._console():
+        self._bar.write(line, file=sys.stderr)
 
   def close(self) -> None:
-    self._bar.close()
+    with self._console():
+      self._bar.close()

@@ -38,16 +38,23 @@ def get_base_config() -> ml_collections.ConfigDict:
   # values train on identical batches on any number of processes.
   config.data_shards = -1
   # ImageNet only (input_pipeline/preprocessing.py): the training crop, 'inception' (random-
-  # resized: GoogLeNet, ResNet, Inception) or 'scaled' (random crop of the image rescaled to a
-  # shorter side S drawn from train_scale_range: AlexNet, VGG), flips, and AlexNet's PCA noise.
+  # resized, by TensorFlow's sampler: GoogLeNet, Inception), 'torchvision' (random-resized as
+  # torchvision's RandomResizedCrop draws it: ResNet), 'slim' (TF-slim's Inception crop, its own
+  # ranges) or 'scaled' (random crop of the image rescaled to a shorter side S drawn from
+  # train_scale_range: AlexNet, VGG), flips, and AlexNet's PCA noise.
   config.train_crop = 'inception'
-  config.crop_area_range = (0.08, 1.0)  # 'inception': fraction of the image's area.
+  config.crop_area_range = (0.08, 1.0)  # 'inception', 'torchvision': fraction of the area.
   config.train_scale_range = (256, 256)  # 'scaled': [min, max] of S; VGG's scale jitter (256, 512).
   config.pca_lighting = 0.0  # Standard deviation of AlexNet's colour noise (the paper's 0.1).
   config.train_interpolation = 'bilinear'  # Or 'random': GoogLeNet's 4 methods, one per crop.
   config.color_distortion = 'none'  # Or 'howard' (GoogLeNet's) or 'inception' (TF-slim's).
   config.eval_resize = -1  # Shorter side before the evaluation crop(s); -1: image_size / 0.875.
   config.eval_antialias = False  # Antialiased evaluation resize (PIL's and torchvision's).
+  # The single centre crop (evaluate.py's --crops=1, train-time evaluations, predict.py): 'window'
+  # (the centre window decoded alone and resized by TensorFlow) or 'torchvision' (torchvision's
+  # Resize + CenterCrop of a PIL image, pixel for pixel, at a fifth to a third of the speed). The
+  # other protocols keep their papers' geometry and TensorFlow's resize.
+  config.eval_crop = 'window'
   # Pixel standardisation: 'dataset' (its mean and std) or a published model's convention,
   # 'caffe', 'tf' or 'torch' (input_pipeline.INPUT_CONVENTIONS); import_weights.py sets it.
   config.input_convention = 'dataset'
@@ -55,6 +62,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # training images (input_pipeline/image_folder.py).
   config.dataset_mean = ()
   config.dataset_std = ()
+  # Resume a run on other files than its checkpoint's (an image folder's images added, removed or
+  # changed, which a resume otherwise refuses): the data order and the statistics change.
+  config.accept_changed_data = False
   config.synthetic_train_examples = 1024  # Only for dataset='synthetic'.
   config.synthetic_eval_examples = 256
 
@@ -206,11 +216,12 @@ def get_resnet_config(depth: int, *, top1_error: float | None, top5_error: float
   when the error plateaus. The paper trains for 60e4 iterations (120 epochs) without decay epochs
   on 224x224 crops of images rescaled to a shorter side in [256, 480] with AlexNet's colour noise
   (`--config.train_crop=scaled --config.train_scale_range=(256,480) --config.pca_lighting=0.1`);
-  this follows torchvision's reference: random-resized crops with flips, dividing the rate by 10
-  at epochs 30 and 60 of 90 (`--config.lr_schedule=plateau` divides it when the validation error
-  plateaus instead, as the paper). Evaluated on 10 crops as the paper's Table 3 (evaluate.py's
-  default); `--dense --scales=224,256,384,480,640` is its multi-scale fully-convolutional testing
-  (Tables 4 and 5).
+  this follows torchvision's reference: random-resized crops drawn as its RandomResizedCrop draws
+  them (`train_crop='torchvision'`; benchmarks/crop_distributions.py) with flips, dividing the
+  rate by 10 at epochs 30 and 60 of 90 (`--config.lr_schedule=plateau` divides it when the
+  validation error plateaus instead, as the paper). Evaluated on 10 crops as the paper's Table 3
+  (evaluate.py's default); `--dense --scales=224,256,384,480,640` is its multi-scale
+  fully-convolutional testing (Tables 4 and 5).
   `model_kwargs.stride_on_3x3=True` gives "ResNet v1.5",
   `model_kwargs.zero_init_residual=True` starts every block as the identity, and
   `model_kwargs.padding='symmetric'` pads as Caffe and torchvision (see cnns/resnet.py).
@@ -218,7 +229,7 @@ def get_resnet_config(depth: int, *, top1_error: float | None, top5_error: float
   return get_imagenet_config(
       f'resnet{depth}', image_size=224, batch_size=256, learning_rate=0.1,
       lr_decay_epochs=(30, 60), num_epochs=90, weight_decay=1e-4, top1_error=top1_error,
-      top5_error=top5_error, protocol=protocol, crops=10,
+      top5_error=top5_error, protocol=protocol, crops=10, train_crop='torchvision',
       model_kwargs={'stride_on_3x3': False, 'zero_init_residual': False, 'padding': 'same'})
 
 

@@ -130,8 +130,8 @@ def read_image(path: str, channels: int):
 def prediction_image(config, image):
   """A decoded image (uint8 [H, W, C], any size) as the model's input, prepared as the evaluation
   split is: for photographs (ImageNet, image folders), the centre crop (`eval_resize`,
-  `eval_antialias`); for the other datasets, centred padding up to `image_size` (a larger image
-  is first resized to shorter side `image_size` and centre-cropped)."""
+  `eval_antialias`, `eval_crop`); for the other datasets, centred padding up to `image_size` (a
+  larger image is first resized to shorter side `image_size` and centre-cropped)."""
   import_tensorflow_quietly()
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from input_pipeline import preprocessing  # pylint: disable=import-outside-toplevel
@@ -139,7 +139,8 @@ def prediction_image(config, image):
   image = tf.constant(image, tf.uint8)
   if source_class(config.dataset).PHOTOGRAPHS:
     resize = base.eval_resize_size(size, config.eval_resize)
-    return preprocessing.center_crop_image(image, size, resize, config.eval_antialias).numpy()
+    return preprocessing.center_crop_image(image, size, resize, config.eval_antialias,
+                                           config.eval_crop).numpy()
   if min(image.shape[:2]) > size:
     image = preprocessing.center_crop_image(image, size, size)
   return tf.image.resize_with_crop_or_pad(image, size, size).numpy()

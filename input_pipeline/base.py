@@ -27,6 +27,13 @@ class DataError(ValueError):
   """Data a user asked for that is missing or does not fit the config."""
 
 
+def name_groups(groups: list[tuple[str, list[str]]]) -> str:
+  """'2 added (a, b), 1 removed (c)': the size and first names of each non-empty group of names
+  (what differs between two lists of files or classes), in one line."""
+  return ', '.join(f'{len(names)} {what} ({", ".join(names[:3])}'
+                   f'{", ..." if len(names) > 3 else ""})' for what, names in groups if names)
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
   """Facts the loop needs about a dataset before reading it."""
@@ -175,8 +182,16 @@ class Source(abc.ABC):
   num_eval_examples: int
   class_names: list[str]  # By label; saved with each checkpoint for predict.py.
   # What the data's order and statistics are a function of, where a user can change it between
-  # a run's starts (an image folder's files); a resume on another fingerprint is refused.
+  # a run's starts (an image folder's files); a resume on other data is refused, saying what
+  # differs (`data_changes`), unless the config's `accept_changed_data` is set.
   fingerprint: str | None = None
+
+  def data_changes(self, recorded: str | None) -> str | None:
+    """What differs between the data of a checkpoint's recorded `fingerprint` (None before there
+    were any) and this source's, in a few words, for a resume to refuse or print; None where
+    nothing does."""
+    return None if None in (recorded, self.fingerprint) or recorded == self.fingerprint else (
+        'other data')
 
   @classmethod
   @abc.abstractmethod

@@ -11,9 +11,10 @@ import tensorflow as tf
 from input_pipeline import base, preprocessing, views
 from input_pipeline.sharded import parallel_map
 
-TRAIN_CROPS = ('inception', 'scaled')
+TRAIN_CROPS = ('inception', 'slim', 'torchvision', 'scaled')
 TRAIN_INTERPOLATIONS = ('bilinear', 'random')
 COLOR_DISTORTIONS = ('none', *preprocessing.COLOR_DISTORTIONS)
+EVAL_CROPS = ('window', 'torchvision')  # `preprocessing.center_crop`'s.
 # The kinds of `base.EvalView` that `Photographs.eval_examples` shows, every registered one: a
 # photograph source's `EVAL_VIEWS`.
 EVAL_VIEWS = views.names()
@@ -33,6 +34,9 @@ class Photographs:
     if config.color_distortion not in COLOR_DISTORTIONS:
       raise base.DataError(f'unknown color_distortion {config.color_distortion!r}; known: '
                            f'{", ".join(COLOR_DISTORTIONS)}')
+    if config.eval_crop not in EVAL_CROPS:
+      raise base.DataError(f'unknown eval_crop {config.eval_crop!r}; known: '
+                           f'{", ".join(EVAL_CROPS)}')
     low, high = config.train_scale_range
     size = config.image_size
     if config.train_crop == 'scaled' and not size <= low <= high:
@@ -47,7 +51,7 @@ class Photographs:
       raise base.DataError(f'eval_resize={self._eval_resize} is smaller than the {size}-pixel '
                            'crop')
     self.image_shape = (size, size, 3)
-    self._antialias = config.eval_antialias
+    self._resize = dict(antialias=config.eval_antialias, crop=config.eval_crop)
     self._augment = dict(crop=config.train_crop, size=size, area_range=tuple(area),
                          scale_range=(low, high), lighting=config.pca_lighting,
                          interpolation=config.train_interpolation,
@@ -68,4 +72,4 @@ class Photographs:
                            'crop')
     prepare = views.get(view.crops).prepare
     return parallel_map(records, lambda record: {
-        'image': prepare(record['image'], size, scale, self._antialias), 'label': record['label']})
+        'image': prepare(record['image'], size, scale, **self._resize), 'label': record['label']})

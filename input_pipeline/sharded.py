@@ -85,7 +85,8 @@ class ShardedSource(base.Source):
   batches, and only then turned into examples, each with a seed of its own (the shard's seed, its
   position), so that resuming skips raw records rather than decoded images and redoes exactly the
   same augmentation. A dataset's file subclasses it only to register it (`base.register`) with its
-  `from_config`, `known_record` and what it supports (`EVAL_VIEWS`, `PHOTOGRAPHS`).
+  `from_config`, `known_record` and what it supports (`EVAL_VIEWS`, `PHOTOGRAPHS`); image_folder's
+  also names a file that can no longer be read, and what changed in its folder.
   """
 
   def __init__(self, spec: base.DatasetSpec, class_names: list[str], records: Records,

@@ -101,6 +101,12 @@ REFUSED_CONFIGS = {  # Each field's type and range, every number finite, the mac
                                    "unknown weight_decay_params 'biases'; known: kernels, all"),
     'float64 without 64-bit JAX': (['--config.dtype=float64'],
                                    "dtype='float64' needs JAX's 64-bit mode: set JAX_ENABLE_X64=1"),
+    'unknown model option': (["--config.model_kwargs={'foo':1}"],
+                             "model_kwargs={'foo': 1}: lenet5 got an unexpected keyword argument "
+                             "'foo'"),
+    'model option the config sets': (["--config.model_kwargs={'num_classes':5}"],
+                                     "model_kwargs cannot set num_classes: the config's own "
+                                     'fields do (--config.num_classes)'),
 }
 
 
@@ -109,6 +115,27 @@ def test_bad_config_is_refused_before_the_workdir_is_made(case, tmp_path):
   args, message = REFUSED_CONFIGS[case]
   workdir = tmp_path / 'run'
   assert_one_line_error(run_cli('train.py', *SYNTHETIC, *args, f'--workdir={workdir}'), message)
+  assert not workdir.exists()
+
+
+def test_config_file_that_does_not_load_is_one_line(tmp_path):
+  config = tmp_path / 'mine.py'
+  config.write_text('def get_config(:\n')
+  result = run_cli('train.py', f'--config={config}', f'--workdir={tmp_path / "run"}')
+  assert_one_line_error(result, 'the config file does not load: SyntaxError: invalid syntax '
+                                '(mine.py, line 1)')
+  assert not (tmp_path / 'run').exists()
+
+
+def test_model_whose_training_state_cannot_fit_is_refused(tmp_path, monkeypatch):
+  """LeNet-5's 61,706 float32 parameters, their gradients and momentum: 740 kB, more than the
+  700 kB this device is given here."""
+  monkeypatch.setattr(assembly, 'device_memory', lambda: 7 * 10**5)
+  workdir = tmp_path / 'run'
+  result = run_cli('train.py', *SYNTHETIC, f'--workdir={workdir}')
+  assert_one_line_error(result, 'image_size=32: lenet5 has 61,706 parameters here; with their '
+                        "gradients and the optimizer's buffer they take 740kB, more than a "
+                        "device's 700kB; use a smaller image_size")
   assert not workdir.exists()
 
 

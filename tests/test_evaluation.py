@@ -2,6 +2,7 @@
 restored checkpoints evaluated as training evaluated them, and evaluate.py's user errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,12 +10,13 @@ from flax import nnx
 
 import cnns
 from configs import lenet5
-from app import evaluation, loop
+from app import evaluation, loop, weights
 from training import steps
 from training.metrics import EVAL_SUMS, summarize, zero_metrics
 from training.state import TrainState, split_model
 from tests.cli_runner import run_cli
 from tests.conftest import assert_one_line_error
+from training.errors import ConfigError
 
 MEAN, STD = (100.0,), (50.0,)
 
@@ -92,6 +94,26 @@ def test_restored_checkpoint_scores_what_training_scored(tmp_path):
     record = json.load(f)
   assert record['protocol']['views'] == 1 and not record['protocol']['paper']
   np.testing.assert_allclose(record['top1_acc'], alone.metrics['top1_acc'], rtol=1e-6)
+
+
+def test_checkpoints_of_other_classes_are_refused_older_ones_compared_by_number(monkeypatch,
+                                                                                 capsys):
+  """evaluate.py's check before any weights are read (test_image_folder.py runs it on a folder
+  with a class renamed): the class names each checkpoint recorded, or their number."""
+  records = {'runs/new': {'config': {'num_classes': 3},
+                          'dataset': {'class_names': ['cat', 'dog', 'fox']}},
+             'runs/old': {'config': {'num_classes': 4}}}
+  monkeypatch.setattr(weights, 'record', records.__getitem__)
+  config = lenet5.get_config()
+  config.dataset, config.data_dir = 'image_folder', '/data/pets'
+  evaluation.check_classes(config, ['runs/new'], ['cat', 'dog', 'fox'])
+  with pytest.raises(ConfigError, match=re.escape(
+      'runs/new was trained on other classes than /data/pets has: 1 only in the checkpoint (fox), '
+      '2 only in the data (lynx, wolf); evaluate it on data of its classes')):
+    evaluation.check_classes(config, ['runs/new'], ['cat', 'dog', 'lynx', 'wolf'])
+  with pytest.raises(ConfigError, match='runs/old was trained on 4 classes; /data/pets has 3'):
+    evaluation.check_classes(config, ['runs/new', 'runs/old'], ['cat', 'dog', 'fox'])
+  assert 'note: runs/old predates recorded class names' in capsys.readouterr().out
 
 
 SYNTHETIC = ('--config=configs/lenet5.py', '--config.dataset=synthetic')

@@ -5,6 +5,7 @@ Fashion-MNIST written as PNG files is learnt."""
 import gzip
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -12,11 +13,14 @@ import pytest
 from PIL import Image
 
 import input_pipeline
-from input_pipeline import EvalView
+from app import loop, resume
 from configs import resnet18
+from input_pipeline import EvalView, folder_identity, image_folder
 from tests import ilsvrc_fixture
 from tests.cli_runner import run_cli
 from tests.conftest import DEBIAN_FASHION_MNIST, assert_one_line_error
+from training.checkpoints import committed_steps
+from training.errors import ConfigError
 
 CLASSES = ('cat', 'dog', 'fox')
 # Per class: (height, width, format) of the training and evaluation images; odd sizes, PNG,
@@ -72,13 +76,28 @@ def test_folder_trains_an_epoch_and_evaluates_on_one_and_ten_crops(folder, tmp_p
     assert evaluate.returncode == 0, evaluate.stderr
     with open(tmp_path / 'eval_results.json') as f:
       assert (json.load(f)['num_examples'], crops) == (9, crops)
-  # Resuming on changed files would change the order and the statistics: refused.
+  others = [f for f in flags if 'data_dir' not in f]
+  # Evaluating on a folder of other classes: refused before any weights are read, the results of
+  # the last evaluation kept.
+  renamed = tmp_path / 'renamed'
+  shutil.copytree(folder, renamed)
+  for split in ('train', 'val'):
+    os.rename(renamed / split / 'fox', renamed / split / 'wolf')
+  results = (tmp_path / 'eval_results.json').read_bytes()
+  result = run_cli('evaluate.py', *others, f'--config.data_dir={renamed}', f'--workdir={tmp_path}')
+  assert_one_line_error(result, f'was trained on other classes than {renamed} has: 1 only in the '
+                                'checkpoint (fox), 1 only in the data (wolf)')
+  assert result.returncode == 2 and (tmp_path / 'eval_results.json').read_bytes() == results
+  # Resuming on changed files would change the order and the statistics: refused, naming them.
   changed = tmp_path / 'changed'
   shutil.copytree(folder, changed)
   write_image(str(changed / 'train' / 'cat' / 'extra'), np.random.default_rng(1), 50, 60, 'JPEG')
-  result = run_cli('train.py', *[f for f in flags if 'data_dir' not in f], f'--config.data_dir={changed}',
-                     '--config.num_epochs=2', f'--workdir={tmp_path}')
-  assert_one_line_error(result, 'was trained on other files of image_folder')
+  result = run_cli('train.py', *others, f'--config.data_dir={changed}', '--config.num_epochs=2',
+                   f'--workdir={tmp_path}')
+  assert_one_line_error(result, 'was trained on other files of image_folder: files 1 added '
+                                '(train/cat/extra.jpg); that changes the data order and '
+                                'statistics: restore the files, or add '
+                                '--config.accept_changed_data=True')
 
 
 @pytest.mark.parametrize('view,shape', [(EvalView(), (32, 32, 3)),
@@ -115,6 +134,95 @@ def test_training_order_is_the_same_on_one_and_two_processes_and_resumable(folde
   for whole, resumed in zip(epoch[1:], one.train_batches(1, 1, 6, 3), strict=True):
     np.testing.assert_array_equal(whole['image'], resumed['image'])
   assert not np.array_equal(epoch[0]['image'], next(one.train_batches(0, 0, 6, 3))['image'])
+
+
+def test_a_folder_is_known_by_its_files_paths_and_contents(tmp_path, capsys):
+  """Moved, touched, copied without its times or with a file copied back byte for byte, a folder
+  is the same (known without reading a byte where the times are kept); added, removed and
+  changed files are named, and a resume on them goes on only when accepted."""
+  identify = lambda root: input_pipeline.create_source(config_for(str(root)), process_index=0,
+                                                       process_count=1)
+  first = identify(write_folder(tmp_path / 'one', (('train', TRAIN[:2]), ('val', VAL[:1]))))
+  assert 'reading 9 of the 9 images' in capsys.readouterr().out
+  os.rename(tmp_path / 'one', tmp_path / 'two')
+  assert identify(tmp_path / 'two').fingerprint == first.fingerprint
+  assert 'reading' not in capsys.readouterr().out  # Its listing of sizes and times is known.
+  shutil.copytree(tmp_path / 'two', tmp_path / 'three', copy_function=shutil.copyfile)
+  cat = tmp_path / 'three' / 'train' / 'cat' / 'cat_0.jpg'
+  os.utime(tmp_path / 'two' / 'train' / 'dog' / 'dog_1.png')
+  assert identify(tmp_path / 'two').fingerprint == first.fingerprint
+  assert 'reading 1 of the 9 images' in capsys.readouterr().out  # Only the touched one.
+  cat.write_bytes(cat.read_bytes())
+  assert identify(tmp_path / 'three').fingerprint == first.fingerprint
+  assert 'checking' not in capsys.readouterr().out  # Nor are its images decoded again.
+  cat.write_bytes((tmp_path / 'three' / 'train' / 'dog' / 'dog_0.jpg').read_bytes())
+  os.remove(tmp_path / 'three' / 'val' / 'fox' / 'fox_0.jpg')
+  shutil.copyfile(tmp_path / 'three' / 'val' / 'dog' / 'dog_0.jpg',
+                  tmp_path / 'three' / 'val' / 'fox' / 'fox_1.jpg')
+  changed = identify(tmp_path / 'three')
+  differences = ('files 1 added (val/fox/fox_1.jpg), 1 removed (val/fox/fox_0.jpg), 1 changed '
+                 '(train/cat/cat_0.jpg)')
+  assert changed.data_changes(first.fingerprint) == differences
+  config = {'dataset': 'image_folder'}
+  saved = {'config': config, 'dataset': resume.dataset_record(first)}
+  record = {'config': config, 'dataset': resume.dataset_record(changed)}
+  with pytest.raises(ConfigError, match=re.escape(f'other files of image_folder: {differences}')):
+    resume.check_resume(saved, record, 3, changed.data_changes)
+  record['config'] = {**config, 'accept_changed_data': True}
+  assert resume.check_resume(saved, record, 3, changed.data_changes) == f'data: {differences}'
+  # Checkpoints of before recorded absolute paths and times: equal, or refused as changed.
+  legacy = folder_identity.legacy_fingerprint(image_folder.scan(str(tmp_path / 'three'))[1])
+  assert changed.data_changes(legacy) is None
+  assert 'absolute path' in identify(tmp_path / 'two').data_changes(legacy)
+
+
+def test_an_image_deleted_or_damaged_after_the_start_is_named(tmp_path):
+  """TensorFlow's error names no file that does not decode: the source names it."""
+  root = write_folder(tmp_path / 'data', (('train', TRAIN[:2]), ('val', VAL[:1])))
+  source = input_pipeline.create_source(config_for(root), process_index=0, process_count=1)
+  os.remove(os.path.join(root, 'train', 'dog', 'dog_1.png'))
+  with pytest.raises(input_pipeline.DataError, match='dog_1.png was deleted during the run: '
+                     r'restore it and rerun the same command \(training resumes'):
+    list(source.train_batches(0, 0, 6, 1))
+  for name in ('cat', 'fox'):
+    with open(os.path.join(root, 'val', name, f'{name}_0.jpg'), 'r+b') as f:
+      f.truncate(200)
+  with pytest.raises(input_pipeline.DataError, match=r'val/cat/cat_0.jpg is no longer a readable '
+                     r'image \(.+\) during the run, and 1 more \(.+/val/fox/fox_0.jpg\): '
+                     'restore them'):
+    list(source.eval_batches(3, 1))
+
+
+def test_a_run_whose_image_is_damaged_saves_its_steps_and_resumes_once_restored(
+    folder, tmp_path, monkeypatch):
+  """One line naming the file, exit 2, the steps trained until then saved; the file copied back
+  (new times, same bytes) into the folder moved elsewhere, the same command resumes."""
+  root = tmp_path / 'data'
+  shutil.copytree(folder, root)
+  damaged = root / 'train' / 'cat' / 'cat_0.jpg'
+  original = damaged.read_bytes()
+  evaluate = loop.Run.evaluate
+
+  def damaging(run, epoch, **kwargs):  # Between the epochs, which read every training image.
+    damaged.write_bytes(original[:200])
+    return evaluate(run, epoch, **kwargs)
+
+  monkeypatch.setattr(loop.Run, 'evaluate', damaging)
+  flags = ('--config=configs/lenet5.py', '--config.dataset=image_folder',
+           '--config.num_classes=-1', '--config.in_channels=3', '--config.batch_size=6',
+           '--config.num_epochs=2', '--config.checkpoint_every_steps=100',
+           f'--workdir={tmp_path / "run"}')
+  result = run_cli('train.py', *flags, f'--config.data_dir={root}')
+  assert_one_line_error(result, f'{damaged} is no longer a readable image')
+  assert result.returncode == 2
+  saved = max(committed_steps(str(tmp_path / 'run' / 'checkpoints')), default=0)
+  assert saved >= 3  # None was due before step 100.
+  monkeypatch.undo()
+  damaged.write_bytes(original)
+  os.rename(root, tmp_path / 'moved')
+  result = run_cli('train.py', *flags, f'--config.data_dir={tmp_path / "moved"}')
+  assert result.returncode == 0, result.stderr
+  assert f'resumed at step {saved}' in result.stderr and 'done: 6 steps' in result.stdout
 
 
 def break_layout(root, mistake: str) -> str:

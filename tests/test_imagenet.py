@@ -207,6 +207,21 @@ def test_evaluate_applies_an_imported_models_variant_and_input_convention(data_d
   assert 0 < expected[0] < 1  # Not vacuous: some images are right, some wrong.
 
 
+def test_eval_crop_chooses_the_centre_views_pixels(data_dir):
+  """eval_crop='torchvision' reaches the evaluation batches: each image's crop is
+  `center_crop(..., crop='torchvision')` of its stored JPEG, other than the default window's."""
+  from input_pipeline import preprocessing
+  raw = tfds.builder('imagenet2012', data_dir=data_dir).as_dataset(
+      split='validation', decoders={'image': tfds.decode.SkipDecoding()})
+  shown = {}
+  for crop in ('window', 'torchvision'):
+    batch = next(source(small_config(data_dir, eval_crop=crop)).eval_batches(16, 1))
+    shown[crop] = sorted(image.tobytes() for image in batch['image'][batch['mask']])
+  expected = sorted(preprocessing.center_crop(example['image'], 32, 37, crop='torchvision')
+                    .numpy().tobytes() for example in raw)
+  assert shown['torchvision'] == expected and shown['window'] != expected
+
+
 def test_decoding_only_the_crop_matches_decoding_the_whole_image(data_dir):
   """On the fixture's real (quality 90, subsampled) JPEGs: same pixels, up to libjpeg rounding."""
   builder = tfds.builder('imagenet2012', data_dir=data_dir)

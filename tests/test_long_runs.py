@@ -2,6 +2,7 @@
 checkpoints skipped, one run per workdir, logs that survive a crash, environment errors as one line.
 """
 
+import contextlib
 import errno
 import gzip
 import json
@@ -158,6 +159,8 @@ DAMAGES = {
     'checksum mismatch': _set_crc,
     'record of another program': lambda d: json.dump(
         ['not', 'a', 'record'], open(os.path.join(d, 'data', 'metadata'), 'w')),
+    'record naming no model': lambda d: json.dump(
+        {'config': {}}, open(os.path.join(d, 'data', 'metadata'), 'w')),
     'empty newer step': lambda d: os.makedirs(os.path.join(os.path.dirname(d), '9999')),
 }
 
@@ -250,7 +253,7 @@ def test_resume_refuses_meaning_changes_and_allows_the_others(tmp_path, saved_wo
   assert saved['learning_rate'] == 0.01 and saved['data_shards'] == 1
 
 
-def test_second_run_on_a_workdir_in_use_is_refused(tmp_path, saved_workdir):
+def test_second_run_on_a_workdir_in_use_is_refused(tmp_path, saved_workdir, capsys):
   workdir = str(tmp_path / 'run')
   shutil.copytree(saved_workdir, workdir)
   in_use_by = lambda holder: pytest.raises(ConfigError, match=rf'workdir {workdir} is in use by '
@@ -266,6 +269,13 @@ def test_second_run_on_a_workdir_in_use_is_refused(tmp_path, saved_workdir):
     first.directory.check_lock()  # As before each save: the holder written again.
     with in_use_by(rf'train.py \(process {os.getpid()} on '):
       loop.Run(synthetic_config(), workdir)
+    os.remove(lock_file)
+    os.mkdir(lock_file)  # Cannot be written again: the run goes on, its workdir still locked.
+    first.directory.check_lock()
+    assert 'cannot be written again' in capsys.readouterr().err
+    with in_use_by('another process'):
+      loop.Run(synthetic_config(), workdir)
+    os.rmdir(lock_file)
   with loop.Run(synthetic_config(), workdir) as run:  # Released when the first run ended.
     assert run.step == 24
 
@@ -372,8 +382,8 @@ def test_full_disk_while_saving_is_one_line_and_keeps_the_saved_step(tmp_path):
     pytest.skip(f'cannot mount a small tmpfs (needs root): {mount.stderr.strip()}')
   try:
     workdir = str(disk / 'run')
-    result = run_cli('train.py', *ARGS, '--config.checkpoint_every_steps=8', '--config.keep_checkpoints=5',
-                       f'--workdir={workdir}')
+    result = run_cli('train.py', *ARGS, '--config.checkpoint_every_steps=8',
+                     '--config.keep_checkpoints=5', f'--workdir={workdir}')
     assert_one_line_error(result, 'disk full while saving step ')
     saved = checkpoint_steps(workdir)
     assert saved and f'step {saved[-1]} is intact' in result.stderr
@@ -522,3 +532,34 @@ def test_plateau_run_with_ema_resumes_exactly(tmp_path):
   assert got.ema_params is not None
   jax.tree.map(np.testing.assert_array_equal, got, expected)
   assert_same_records(read_metrics(workdir), read_metrics(str(tmp_path / 'uninterrupted')))
+
+
+def test_a_console_that_went_away_stops_nothing(tmp_path, monkeypatch):
+  """`train.py | tee log` whose tee died with the ssh connection: the bar's writes fail, the run
+  goes on, and its stop's one line has nowhere to go but the exit status is 75 all the same, a
+  second signal ignored from there. A full disk while appending to metrics.jsonl names the file."""
+  reader, writer = os.pipe()
+  os.close(reader)
+  closed = os.fdopen(writer, 'w')
+  handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+  monkeypatch.setattr('sys.stderr', closed)
+  try:
+    progress = writers.Progress(total_steps=10, initial_step=0, enabled=True)
+    progress.advance(1, loss='1.0')
+    progress.print('epoch 1: eval ...')
+    progress.close()
+    with pytest.raises(SystemExit) as exit_status:
+      cli.fail('stopped by SIGHUP at step 3', prefix='stopped', status=75)
+    assert exit_status.value.code == 75
+    assert all(signal.getsignal(s) == signal.SIG_IGN for s in handlers)
+  finally:
+    for signum, handler in handlers.items():
+      signal.signal(signum, handler)
+    monkeypatch.undo()
+    with contextlib.suppress(OSError):
+      closed.close()
+  writer = writers.MetricWriter(str(tmp_path), resume_step=0, enabled=True)
+  monkeypatch.setattr(writer, '_jsonl', open(os.devnull, 'r'))  # Writes fail (EBADF here).
+  with pytest.raises(OSError) as error:
+    writer.write(1, {'train/loss': 1.0})
+  assert error.value.filename == os.path.join(str(tmp_path), 'metrics.jsonl')

@@ -1,12 +1,15 @@
 """ImageNet preprocessing ops on small images: crop geometry, decoding only the window, flips,
 the test crops' positions, AlexNet's colour-noise statistics, and the device-side normalisation."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from input_pipeline import preprocessing as pp
 from input_pipeline.views import alexnet, dense, googlenet, vgg
+from tests import system_python
 from training import steps
 
 
@@ -36,6 +39,45 @@ def test_inception_window_respects_area_and_aspect_ranges():
   assert area.min() < 0.2 and area.max() > 0.8  # The whole range is used.
   assert len({tuple(w) for w in windows}) > 290  # Seeds give different crops ...
   np.testing.assert_array_equal(pp.inception_window(shape, seeds(1)[0]), windows[0])  # ... fixed.
+
+
+# Sizes of the crop tests: ImageNet's common landscape and portrait ones, a small image, and two
+# too elongated for most attempts (ratio 4 and 1/4.4), whose boxes often are the fallback.
+CROP_TEST_SIZES = [(375, 500), (500, 333), (68, 121), (100, 400), (400, 90)]
+CROP_TEST_DRAWS = 20_000
+# Two-sample Kolmogorov-Smirnov distance that samples of CROP_TEST_DRAWS each from one
+# distribution exceed with probability 0.1%: sqrt(-ln(0.0005) / 2) * sqrt(2 / n).
+CROP_TEST_KS_BOUND = np.sqrt(-np.log(0.0005) / 2) * np.sqrt(2 / CROP_TEST_DRAWS)  # 0.0195.
+
+
+@pytest.mark.usefixtures('system_torchvision')
+def test_torchvision_window_draws_torchvisions_boxes(tmp_path):
+  """`torchvision_window` against torchvision's own `RandomResizedCrop.get_params` (system
+  Python): area, log ratio and centre agree in distribution; TensorFlow's sampler does not."""
+  from benchmarks import crop_distributions as cd
+  from benchmarks import references
+  system_python.run(references.TORCHVISION_BOXES, json.dumps(CROP_TEST_SIZES),
+                    str(CROP_TEST_DRAWS), '0', cwd=tmp_path)
+  reference = np.load(tmp_path / 'boxes.npy')
+  shapes = cd.cycled_shapes(CROP_TEST_SIZES, CROP_TEST_DRAWS)
+  distances = cd.ks_distances(cd.project_boxes(pp.torchvision_window, shapes, seed=1), reference,
+                              shapes)
+  assert max(distances.values()) < CROP_TEST_KS_BOUND, distances
+  tensorflows = cd.project_boxes(pp.inception_window, shapes, seed=1)
+  assert cd.ks_distances(tensorflows, reference, shapes)['area'] > 0.05
+
+
+def test_slim_window_draws_tf_slims_boxes():
+  """`slim_window` against TF-slim's `distorted_bounding_box_crop` call (TensorFlow's stateful
+  sampler with the whole image as the object's box); the 'inception' window's ranges differ."""
+  from benchmarks import crop_distributions as cd
+  from benchmarks import references
+  shapes = cd.cycled_shapes(CROP_TEST_SIZES, CROP_TEST_DRAWS)
+  reference = references.slim_boxes(shapes, seed=0)
+  distances = cd.ks_distances(cd.project_boxes(pp.slim_window, shapes, seed=1), reference, shapes)
+  assert max(distances.values()) < CROP_TEST_KS_BOUND, distances
+  inception = cd.project_boxes(pp.inception_window, shapes, seed=1)
+  assert cd.ks_distances(inception, reference, shapes)['area'] > 0.05
 
 
 def test_scaled_crop_window_covers_the_crop_of_the_rescaled_image():
@@ -155,6 +197,39 @@ def test_center_crop_is_the_centre_of_the_rescaled_image():
   np.testing.assert_array_equal(pp.center_crop(jpeg, 48, 96).numpy(), expected)
 
 
+# (height, width, format) of the evaluation test's images: crops whose offsets round half to
+# even (landscape and portrait), a reduction by more than 3, an enlargement, a square, greyscale.
+TORCHVISION_CROP_IMAGES = [(64, 99, 'RGB'), (101, 64, 'RGB'), (200, 310, 'RGB'), (40, 50, 'RGB'),
+                           (80, 80, 'L'), (90, 120, 'PNG')]
+
+
+@pytest.mark.usefixtures('system_torchvision')
+def test_torchvision_center_crop_is_torchvisions_pixels(tmp_path):
+  """eval_crop='torchvision' against torchvision's Resize(64) + CenterCrop(48) of the files opened
+  by PIL (system Python): subsampled and greyscale JPEGs and a PNG, of noise (which tells filters
+  apart), from their bytes and from predict.py's decoded pixels. Equal to Debian's Pillow 9.4
+  (TensorFlow's antialiased filter is up to 1 off; a Pillow that passes over the rows first, as
+  13 does, also); the window crop is far off."""
+  import input_pipeline
+  from benchmarks import references
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  paths = []
+  for height, width, kind in TORCHVISION_CROP_IMAGES:
+    path = tmp_path / f'{height}x{width}.{"png" if kind == "PNG" else "jpg"}'
+    image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    image.convert('L' if kind == 'L' else 'RGB').save(path, quality=90)
+    paths.append(str(path))
+  system_python.run(references.TORCHVISION_CROPS, '48', '64', *paths, cwd=tmp_path)
+  for path, expected in zip(paths, np.load(tmp_path / 'crops.npy').astype(int)):
+    encoded = tf.io.read_file(path)
+    np.testing.assert_array_equal(pp.center_crop(encoded, 48, 64, crop='torchvision'), expected)
+    decoded = pp.center_crop_image(input_pipeline.read_image(path, 3), 48, 64, crop='torchvision')
+    np.testing.assert_array_equal(decoded, expected)
+    window = pp.center_crop(encoded, 48, 64, antialias=True).numpy()
+    assert np.abs(window - expected).max() > 1, path
+
+
 def test_pca_lighting_has_alexnets_covariance():
   offsets = np.array([pp.pca_lighting(s, 0.1).numpy() for s in seeds(4000)], np.float64)
   vectors = np.array(pp.PCA_EIGENVECTORS)
@@ -243,7 +318,7 @@ def test_random_resize_chooses_each_of_the_four_methods():
   assert pp.random_resize(image, 4, 5, seeds(1)[0]).numpy().tobytes() == chosen[0]  # Fixed.
 
 
-@pytest.mark.parametrize('crop', ['inception', 'scaled'])
+@pytest.mark.parametrize('crop', ['inception', 'slim', 'torchvision', 'scaled'])
 def test_default_training_example_is_the_plain_crop_flip_and_lighting(crop):
   """Bilinear without colour distortion is exactly the path of earlier runs: the same seeds for
   the same crops, flips and colour noise."""
@@ -251,8 +326,11 @@ def test_default_training_example_is_the_plain_crop_flip_and_lighting(crop):
   augment = dict(crop=crop, size=24, area_range=(0.08, 1.0), scale_range=(24, 40), lighting=0.1)
   for seed in seeds(5):
     crop_seed, flip_seed, lighting_seed = pp.split_seed(seed, 3)
-    window_of = ((lambda shape: pp.inception_window(shape, crop_seed)) if crop == 'inception'
-                 else (lambda shape: pp.scaled_crop_window(shape, crop_seed, 24, (24, 40))))
+    window_of = {
+        'inception': lambda shape: pp.inception_window(shape, crop_seed),
+        'slim': lambda shape: pp.slim_window(shape, crop_seed),
+        'torchvision': lambda shape: pp.torchvision_window(shape, crop_seed),
+        'scaled': lambda shape: pp.scaled_crop_window(shape, crop_seed, 24, (24, 40))}[crop]
     plain = pp.random_flip(pp.decode_window(jpeg, window_of, 24), flip_seed)
     for example in (pp.train_example(jpeg, seed, **augment),
                     pp.train_example(jpeg, seed, **augment, interpolation='bilinear',
@@ -268,7 +346,7 @@ def test_default_training_example_is_the_plain_crop_flip_and_lighting(crop):
 @pytest.mark.parametrize('bad', [dict(train_crop='center'), dict(train_scale_range=(200, 256)),
                                  dict(crop_area_range=(0.5, 0.1)), dict(eval_resize=100),
                                  dict(train_interpolation='lanczos3'),
-                                 dict(color_distortion='autoaugment')])
+                                 dict(color_distortion='autoaugment'), dict(eval_crop='pil')])
 def test_impossible_preprocessing_is_a_clear_error(bad):
   from configs import vgg16
   from input_pipeline import DataError, photographs

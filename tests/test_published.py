@@ -185,7 +185,8 @@ def test_import_then_predict_gives_the_sources_top5(tmp_path):
   # predict.py's own preparation of the photograph (Pillow decode, centre crop of 256).
   import ml_collections
   config = ml_collections.ConfigDict({'dataset': 'imagenet2012', 'image_size': 224,
-                                      'eval_resize': -1, 'eval_antialias': False})
+                                      'eval_resize': -1, 'eval_antialias': False,
+                                      'eval_crop': 'window'})
   images[0] = input_pipeline.prediction_image(config, input_pipeline.read_image(str(image), 3))
   path, reference = torchvision_reference('resnet50', tmp_path, images, soft=True)
 

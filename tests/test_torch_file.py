@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from cnns.published import torch_file
+from cnns.published import WeightsError, torch_file, torchvision
 from cnns.published.torch_file import load_state_dict
 from tests import system_python
 
@@ -175,14 +175,18 @@ def _int(n: int) -> bytes:
   return b'J' + n.to_bytes(4, 'little', signed=True)  # BININT.
 
 
-def _crafted_tensor_pickle(offset: int, size: int, numel: int = 4) -> bytes:
-  """data.pkl of {'w': a float tensor of `size` elements from `offset`} on storage '0' of `numel`
-  elements, by hand: pickle would look torch's globals up to write them."""
+def _crafted_tensor_pickle(offset: int, size, numel: int = 4, strides=None) -> bytes:
+  """data.pkl of {'w': a float tensor of shape `size` (an int: one dimension), contiguous unless
+  `strides` are given, from `offset`} on storage '0' of `numel` elements, by hand: pickle would
+  look torch's globals up to write them."""
   text, global_ = _text, _global
+  shape = (size,) if isinstance(size, int) else tuple(size)
+  strides = strides or tuple(int(np.prod(shape[i + 1:])) for i in range(len(shape)))
+  ints = lambda values: b'(' + b''.join(_int(v) for v in values) + b't'  # MARK ... TUPLE.
   storage = (b'(' + text('storage') + global_('torch', 'FloatStorage') + text('0') + text('cpu')
              + _int(numel) + b't' + b'Q')  # MARK ... TUPLE, BINPERSID.
-  args = (b'(' + storage + _int(offset) + _int(size) + b'\x85'
-          + b'K\x01\x85' + b'\x89' + b'N' + b't')  # (storage, offset, (size,), (1,), False, None)
+  args = (b'(' + storage + _int(offset) + ints(shape) + ints(strides)
+          + b'\x89' + b'N' + b't')  # (storage, offset, size, stride, False, None)
   return (b'\x80\x02}' + text('w') + global_('torch._utils', '_rebuild_tensor_v2') + args
           + b'Rs.')  # REDUCE, SETITEM, STOP.
 
@@ -271,3 +275,23 @@ def test_pickle_cannot_rewrite_the_reader(tmp_path):
   with pytest.raises(ValueError, match=re.escape(f'{path}: ')):
     load_state_dict(str(path))
   assert torch_file._rebuild_tensor_v2.__defaults__ == (False, None, None)
+
+
+def test_a_convolution_weight_of_another_rank_is_named():
+  """A crafted file whose conv1.weight is a vector: one line naming it, not NumPy's transpose
+  error."""
+  state = torchvision.StateDict('crafted.pth', {'conv1.weight': np.zeros(27, np.float32)})
+  with pytest.raises(WeightsError, match=r"crafted.pth: conv1.weight has shape \(27,\), not a "
+                                         r"convolution's \[out, in, height, width\]"):
+    torchvision._kernel(state, 'conv1.weight')  # pylint: disable=protected-access
+
+
+def test_a_tensor_repeating_its_storage_into_gigabytes_is_refused(tmp_path):
+  """Strides (0, 0) over one element as a 16384 x 32768 tensor: 2 GiB from a 400-byte file."""
+  path = tmp_path / 'crafted.pth'
+  with zipfile.ZipFile(path, 'w') as archive:
+    archive.writestr('crafted/data.pkl', _crafted_tensor_pickle(0, (16384, 32768), 1, (0, 0)))
+    archive.writestr('crafted/data/0', np.zeros(1, np.float32).tobytes())
+  with pytest.raises(ValueError, match=re.escape(f'{path}: w: shape (16384, 32768) repeats the 1 '
+                                                 'elements of its storage')):
+    load_state_dict(str(path))

@@ -191,6 +191,10 @@ class Checkpointer:
     if not (isinstance(record, dict) and all(isinstance(record.get(section, {}), dict)
                                              for section in RECORD_SECTIONS)):
       raise ValueError(f"checkpoint {step}'s record is not a JSON object of objects")
+    # Every record names its model, or, written before configs were recorded, its data position.
+    if not (isinstance(record.get('config', {}).get('model'), str)
+            or 'config' not in record and isinstance(record.get('global_batch_size'), int)):
+      raise ValueError(f"checkpoint {step}'s record names no model")
     return record
 
   def save(self, step: int, state, record: dict) -> None:

@@ -15,9 +15,11 @@ gone) ends at once with one line (`abandon`), not after JAX's shutdown barrier h
 timeout and aborted.
 """
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import sys
 import threading
 
@@ -75,10 +77,14 @@ def initialize(coordinator_address: str | None, num_processes: int | None,
       ConfigError.status))
   watchdog.daemon = True
   watchdog.start()
+  # Joining blocks in C++, where Python's Ctrl-C handler never runs: SIGINT ends it as SIGTERM
+  # does (nothing to save yet).
+  interrupt = signal.signal(signal.SIGINT, signal.SIG_DFL)
   try:
     jax.distributed.initialize(*explicit, initialization_timeout=join_timeout_seconds + 60)
   finally:
     watchdog.cancel()
+    signal.signal(signal.SIGINT, interrupt)
 
 
 def code_version() -> dict[str, str]:
@@ -141,6 +147,9 @@ def check_agreement(description: dict[str, dict]) -> None:
     client.key_value_set('cnns/start/verdict', verdict)
   else:
     verdict = wait_for('cnns/start/verdict', 'process 0')
+  # Process 0 hosts the coordinator: it leaves only once every process has read the verdict.
+  with contextlib.suppress(jax.errors.JaxRuntimeError):
+    client.wait_at_barrier('cnns/start/verdict-read', timeout_ms)
   if verdict:
     raise ConfigError(verdict)
 
@@ -154,6 +163,7 @@ def lost_a_process(error: BaseException) -> bool:
 def abandon(message: str, status: int = LOST_PROCESS) -> None:
   """Ends this process with `message` and `status` at once, from any thread: JAX's exit handler
   would wait for a lost process at its shutdown barrier, time out and abort with a stack trace."""
-  print(message, file=sys.stderr, flush=True)
-  sys.stdout.flush()
+  with contextlib.suppress(OSError):  # No console any more.
+    print(message, file=sys.stderr, flush=True)
+    sys.stdout.flush()
   os._exit(status)  # pylint: disable=protected-access

@@ -20,6 +20,7 @@ is not such a checkpoint, damaged or truncated, is a `ValueError` of one line na
 import collections
 import dataclasses
 import io
+import math
 import pickle
 import struct
 import zipfile
@@ -218,6 +219,9 @@ def _storages_of(state_dict: dict[str, _TensorRef]) -> dict[str, _Storage]:
   return {ref.view.storage.key: ref.view.storage for ref in state_dict.values()}
 
 
+MAX_REPEATED_ELEMENTS = 1 << 24  # 64 MB of float32, more than any expanded tensor saved.
+
+
 def _to_array(name: str, ref: _TensorRef) -> np.ndarray:
   """The tensor's elements as a contiguous array of its own, its view checked against its storage
   first (as_strided would read any memory it is pointed at)."""
@@ -233,6 +237,11 @@ def _to_array(name: str, ref: _TensorRef) -> np.ndarray:
   if last >= available or min((ref.offset, *ref.strides)) < 0:
     raise CheckpointError(f'{name}: shape {ref.shape} with strides {ref.strides} from offset '
                           f'{ref.offset} reaches past its storage of {available} elements')
+  # Zero strides repeat elements (torch's `expand`): a few bytes of file could ask for any size.
+  if math.prod(ref.shape) > max(available, MAX_REPEATED_ELEMENTS):
+    raise CheckpointError(f'{name}: shape {ref.shape} repeats the {available} elements of its '
+                          f'storage (strides {ref.strides}) into more than '
+                          f'{MAX_REPEATED_ELEMENTS:,}, which saved weights never do')
   elements = np.frombuffer(data, view.dtype, count=available, offset=start)
   strided = np.lib.stride_tricks.as_strided(
       elements[ref.offset:], ref.shape, tuple(s * itemsize for s in ref.strides), writeable=False)

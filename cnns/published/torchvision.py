@@ -70,12 +70,17 @@ def entries(path: str, chosen: Variant, model: nnx.Module) -> dict:
   return mapped
 
 
-def _kernel(weight: np.ndarray) -> np.ndarray:
+def _kernel(state: StateDict, key: str) -> np.ndarray:
+  """The convolution weight `key`, PyTorch's [out, in, H, W] as Flax's [H, W, in, out]."""
+  weight = state[key]
+  if weight.ndim != 4:
+    raise WeightsError(f'{state.path}: {key} has shape {tuple(weight.shape)}, not a '
+                       'convolution\'s [out, in, height, width]')
   return weight.transpose(2, 3, 1, 0)
 
 
 def _conv_bn(mapped, model, path, state, conv: str, bn: str) -> None:
-  add_conv_bn(mapped, model, path, conv, _kernel(state[f'{conv}.weight']),
+  add_conv_bn(mapped, model, path, conv, _kernel(state, f'{conv}.weight'),
               gamma=state[f'{bn}.weight'], beta=state[f'{bn}.bias'],
               mean=state[f'{bn}.running_mean'], var=state[f'{bn}.running_var'], epsilon=1e-5)
 
@@ -102,7 +107,7 @@ def _vgg(state: StateDict, model: nnx.Module, mapped) -> None:
                  if (m := re.fullmatch(r'features\.(\d+)\.weight', key)) and value.ndim == 4)
   for i, index in enumerate(convs):
     add_dense(mapped, ('convs', i, 'conv'), f'features.{index}',
-              _kernel(state[f'features.{index}.weight']), state[f'features.{index}.bias'])
+              _kernel(state, f'features.{index}.weight'), state[f'features.{index}.bias'])
   # fc6's inputs: PyTorch's [C, H, W] order -> NHWC's [H, W, C], at the config's final size.
   fc6 = state['classifier.0.weight']
   channels = model.convs[-1].conv.out_features

@@ -12,9 +12,11 @@ DENSE = 'dense'
 class ViewKind:
   """One kind of `base.EvalView`.
 
-  `prepare(encoded, size, shorter, antialias)` makes one image's views from its encoded bytes, for
-  `size`-pixel crops at shorter side `shorter`: [size, size, 3] for one view, [per_image, size,
-  size, 3] for several (uint8; mirror images are added on the device, app/evaluation.py).
+  `prepare(encoded, size, shorter, antialias, crop)` makes one image's views from its encoded
+  bytes, for `size`-pixel crops at shorter side `shorter`, resized with or without antialiasing,
+  the centre crop cut as `crop` says (the config's `eval_crop`; the other kinds have their papers'
+  geometry): [size, size, 3] for one view, [per_image, size, size, 3] for several (uint8; mirror
+  images are added on the device, app/evaluation.py).
   `crops` is the `--crops` value that asks for it, mirrors included (None: not a --crops choice),
   `mirrors` whether those crops include their mirror images (else only with --flip), and
   `paper_scales` the shorter sides of the paper's protocol for 224-pixel crops, used in
