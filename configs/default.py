@@ -243,15 +243,17 @@ def get_torchvision_config(model: str, *, learning_rate: float, top1_error: floa
   the momentum); weight decay 1e-4 on every parameter, BatchNorm's scale and bias and the biases
   included; the rate divided by 10 every 30 epochs, StepLR(30, 0.1) stepped once per epoch (the
   staircase 'exponential' schedule); 90 epochs; cross-entropy without label smoothing;
-  BatchNorm's running variance with Bessel's correction, as PyTorch's. Training crops are
-  RandomResizedCrop(224) (the 'inception' crop: 8-100% of the area, aspect ratios 3/4 to 4/3,
-  bilinear) with flips; the published accuracy is that of one 224x224 centre crop of the image
-  resized to 256, antialiased. The errors are 100 minus torchvision's published accuracies.
+  BatchNorm's running variance with Bessel's correction, as PyTorch's. Training crops are drawn
+  as RandomResizedCrop(224) draws them (`train_crop='torchvision'`: 8-100% of the area, aspect
+  ratios 3/4 to 4/3 log-uniform, ten attempts then the centre; bilinear) with flips; the
+  published accuracy is that of one 224x224 centre crop of the image resized to 256,
+  antialiased, which `eval_crop='torchvision'` cuts pixel for pixel as torchvision does
+  (benchmarks/eval_pixels.py). The errors are 100 minus torchvision's published accuracies.
   """
   return get_imagenet_config(
       model, image_size=224, batch_size=256, learning_rate=learning_rate, num_epochs=90,
       weight_decay=1e-4, top1_error=top1_error, top5_error=top5_error,
       protocol='1 crop, the 224x224 centre of the image resized to 256 (torchvision\'s)',
       lr_schedule='exponential', lr_decay_every_epochs=30.0, lr_decay_factor=10.0,
-      weight_decay_params='all', batchnorm_running_var='unbiased', eval_resize=256,
-      eval_antialias=True, **recipe)
+      weight_decay_params='all', batchnorm_running_var='unbiased', train_crop='torchvision',
+      eval_resize=256, eval_antialias=True, eval_crop='torchvision', **recipe)

@@ -24,8 +24,9 @@ whole runs end within 6.0e-15 and 1.0e-14.
 Not the same, on purpose or not shown by that check:
 - Dropout's masks (random on both sides; same rate, same inverted scaling).
 - train.py's epoch ends with a partial batch (5,005 steps); here the remainder is dropped (5,004).
-- Data: the training crops' distribution, the evaluation pixels' decoding and resizing and the
-  random order of the examples (as for configs/resnet50_torchvision.py).
+- Data: the random order of the examples, which crop each image gets and the resizing of the
+  training crops (TensorFlow here); the crops' distribution and the evaluation pixels are
+  torchvision's (as for configs/resnet50_torchvision.py).
 Measured by this project: not yet (no ImageNet run has been made on this project's machines).
 """
 
