@@ -27,8 +27,9 @@ from training import optim, sdlm, steps
 from training.errors import ConfigError
 from training.state import TrainState, split_model
 
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float64': jnp.float64}
 BATCHNORM = ('global', 'per_device')
+BATCHNORM_RUNNING_VARS = ('biased', 'unbiased')
 # The config's numeric fields (configs/default.py says what each means) by the values they take;
 # the fields of one optimizer or schedule (sdlm_samples, plateau_*) are checked where it is built.
 # Whole numbers: the smallest allowed, and what -1 stands for where the field has such a value.
@@ -82,8 +83,10 @@ def validate(config, workdir: str) -> None:
     raise ConfigError(f'unknown model {config.model!r}; known models: '
                       f'{", ".join(cnns.available_models())}')
   for field, known in (('dtype', tuple(DTYPES)), ('batchnorm', BATCHNORM),
+                       ('batchnorm_running_var', BATCHNORM_RUNNING_VARS),
                        ('input_convention', ('dataset', *input_pipeline.INPUT_CONVENTIONS)),
-                       ('optimizer', optim.OPTIMIZERS), ('lr_schedule', optim.SCHEDULES)):
+                       ('optimizer', optim.OPTIMIZERS), ('lr_schedule', optim.SCHEDULES),
+                       ('weight_decay_params', optim.WEIGHT_DECAY_PARAMS)):
     if config[field] not in known:
       raise ConfigError(f'unknown {field} {config[field]!r}; known: {", ".join(known)}')
   for field, (low, minus_one) in WHOLE_NUMBERS.items():
@@ -217,6 +220,8 @@ def eval_batch_size(config) -> int:
 def compute_dtype(config) -> jnp.dtype:
   if config.dtype not in DTYPES:
     raise ConfigError(f'unknown dtype {config.dtype!r}; known: {", ".join(DTYPES)}')
+  if config.dtype == 'float64' and not jax.config.jax_enable_x64:  # JAX would compute float32.
+    raise ConfigError("dtype='float64' needs JAX's 64-bit mode: set JAX_ENABLE_X64=1")
   return DTYPES[config.dtype]
 
 
@@ -275,6 +280,7 @@ class Assembly:
         label_smoothing=config.label_smoothing, seed=config.seed, out_sharding=self.replicated,
         aux_loss_weight=config.aux_loss_weight,
         bn_groups=jax.device_count() if config.batchnorm == 'per_device' else 1,
+        bn_unbiased_var=config.batchnorm_running_var == 'unbiased',
         ema_decay=optim.ema_decay(config), **self.normalization)
 
   def abstract_state(self, config) -> tuple[nnx.GraphDef, TrainState]:

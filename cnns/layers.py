@@ -161,41 +161,50 @@ class Conv(nnx.Module):
     return y
 
 
-_BATCHNORM_GROUPS: contextvars.ContextVar[int] = contextvars.ContextVar('batchnorm_groups',
-                                                                         default=1)
+_BATCHNORM_TRAINING: contextvars.ContextVar[tuple[int, bool]] = contextvars.ContextVar(
+    'batchnorm_training', default=(1, False))
 
 
 @contextlib.contextmanager
-def batchnorm_groups(groups: int):
+def batchnorm_training(groups: int = 1, unbiased_var: bool = False):
   """Within: training-mode BatchNorm normalises each of `groups` equal, contiguous parts of the
-  batch by its own statistics. The train step sets the device count for per-device BatchNorm."""
-  token = _BATCHNORM_GROUPS.set(groups)
+  batch by its own statistics (the train step sets the device count for per-device BatchNorm),
+  and with `unbiased_var` its running variance averages n / (n - 1) times the variance that
+  normalised a channel's n values (Bessel's correction, as PyTorch's BatchNorm and TensorFlow's
+  fused one), not that variance itself (Flax's)."""
+  token = _BATCHNORM_TRAINING.set((groups, unbiased_var))
   try:
     yield
   finally:
-    _BATCHNORM_GROUPS.reset(token)
+    _BATCHNORM_TRAINING.reset(token)
 
 
 class BatchNorm(nnx.BatchNorm):
-  """`nnx.BatchNorm`, plus per-group training statistics under `batchnorm_groups(g)`.
+  """`nnx.BatchNorm`, plus per-group training statistics and the unbiased running variance under
+  `batchnorm_training`.
 
   With g = the device count and the batch sharded over devices, group i is device i's shard, so
   each device normalises by its own statistics with no all-reduce: the unsynchronised BatchNorm
   of the original ResNet and MLPerf. The running averages take the mean of the groups' statistics
-  (one cheap all-reduce), so every device keeps the same model.
+  (one cheap all-reduce), so every device keeps the same model. One group with the biased
+  variance is exactly Flax's BatchNorm.
   """
 
   def __call__(self, x: jax.Array, use_running_average: bool | None = None, *,
                mask: jax.Array | None = None) -> jax.Array:
-    groups = _BATCHNORM_GROUPS.get()
+    groups, unbiased_var = _BATCHNORM_TRAINING.get()
     running = self.use_running_average if use_running_average is None else use_running_average
-    if groups == 1 or running:
+    if running or (groups == 1 and not unbiased_var):
       return super().__call__(x, use_running_average, mask=mask)
-    grouped = x.reshape(groups, x.shape[0] // groups, *x.shape[1:]).astype(jnp.float32)
+    dtype = jnp.promote_types(self.dtype or x.dtype, jnp.float32)  # float64 stays float64.
+    grouped = x.reshape(groups, x.shape[0] // groups, *x.shape[1:]).astype(dtype)
     axes = tuple(range(1, grouped.ndim - 1))
     mean = grouped.mean(axes, keepdims=True)
     var = jnp.square(grouped - mean).mean(axes, keepdims=True)
     y = (grouped - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
+    if unbiased_var:
+      n = math.prod(grouped.shape[1:-1])  # Values of a channel in a group (one: variance 0).
+      var = var * (n / max(n - 1, 1))
     m = self.momentum
     self.mean[...] = m * self.mean[...] + (1 - m) * mean.reshape(groups, -1).mean(0)
     self.var[...] = m * self.var[...] + (1 - m) * var.reshape(groups, -1).mean(0)
@@ -227,11 +236,12 @@ class ConvBN(nnx.Module):
 
 
 class Linear(nnx.Module):
-  """Fully connected layer that counts its multiply-accumulates."""
+  """Fully connected layer that counts its multiply-accumulates; `kwargs` are nnx.Linear's
+  (kernel_init, bias_init)."""
 
   def __init__(self, in_features: int, out_features: int, *, dtype=jnp.float32,
-               rngs: nnx.Rngs):
-    self.linear = nnx.Linear(in_features, out_features, dtype=dtype, rngs=rngs)
+               rngs: nnx.Rngs, **kwargs):
+    self.linear = nnx.Linear(in_features, out_features, dtype=dtype, rngs=rngs, **kwargs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     y = self.linear(x)

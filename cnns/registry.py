@@ -38,11 +38,20 @@ def family(name: str) -> str:
 
 
 def create_model(name: str, **kwargs) -> nnx.Module:
-  """Builds model `name`; kwargs are the constructor's (num_classes, dtype, rngs, ...)."""
+  """Builds model `name`; kwargs are the constructor's (num_classes, dtype, rngs, ...).
+
+  The layers keep float32 weights for any computation dtype; a float64 model (JAX's 64-bit mode:
+  the reference precision of benchmarks/reference_check.py) holds its weights and statistics in
+  float64 too, so that its optimizer steps are float64 steps."""
   if name not in _MODELS:
     raise UnknownModelError(
         f'unknown model {name!r}; known models: {", ".join(available_models())}')
-  return _MODELS[name](**kwargs)
+  model = _MODELS[name](**kwargs)
+  if kwargs.get('dtype') == jnp.float64:
+    nnx.update(model, jax.tree.map(
+        lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+        nnx.state(model)))
+  return model
 
 
 def trace(name: str, *, image_size: int, in_channels: int, **kwargs):

@@ -18,7 +18,9 @@ Choices the paper leaves open, after torchvision's reference and the Flax ImageN
   pixel apart at stride 2. The authors' and torchvision's published weights need 'symmetric' to
   compute their function (cnns/published/); training defaults to 'same', the Flax and TensorFlow
   ImageNet examples' choice, which leaves no unreachable padding on any input size.
-- BatchNorm momentum 0.9 and epsilon 1e-5 (PyTorch's), He-normal (fan-out) convolution kernels.
+- BatchNorm momentum 0.9 and epsilon 1e-5 (PyTorch's), He-normal (fan-out) convolution kernels;
+  fc LeCun-normal with zero bias, or with `torchvision_init` torchvision's (PyTorch's nn.Linear:
+  weight and bias uniform within 1/sqrt(fan-in)).
 """
 
 import jax
@@ -35,6 +37,14 @@ _DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23,
 _WIDTHS = (64, 128, 256, 512)
 PADDINGS = ('same', 'symmetric')
 _he_normal = nnx.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def _torch_linear_init(fan_in: int) -> dict:
+  """PyTorch's nn.Linear initialisation: weight and bias uniform within 1/sqrt(fan_in)."""
+  bound = fan_in ** -0.5
+  uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound,
+                                                                      bound)
+  return {'kernel_init': uniform, 'bias_init': uniform}
 
 
 class BasicBlock(nnx.Module):
@@ -76,8 +86,8 @@ class ResNet(nnx.Module):
 
   def __init__(self, depth: int, *, num_classes: int = 1000, in_channels: int = 3,
                image_size: int = 224, stride_on_3x3: bool = False,
-               zero_init_residual: bool = False, padding: str = 'same', dtype=jnp.float32,
-               rngs: nnx.Rngs):
+               zero_init_residual: bool = False, padding: str = 'same',
+               torchvision_init: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
     del image_size  # Both paddings and the global average pool fit any size.
     if padding not in PADDINGS:
       raise layers.GeometryError(f'unknown padding {padding!r}; known: {", ".join(PADDINGS)}')
@@ -102,7 +112,8 @@ class ResNet(nnx.Module):
         self.names.append(name)
         features = width * block.expansion
     self.blocks = nnx.List(blocks)
-    self.fc = layers.Linear(features, num_classes, dtype=dtype, rngs=rngs)
+    fc_init = _torch_linear_init(features) if torchvision_init else {}
+    self.fc = layers.Linear(features, num_classes, dtype=dtype, rngs=rngs, **fc_init)
 
   def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
     del rngs  # No dropout in ResNet.

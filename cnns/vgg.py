@@ -5,6 +5,10 @@ pooling with stride 2 after each of five stages, then FC-4096, FC-4096, FC-class
 dropout 0.5 before fc7 and fc8. Layer names follow Caffe's released models (conv3_1, fc6, ...).
 Parameter counts (with biases): A 132.9M, B 133.0M, C 133.6M, D 138.4M, E 143.7M (Table 2: 133,
 133, 134, 138, 144); D has 138,344,128 weights without biases (the seed's count).
+
+Kernels start from Flax's LeCun normal and biases at 0; `torchvision_init` draws them as
+torchvision's VGG does, with which it trained its published weights: He normal (fan-out) for the
+convolutions, N(0, 0.01) for the fully connected layers.
 """
 
 import jax
@@ -24,13 +28,17 @@ _STAGES = {
     'vgg19': ((64, (3, 3)), (128, (3, 3)), (256, (3, 3, 3, 3)), (512, (3, 3, 3, 3)),
               (512, (3, 3, 3, 3))),
 }
+_he_normal = nnx.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+_normal_001 = nnx.initializers.normal(0.01)
 
 
 class VGG(nnx.Module):
 
   def __init__(self, stages, *, lrn: bool = False, num_classes: int = 1000, in_channels: int = 3,
-               image_size: int = 224, dropout_rate: float = 0.5, dtype=jnp.float32,
-               rngs: nnx.Rngs):
+               image_size: int = 224, dropout_rate: float = 0.5, torchvision_init: bool = False,
+               dtype=jnp.float32, rngs: nnx.Rngs):
+    conv_init, fc_init = ({'kernel_init': _he_normal}, {'kernel_init': _normal_001}
+                          ) if torchvision_init else ({}, {})
     self.names = []
     convs = []
     channels = in_channels
@@ -38,7 +46,7 @@ class VGG(nnx.Module):
       for i, k in enumerate(kernels, start=1):
         name = f'conv{stage}_{i}'
         convs.append(layers.Conv(name, channels, filters, k, padding=k // 2, dtype=dtype,
-                                 rngs=rngs))
+                                 rngs=rngs, **conv_init))
         self.names.append(name)
         channels = filters
       self.names.append(f'pool{stage}')
@@ -47,9 +55,9 @@ class VGG(nnx.Module):
     final = image_size
     for stage in range(1, len(stages) + 1):
       final = layers.check_fit(f'pool{stage}', final, 2, 2, 0)
-    self.fc6 = layers.Linear(final * final * channels, 4096, dtype=dtype, rngs=rngs)
-    self.fc7 = layers.Linear(4096, 4096, dtype=dtype, rngs=rngs)
-    self.fc8 = layers.Linear(4096, num_classes, dtype=dtype, rngs=rngs)
+    self.fc6 = layers.Linear(final * final * channels, 4096, dtype=dtype, rngs=rngs, **fc_init)
+    self.fc7 = layers.Linear(4096, 4096, dtype=dtype, rngs=rngs, **fc_init)
+    self.fc8 = layers.Linear(4096, num_classes, dtype=dtype, rngs=rngs, **fc_init)
     self.dropout = nnx.Dropout(dropout_rate)
 
   def features(self, x: jax.Array) -> jax.Array:

@@ -14,13 +14,19 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model = 'lenet5'
   config.num_classes = -1  # -1: the dataset's number of classes (ImageNet's 1000 in summaries).
   config.in_channels = -1  # -1: the dataset's image channels (3 in summaries); else must match.
-  config.dtype = 'float32'  # Computation dtype: 'float32' or 'bfloat16'; parameters stay float32.
+  # Computation dtype: 'float32' or 'bfloat16', parameters float32; or 'float64', parameters too
+  # (JAX's 64-bit mode, JAX_ENABLE_X64=1: the precision of benchmarks/reference_check.py).
+  config.dtype = 'float32'
   # The family's own constructor options (ResNet's `stride_on_3x3`, ...), set by its config.
   config.model_kwargs = ml_collections.ConfigDict()
   config.aux_loss_weight = 0.3  # Models with auxiliary classifiers (GoogLeNet's 0.3); else unused.
   # BatchNorm training statistics: 'global' (the whole batch, synchronised over devices) or
   # 'per_device' (each device's own shard: no all-reduce per layer, as the original ResNet).
   config.batchnorm = 'global'
+  # BatchNorm's running variance: the moving average of the 'biased' variance that normalised the
+  # batch (Flax's) or of the 'unbiased' one, n / (n - 1) times it for a channel's n values
+  # (Bessel's correction: PyTorch's BatchNorm and TensorFlow's fused one).
+  config.batchnorm_running_var = 'biased'
 
   # Data: a name from `input_pipeline.available_datasets()`: a TFDS dataset, 'image_folder'
   # (data_dir: ROOT/train/<class>/<image>, ROOT/val/...) or 'synthetic'.
@@ -88,7 +94,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.plateau_patience = 5  # 'plateau': evaluations without a new best before a decay.
   config.plateau_max_decays = 3  # 'plateau': decays at most (AlexNet's and VGG's three).
   config.warmup_epochs = 0.0  # Linear warm-up from 0, for any schedule.
-  config.weight_decay = 0.0  # L2 on kernels only (papers' convention); decoupled for 'adamw'.
+  config.weight_decay = 0.0  # L2 on weight_decay_params (decoupled for 'adamw').
+  # 'kernels' (convolution and dense kernels: the papers' convention) or 'all' (biases and
+  # BatchNorm's scale and bias too: torchvision's classic reference).
+  config.weight_decay_params = 'kernels'
   config.label_smoothing = 0.0
   # Polyak averaging: > 0 keeps an exponential moving average of the params with this decay
   # (TensorFlow's, warmed up over the first steps: training/steps.py), which train-time
@@ -222,3 +231,29 @@ def get_resnet_config(depth: int, *, top1_error: float | None, top5_error: float
       lr_decay_epochs=(30, 60), num_epochs=90, weight_decay=1e-4, top1_error=top1_error,
       top5_error=top5_error, protocol=protocol, crops=10, train_crop='torchvision',
       model_kwargs={'stride_on_3x3': False, 'zero_init_residual': False, 'padding': 'same'})
+
+
+def get_torchvision_config(model: str, *, learning_rate: float, top1_error: float,
+                           top5_error: float, **recipe) -> ml_collections.ConfigDict:
+  """The recipe behind torchvision's classic published ImageNet weights (IMAGENET1K_V1):
+  references/classification/train.py with its defaults, `torchrun --nproc_per_node=8 train.py
+  --model MODEL [--lr LR]`, 8 GPUs x 32 images.
+
+  SGD with momentum 0.9, PyTorch's (the weight decay added to the gradient, the rate applied after
+  the momentum); weight decay 1e-4 on every parameter, BatchNorm's scale and bias and the biases
+  included; the rate divided by 10 every 30 epochs, StepLR(30, 0.1) stepped once per epoch (the
+  staircase 'exponential' schedule); 90 epochs; cross-entropy without label smoothing;
+  BatchNorm's running variance with Bessel's correction, as PyTorch's. Training crops are drawn
+  as RandomResizedCrop(224) draws them (`train_crop='torchvision'`: 8-100% of the area, aspect
+  ratios 3/4 to 4/3 log-uniform, ten attempts then the centre; bilinear) with flips; the
+  published accuracy is that of one 224x224 centre crop of the image resized to 256,
+  antialiased, which `eval_crop='torchvision'` cuts pixel for pixel as torchvision does
+  (benchmarks/eval_pixels.py). The errors are 100 minus torchvision's published accuracies.
+  """
+  return get_imagenet_config(
+      model, image_size=224, batch_size=256, learning_rate=learning_rate, num_epochs=90,
+      weight_decay=1e-4, top1_error=top1_error, top5_error=top5_error,
+      protocol='1 crop, the 224x224 centre of the image resized to 256 (torchvision\'s)',
+      lr_schedule='exponential', lr_decay_every_epochs=30.0, lr_decay_factor=10.0,
+      weight_decay_params='all', batchnorm_running_var='unbiased', train_crop='torchvision',
+      eval_resize=256, eval_antialias=True, eval_crop='torchvision', **recipe)

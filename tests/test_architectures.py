@@ -194,6 +194,22 @@ def test_resnet_v1_5_moves_the_stride_and_zero_init_starts_at_identity():
   assert all(float(jnp.abs(b.conv1.bn.scale.get_value()).min()) == 1.0 for b in real.blocks)
 
 
+def test_torchvision_init_draws_as_torchvision():
+  """He normal (fan-out) convolutions, then VGG's N(0, 0.01) fully connected layers and
+  ResNet's fc as PyTorch's nn.Linear (uniform within 1/sqrt(fan-in)); biases 0 in VGG."""
+  vgg = cnns.create_model('vgg11', num_classes=10, image_size=32, torchvision_init=True,
+                          rngs=nnx.Rngs(0))
+  assert np.std(vgg.convs[1].conv.kernel.get_value()) == pytest.approx(
+      (2 / (9 * 128)) ** 0.5, rel=0.02)  # conv2_1: 128 outputs of 3x3.
+  assert np.std(vgg.fc7.linear.kernel.get_value()) == pytest.approx(0.01, rel=0.01)
+  assert float(jnp.abs(vgg.fc7.linear.bias.get_value()).max()) == 0.0
+  resnet = cnns.create_model('resnet18', num_classes=1000, image_size=32, torchvision_init=True,
+                             rngs=nnx.Rngs(0))
+  for weights in (resnet.fc.linear.kernel.get_value(), resnet.fc.linear.bias.get_value()):
+    assert float(jnp.abs(weights).max()) == pytest.approx(512 ** -0.5, rel=0.01)
+    assert np.std(weights) == pytest.approx((3 * 512) ** -0.5, rel=0.1)
+
+
 def test_zfnet_is_alexnet_with_the_seeds_changes():
   result = table('zfnet', image_size=227)
   by_name = rows(result)
@@ -372,11 +388,13 @@ def test_inception_resnet_v2_trains_one_block_of_each_kind():
 
 
 def test_per_group_batchnorm_normalises_each_part_by_its_own_statistics():
+  """And keeps the running averages of the groups' statistics, the variance with Bessel's
+  correction where asked."""
   bn = layers.BatchNorm(3, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
   bn.scale[...] = jnp.array([1.0, 2.0, 0.5])
   bn.bias[...] = jnp.array([0.0, 1.0, -1.0])
   x = np.random.default_rng(0).normal(2.0, 3.0, (8, 4, 4, 3))
-  with layers.batchnorm_groups(2):
+  with layers.batchnorm_training(2):
     y = np.asarray(bn(jnp.asarray(x, jnp.float32)))
   # float64 reference: each half of the batch by its own mean and (biased) variance.
   for part in (slice(0, 4), slice(4, 8)):
@@ -386,7 +404,12 @@ def test_per_group_batchnorm_normalises_each_part_by_its_own_statistics():
     np.testing.assert_allclose(y[part], expected, rtol=1e-4, atol=1e-4)
   halves = [x[:4].mean((0, 1, 2)), x[4:].mean((0, 1, 2))]
   np.testing.assert_allclose(bn.mean[...], 0.1 * np.mean(halves, 0), rtol=1e-4)
-  with layers.batchnorm_groups(1):  # One group: exactly flax's BatchNorm.
+  unbiased = layers.BatchNorm(3, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
+  with layers.batchnorm_training(2, unbiased_var=True):  # PyTorch's running variance.
+    unbiased(jnp.asarray(x, jnp.float32))
+  halves = [x[:4].var((0, 1, 2), ddof=1), x[4:].var((0, 1, 2), ddof=1)]
+  np.testing.assert_allclose(unbiased.var[...], 0.9 + 0.1 * np.mean(halves, 0), rtol=1e-5)
+  with layers.batchnorm_training(1):  # One group: exactly flax's BatchNorm.
     reference = nnx.BatchNorm(3, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
     reference.scale[...], reference.bias[...] = bn.scale[...], bn.bias[...]
     np.testing.assert_allclose(bn(jnp.asarray(x, jnp.float32)),

@@ -97,6 +97,10 @@ REFUSED_CONFIGS = {  # Each field's type and range, every number finite, the mac
                              'lr_decay_epochs=(-3,) must be epochs >= 0'),
     'unknown optimizer': (['--config.optimizer=adagrad'],
                           "unknown optimizer 'adagrad'; known: adam, adamw, rmsprop, sdlm, sgd"),
+    'unknown decayed parameters': (['--config.weight_decay_params=biases'],
+                                   "unknown weight_decay_params 'biases'; known: kernels, all"),
+    'float64 without 64-bit JAX': (['--config.dtype=float64'],
+                                   "dtype='float64' needs JAX's 64-bit mode: set JAX_ENABLE_X64=1"),
     'unknown model option': (["--config.model_kwargs={'foo':1}"],
                              "model_kwargs={'foo': 1}: lenet5 got an unexpected keyword argument "
                              "'foo'"),

@@ -1,5 +1,6 @@
-"""Learning-rate schedules (the plateau schedule's host side among them), the papers' L2 weight
-decay (kernels only), and the train step's learning-rate scale and weight averaging."""
+"""Learning-rate schedules (the plateau schedule's host side among them), L2 weight decay (the
+papers' on kernels only, or torchvision's on every parameter), and the train step's learning-rate
+scale and weight averaging."""
 
 import jax
 import jax.numpy as jnp
@@ -39,19 +40,27 @@ def test_cosine_schedule_warms_up_peaks_and_decays_to_zero():
   assert float(schedule(100)) == pytest.approx(0.0, abs=1e-7)
 
 
-def test_weight_decay_applies_to_kernels_only():
-  c = config(optimizer='sgd', momentum=0.0, weight_decay=0.5, learning_rate=1.0)
-  tx = optim.create_optimizer(c, steps_per_epoch=10)
+@pytest.mark.parametrize('decayed', ['kernels', 'all'])
+def test_weight_decay_applies_to_kernels_or_to_every_parameter(decayed):
+  optimizer = lambda decayed: optim.create_optimizer(
+      config(optimizer='sgd', momentum=0.0, weight_decay=0.5, learning_rate=1.0,
+             weight_decay_params=decayed), steps_per_epoch=10)
+  tx = optimizer(decayed)
   params = {'conv1': {'kernel': jnp.ones(3), 'bias': jnp.ones(3)}, 'bn': {'scale': jnp.ones(3)}}
   zero_grads = {'conv1': {'kernel': jnp.zeros(3), 'bias': jnp.zeros(3)},
                 'bn': {'scale': jnp.zeros(3)}}
   updates, _ = tx.update(zero_grads, tx.init(params), params)
   np.testing.assert_allclose(updates['conv1']['kernel'], -0.5)  # -lr * wd * w
-  np.testing.assert_allclose(updates['conv1']['bias'], 0.0)
-  np.testing.assert_allclose(updates['bn']['scale'], 0.0)
+  others = -0.5 if decayed == 'all' else 0.0  # torchvision's classic recipe decays them too.
+  np.testing.assert_allclose(updates['conv1']['bias'], others)
+  np.testing.assert_allclose(updates['bn']['scale'], others)
+  # One state structure either way: a resume may switch.
+  assert (jax.tree.structure(tx.init(params))
+          == jax.tree.structure(optimizer('kernels').init(params)))
 
 
-@pytest.mark.parametrize('field,value', [('optimizer', 'lamb'), ('lr_schedule', 'linear')])
+@pytest.mark.parametrize('field,value', [('optimizer', 'lamb'), ('lr_schedule', 'linear'),
+                                         ('weight_decay_params', 'biases')])
 def test_unknown_choices_are_config_errors(field, value):
   with pytest.raises(ConfigError, match=value):
     optim.create_optimizer(config(**{field: value}), steps_per_epoch=10)

@@ -15,6 +15,7 @@ from training import sdlm
 from training.errors import ConfigError
 
 OPTIMIZERS = ('adam', 'adamw', 'rmsprop', 'sdlm', 'sgd')
+WEIGHT_DECAY_PARAMS = ('kernels', 'all')
 SCHEDULES = ('constant', 'cosine', 'exponential', 'plateau', 'step')
 
 
@@ -22,7 +23,15 @@ def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   """Linear warm-up from 0 for `warmup_epochs`, then constant, step decay at given epochs (by
   `lr_decay_factor` at each, or by each of `lr_decay_factors`), staircase exponential decay
   (every `lr_decay_every_epochs`) or cosine decay to 0. 'plateau' is the constant peak:
-  `Plateau.scale` multiplies it."""
+  `Plateau.scale` multiplies it.
+
+  The step count reaches optax's schedules as a float of JAX's default precision: optax divides
+  an integer count into float32, which would round a float64 run's rate to float32."""
+  schedule = _schedule(config, steps_per_epoch)
+  return lambda count: schedule(jnp.asarray(count, float))
+
+
+def _schedule(config, steps_per_epoch: int) -> optax.Schedule:
   peak = config.learning_rate
   warmup = int(config.warmup_epochs * steps_per_epoch)
   total = config.num_epochs * steps_per_epoch
@@ -118,23 +127,33 @@ def ema_decay(config) -> float:
   return decay
 
 
-def _kernels(params):
-  """Mask selecting convolution and dense kernels: the papers' weight decay skips biases and BN."""
-  def is_kernel(path, _):
+def decayed_params(config):
+  """The weight decay's mask function: convolution and dense kernels ('kernels': the papers' weight
+  decay skips biases and BatchNorm) or every parameter ('all': torchvision's classic reference).
+  A mask either way, so that the optimizer's state has one structure: a run may change the field
+  on resume. Configs recorded before the field decayed kernels."""
+  choice = config.get('weight_decay_params', 'kernels')
+  if choice not in WEIGHT_DECAY_PARAMS:
+    raise ConfigError(f'unknown weight_decay_params {choice!r}; known: '
+                      f'{", ".join(WEIGHT_DECAY_PARAMS)}')
+
+  def is_decayed(path, _):
     names = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
-    return bool(names) and names[-1] == 'kernel'
-  return jax.tree_util.tree_map_with_path(is_kernel, params)
+    return choice == 'all' or bool(names) and names[-1] == 'kernel'
+  return lambda params: jax.tree_util.tree_map_with_path(is_decayed, params)
 
 
 def create_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
-  """SGD (momentum, Nesterov), Adam or RMSProp with L2 weight decay on kernels, or AdamW.
+  """SGD (momentum, Nesterov), Adam or RMSProp with L2 weight decay (added to the gradient, before
+  the momentum: PyTorch's and TensorFlow's), or AdamW; on the parameters `decayed_params` says.
 
   RMSProp is TensorFlow's, which the Inception papers trained with: epsilon inside the square
   root, momentum on the scaled update, mean square starting at 1 (`initial_scale=1.0`). 'sdlm' is
   the 1998 LeNet-5's stochastic diagonal Levenberg-Marquardt method (training/sdlm.py).
   """
   lr = learning_rate_schedule(config, steps_per_epoch)
-  l2 = optax.add_decayed_weights(config.weight_decay, mask=_kernels)
+  mask = decayed_params(config)
+  l2 = optax.add_decayed_weights(config.weight_decay, mask=mask)
   if config.optimizer == 'sgd':
     return optax.chain(l2, optax.sgd(lr, momentum=config.momentum or None,
                                      nesterov=config.nesterov))
@@ -147,5 +166,5 @@ def create_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformati
   if config.optimizer == 'sdlm':
     return optax.chain(l2, sdlm.scale_by_sdlm(config.sdlm_mu), optax.scale_by_learning_rate(lr))
   if config.optimizer == 'adamw':
-    return optax.adamw(lr, b1=config.momentum, weight_decay=config.weight_decay, mask=_kernels)
+    return optax.adamw(lr, b1=config.momentum, weight_decay=config.weight_decay, mask=mask)
   raise ConfigError(f'unknown optimizer {config.optimizer!r}; known: {", ".join(OPTIMIZERS)}')

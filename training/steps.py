@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from cnns.layers import AuxiliaryOutputs, batchnorm_groups
+from cnns.layers import AuxiliaryOutputs, batchnorm_training
 from training import metrics as metrics_lib
 from training.metrics import Metrics
 from training.state import TrainState
@@ -65,6 +65,7 @@ def all_finite(tree) -> jax.Array:
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *, mean, std,
                     dtype, num_classes: int, label_smoothing: float, seed: int,
                     out_sharding, aux_loss_weight: float = 0.0, bn_groups: int = 1,
+                    bn_unbiased_var: bool = False,
                     ema_decay: float = 0.0) -> Callable[..., tuple[TrainState, Metrics]]:
   """A jitted `(state, metrics, batch, lr_scale=1.0) -> (state, metrics)`; state and metrics are
   donated.
@@ -73,7 +74,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
   `loss(logits, targets) -> per-example loss` (the 1998 LeNet-5's equation 9). A model returning
   `AuxiliaryOutputs` in training (GoogLeNet) is trained on the main loss plus `aux_loss_weight` x
   each auxiliary loss; the logged loss is that total, accuracy the main head's.
-  `bn_groups` > 1 gives BatchNorm per-group statistics (per device: see `cnns.layers.BatchNorm`).
+  `bn_groups` > 1 gives BatchNorm per-group statistics (per device: see `cnns.layers.BatchNorm`),
+  `bn_unbiased_var` its running variance with Bessel's correction (PyTorch's).
   `ema_decay` > 0 updates `state.ema_params` after each optimizer step as TensorFlow's
   `ExponentialMovingAverage(ema_decay, num_updates=step)` of the Inception authors' training:
   decay min(ema_decay, (1 + t) / (10 + t)) at step t (the steps done before this one), so that the
@@ -91,7 +93,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
     def loss_fn(params):
       model = nnx.merge(graphdef, params, state.batch_stats)
       model.train()
-      with batchnorm_groups(bn_groups):
+      with batchnorm_training(bn_groups, bn_unbiased_var):
         # Rngs made inside the differentiated function: NNX RNG streams are trace-local state.
         outputs = model(images, rngs=nnx.Rngs(dropout=dropout_key))
       logits, aux_logits = ((outputs.logits, outputs.aux_logits)

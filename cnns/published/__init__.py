@@ -108,7 +108,7 @@ def bgr_to_rgb(kernel: np.ndarray) -> np.ndarray:
 
 def fill(path: str, model: nnx.Module, entries: Entries) -> tuple[dict, dict]:
   """The model's params and batch statistics, each leaf taken from `entries`, all of which must
-  be used, with the model's shape."""
+  be used, with the model's shape and dtype (float32; float64 for a float64 model)."""
   _, params, batch_stats = nnx.split(model, nnx.Param, ...)
   params, batch_stats = nnx.to_pure_dict(params), nnx.to_pure_dict(batch_stats)
   unused = dict(entries)
@@ -124,7 +124,7 @@ def fill(path: str, model: nnx.Module, entries: Entries) -> tuple[dict, dict]:
     if array.shape != leaf.shape:
       raise WeightsError(f'{path}: {name}\'s {key[-1]} has shape {tuple(array.shape)} where the '
                          f'config\'s model has {tuple(leaf.shape)} ({where})')
-    return np.ascontiguousarray(array, np.float32)
+    return np.ascontiguousarray(array, leaf.dtype)
 
   params, batch_stats = (jax.tree_util.tree_map_with_path(take, tree)
                          for tree in (params, batch_stats))
