@@ -96,13 +96,15 @@ def lenet5_fashion_mnist(fashion_mnist_dir, tmp_path_factory):
 @pytest.fixture(scope='session')
 def ilsvrc_dir(tmp_path_factory):
   """A TFDS data_dir holding the miniature ILSVRC2012 (ilsvrc_fixture.py), prepared by TFDS's own
-  imagenet2012 builder from the tars."""
+  imagenet2012 builder from the tars, once in the session. Its users only read it."""
   from input_pipeline import imagenet
   from tests import ilsvrc_fixture
-  data_dir = str(tmp_path_factory.mktemp('imagenet'))
-  ilsvrc_fixture.write_tars(imagenet.manual_dir(data_dir))
-  imagenet.prepared_builder(data_dir, process_count=1)
-  return data_dir
+
+  def prepare(data_dir):
+    ilsvrc_fixture.write_tars(imagenet.manual_dir(data_dir))
+    imagenet.prepared_builder(data_dir, process_count=1)
+
+  return made_once(tmp_path_factory, 'imagenet', prepare)
 
 
 @pytest.fixture(scope='session')
