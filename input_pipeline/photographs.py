@@ -25,18 +25,11 @@ class Photographs:
   config's `image_size` (`sharded.Examples`)."""
 
   def __init__(self, config):
-    if config.train_crop not in TRAIN_CROPS:
-      raise base.DataError(f'unknown train_crop {config.train_crop!r}; known: '
-                           f'{", ".join(TRAIN_CROPS)}')
-    if config.train_interpolation not in TRAIN_INTERPOLATIONS:
-      raise base.DataError(f'unknown train_interpolation {config.train_interpolation!r}; known: '
-                           f'{", ".join(TRAIN_INTERPOLATIONS)}')
-    if config.color_distortion not in COLOR_DISTORTIONS:
-      raise base.DataError(f'unknown color_distortion {config.color_distortion!r}; known: '
-                           f'{", ".join(COLOR_DISTORTIONS)}')
-    if config.eval_crop not in EVAL_CROPS:
-      raise base.DataError(f'unknown eval_crop {config.eval_crop!r}; known: '
-                           f'{", ".join(EVAL_CROPS)}')
+    for field, known in (('train_crop', TRAIN_CROPS), ('train_interpolation',
+                                                       TRAIN_INTERPOLATIONS),
+                         ('color_distortion', COLOR_DISTORTIONS), ('eval_crop', EVAL_CROPS)):
+      if config[field] not in known:
+        raise base.DataError(f'unknown {field} {config[field]!r}; known: {", ".join(known)}')
     low, high = config.train_scale_range
     size = config.image_size
     if config.train_crop == 'scaled' and not size <= low <= high:
