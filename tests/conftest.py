@@ -79,14 +79,14 @@ def fashion_mnist_dir(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def lenet5_fashion_mnist(fashion_mnist_dir, tmp_path_factory):
-  """The workdir of train.py's LeNet-5 (configs/lenet5.py) trained for 2 epochs on Fashion-MNIST,
+  """The workdir of train.py's LeNet-5 (configs/lenet5.py) trained for 1 epoch on Fashion-MNIST,
   once in the session: test_fashion_mnist.py checks what it learnt, test_visualize.py draws it.
   Its users only read it."""
   from tests.cli_runner import run_cli
 
   def train(workdir):
     result = run_cli('train.py', '--config=configs/lenet5.py',
-                     f'--config.data_dir={fashion_mnist_dir}', '--config.num_epochs=2',
+                     f'--config.data_dir={fashion_mnist_dir}', '--config.num_epochs=1',
                      '--config.log_every_steps=200', f'--workdir={workdir}')
     assert result.returncode == 0, result.stderr
 
