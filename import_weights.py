@@ -90,8 +90,10 @@ def import_weights(config, weights: str, workdir: str, accept_hash_mismatch: boo
   tx = assembly.optimizer(steps_per_epoch=1)
   state = TrainState(step=jax.numpy.zeros((), 'int32'), params=params, batch_stats=batch_stats,
                      opt_state=tx.init(params))
-  if optim.ema_decay(config) > 0:  # Published weights are the final (averaged) ones: the
-    state = with_ema(state)        # average starts there, as the config's training keeps one.
+  if optim.ema_decay(config) > 0:
+    # Published weights are the final (averaged) ones: the averages start there, as the config's
+    # training keeps them.
+    state = with_ema(state, optim.ema_batch_stats(config))
   state = jax.device_put(state, assembly.replicated)
   record = {'config': resume.resolved_config(config, architecture),
             'dataset': input_pipeline.source_class(config.dataset).known_record(config.dataset,

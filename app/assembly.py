@@ -86,7 +86,8 @@ def validate(config, workdir: str) -> None:
                        ('batchnorm_running_var', BATCHNORM_RUNNING_VARS),
                        ('input_convention', ('dataset', *input_pipeline.INPUT_CONVENTIONS)),
                        ('optimizer', optim.OPTIMIZERS), ('lr_schedule', optim.SCHEDULES),
-                       ('weight_decay_params', optim.WEIGHT_DECAY_PARAMS)):
+                       ('weight_decay_params', optim.WEIGHT_DECAY_PARAMS),
+                       ('ema_num_updates', optim.EMA_NUM_UPDATES)):
     if config[field] not in known:
       raise ConfigError(f'unknown {field} {config[field]!r}; known: {", ".join(known)}')
   for field, (low, minus_one) in WHOLE_NUMBERS.items():
@@ -281,18 +282,20 @@ class Assembly:
         aux_loss_weight=config.aux_loss_weight,
         bn_groups=jax.device_count() if config.batchnorm == 'per_device' else 1,
         bn_unbiased_var=config.batchnorm_running_var == 'unbiased',
-        ema_decay=optim.ema_decay(config), **self.normalization)
+        ema_decay=optim.ema_decay(config),
+        ema_counts_this_step=config.ema_num_updates == 'after_step', **self.normalization)
 
   def abstract_state(self, config) -> tuple[nnx.GraphDef, TrainState]:
     """(graphdef, shapes and shardings of the TrainState that training saves under `config`, a
     checkpoint's recorded one, or the assembly's own for checkpoints older than recorded
     configs): with `ema_params` where its `ema_decay` > 0 (absent from configs recorded before
-    it: 0)."""
+    it: 0), and `ema_batch_stats` where it averages them (`optim.ema_batch_stats`)."""
     graphdef, params, batch_stats = split_model(self.abstract_model)
     tx = optim.create_optimizer(config, steps_per_epoch=1)  # The schedule shapes no state.
     state = TrainState(step=jax.ShapeDtypeStruct((), 'int32'), params=params,
                        batch_stats=batch_stats, opt_state=jax.eval_shape(tx.init, params),
-                       ema_params=params if optim.ema_decay(config) > 0 else None)
+                       ema_params=params if optim.ema_decay(config) > 0 else None,
+                       ema_batch_stats=batch_stats if optim.ema_batch_stats(config) else None)
     return graphdef, jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated), state)
 

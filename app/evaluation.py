@@ -334,6 +334,5 @@ def _restore(assembly: Assembly, workdirs, ema: bool):
   if ema and not averaged and any(state.ema_params is not None for state, _ in restored):
     print('note: not every model of the ensemble kept a running average of its weights: all are '
           'evaluated with their raw weights')
-  states = tuple(state.replace(params=state.ema_params) if averaged else state
-                 for state, _ in restored)
+  states = tuple(state.averaged() if averaged else state for state, _ in restored)
   return graphdef, states, [step for _, step in restored], averaged

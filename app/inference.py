@@ -74,6 +74,6 @@ def load(config, workdir: str, note=lambda line: print(line, file=sys.stderr)) -
   mean, std = assembly.normalization['mean'], assembly.normalization['std']
   names = list(dataset['class_names'])
   names += [f'class {i}' for i in range(len(names), recorded['num_classes'])]
-  # The running average of the weights where training kept one: what evaluate.py scores.
-  params = state.params if state.ema_params is None else state.ema_params
-  return Checkpoint(config, graphdef, params, state.batch_stats, names, mean, std, step)
+  # The running averages where training kept them: what evaluate.py scores.
+  final = state if state.ema_params is None else state.averaged()
+  return Checkpoint(config, graphdef, final.params, final.batch_stats, names, mean, std, step)

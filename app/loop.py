@@ -244,7 +244,7 @@ class Run:
     `Stopped` at the next batch."""
     self._check_finite(float(jax.device_get(self._train_metrics['nonfinite'])))
     ema = self.state.ema_params is not None
-    state = self.state.replace(params=self.state.ema_params, ema_params=None) if ema else self.state
+    state = self.state.averaged() if ema else self.state
     result = self.evaluator((state,), interrupted=lambda: self.stops.requested)
     if result is None:
       self._stop()

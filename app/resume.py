@@ -16,8 +16,8 @@ from training.errors import ConfigError
 # Fields that fix what a checkpoint's state and position in the data order mean: a resume must
 # keep them. Any other change (learning rate, epochs, cadence, ...) is allowed and printed.
 MEANING_FIELDS = ('model', 'model_kwargs', 'dataset', 'image_size', 'num_classes', 'in_channels',
-                  'input_convention', 'optimizer', 'ema_decay', 'batch_size', 'seed',
-                  'data_shards', 'shuffle_buffer_size', 'synthetic_train_examples')
+                  'input_convention', 'optimizer', 'ema_decay', 'ema_batch_stats', 'batch_size',
+                  'seed', 'data_shards', 'shuffle_buffer_size', 'synthetic_train_examples')
 
 
 def dataset_record(source: input_pipeline.Source) -> dict:
@@ -47,10 +47,11 @@ def check_resume(saved: dict, record: dict, step: int, data_changes) -> str:
 
   Checkpoints older than the saved config hold only the data position; those older than
   `input_convention` standardised with the dataset's statistics, those older than `ema_decay`
-  averaged nothing.
+  averaged nothing, those older than `ema_batch_stats` no BatchNorm statistics.
   """
   config = record['config']
-  before = ({'input_convention': 'dataset', 'ema_decay': 0.0, **saved['config']}
+  before = ({'input_convention': 'dataset', 'ema_decay': 0.0, 'ema_batch_stats': False,
+             **saved['config']}
             if saved.get('config') else
             {'seed': saved.get('seed'), 'data_shards': saved.get('data_shards'),
              'batch_size': saved.get('global_batch_size')})

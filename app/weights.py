@@ -141,7 +141,7 @@ def initial_state(assembly, tx, workdir: str, note=print) -> tuple[nnx.GraphDef,
   if source is not None:
     state = init_from(config, source, assembly, state, note=note)
   if optim.ema_decay(config) > 0:
-    state = with_ema(state)
+    state = with_ema(state, optim.ema_batch_stats(config))
   return graphdef, state
 
 
@@ -182,10 +182,10 @@ def init_from(config, source: dict, assembly, state: TrainState, note=print):
     restored, step = restore(config.init_from, abstract)
   except ConfigError as e:
     raise ConfigError(f'init_from={config.init_from}: {e}') from e
-  # The source's final model: its running average of the weights where it kept one.
-  final = restored.params if restored.ema_params is None else restored.ema_params
+  # The source's final model: its running averages where it kept them.
+  final = restored if restored.ema_params is None else restored.averaged()
   theirs = {name: {within: leaf for (_, _, within), leaf in parts.items()}
-            for name, parts in by_layer(source_model, final, restored.batch_stats).items()}
+            for name, parts in by_layer(source_model, final.params, final.batch_stats).items()}
   ours = by_layer(assembly.abstract_model, state.params, state.batch_stats)
   copied, fresh = [], []
   tree = {'params': state.params, 'batch_stats': state.batch_stats}

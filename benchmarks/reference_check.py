@@ -4,26 +4,29 @@ weights it is the recipe for (README, "Why the numbers should reproduce").
   python -m benchmarks.reference_check --config=configs/resnet50_torchvision.py \
       --reference=torchvision --steps=10 [--image_size=224] [--batch_size=8] \
       [--steps_per_epoch=5] [--noscale_learning_rate]
+  python -m benchmarks.reference_check --config=configs/inception_resnet_v2_slim.py \
+      --reference=slim --steps=10
 
-Both sides start from the same weights: the reference's model with random weights, built by
-torchvision in Debian's system Python (python3-torchvision, which setup.sh installs; the virtual
-environment has no PyTorch), saved as its state dict and imported here by the project's own
-importer (cnns/published), whose mapping of names and layouts then also brings the reference's
-final weights, BatchNorm statistics and momentum buffers back for the comparison. Both take the
-same batches: random standardised pixels (what the input pipeline's standardisation gives) and
-labels, passed to the project's train step with the identity standardisation.
+The references (benchmarks/reference_trainers/, one module each, which say what of the
+reference's own code they run and how):
+- torchvision: references/classification/train.py, in Debian's system Python;
+- slim: TF-slim's train_image_classifier.py on Keras' port of slim's Inception-ResNet-v2, in the
+  virtual environment's TensorFlow.
 
-- The reference side runs torchvision's own code as references/classification/train.py does:
-  `torchvision.models.<model>`, `torch.optim.SGD` over `model.parameters()` (weight decay on every
-  parameter: train.py without --norm-weight-decay), `torch.nn.CrossEntropyLoss(label_smoothing)`,
-  `torch.optim.lr_scheduler.StepLR` stepped once per epoch, `model.train()`, and train_one_epoch's
-  order of calls, saving its state after each step.
+Both sides start from the same weights: the reference's model with random weights, which the
+project's own importer (cnns/published) reads, whose mapping of names and layouts then also
+brings the reference's states back for the comparison: weights, BatchNorm statistics, optimizer
+state and averages. Both take the same batches: random standardised pixels (what the input
+pipeline's standardisation gives) and labels, passed to the project's train step with the
+identity standardisation.
+
+- The reference side runs in a process of its own, saving its state after each step.
 - The project side runs the config's own jitted train step and optimizer
   (`app.assembly.Assembly.train_step` and `.optimizer`), as train.py's loop drives them, on one
   device: one step from each of the reference's states (its parameters, BatchNorm statistics,
-  momentum buffers and step count imported), compared with the reference's next state; then the
-  whole run from the initial weights, compared with the reference's last state, and once more
-  from those weights moved by one rounding of their dtype.
+  optimizer state, averages and step count imported), compared with the reference's next state;
+  then the whole run from the initial weights, compared with the reference's last state, and
+  once more from those weights moved by one rounding of their dtype.
 
 Why one step at a time: the gradient is not a continuous function of the weights (a ReLU input
 or a max-pool pair at a tie switches it), and a run crosses such switches. Two runs grow apart
@@ -37,23 +40,24 @@ The config is used as it is but for the check's sizes and time: --image_size, --
 rate scaled with it: the recipe's rate per example, Goyal et al.'s linear scaling rule; at the
 recipe's 0.1 a batch of 8 takes steps 32 times the recipe's per example, and ResNet-50's loss goes
 from 7 to 53 in four steps), --steps, and an epoch of --steps_per_epoch steps on both sides, after
-which the rate decays (StepLR's step size, `lr_decay_every_epochs`, is one epoch of the check), so
-that a change of the learning rate falls among the steps. Dropout is off on both sides: two
-frameworks cannot draw the same masks. What the config sets that the reference's recipe does not
-is kept: it shows as a difference (`--config.batchnorm_running_var=biased`: Flax's running
-variance); the check refuses only what train.py cannot express (another optimizer or schedule,
-warm-up, averaging).
+which the rate decays (the staircase's period, `lr_decay_every_epochs`, is one epoch of the
+check), so that a change of the learning rate falls among the steps. Dropout is off on both
+sides: two frameworks cannot draw the same masks. What the config sets that the reference's
+recipe does not is kept: it shows as a difference (`--config.batchnorm_running_var=biased`
+against torchvision: Flax's running variance); the check refuses only what the reference
+cannot run (another optimizer or schedule, warm-up, another network).
 
-Prints each step's learning rate on both sides, the reference's loss, the relative difference of
-the whole runs' losses and the largest relative difference (max |ours - reference| / max
-|reference| of a tensor) of parameters, BatchNorm statistics and momentum buffers after the step
-from the reference's state; then the largest of those over the steps, the whole run's and the
-rounding floor's, the tensors named; in float64 (JAX's 64-bit mode, torch's `.double()`) and in
-float32. Never asserted on here: tests/test_reference.py holds a small case to 1e-9.
+Prints each step's learning rate on both sides, the reference's loss (its cross-entropy), the
+relative difference of the whole runs' losses and the largest relative difference (max |ours -
+reference| / max |reference| of a tensor) of the compared parts of the state after the step from
+the reference's state; then the largest of those over the steps, the whole run's and the
+rounding floor's, the tensors named; in float64 (JAX's 64-bit mode and the reference's) and in
+float32. Never asserted on here: tests/test_reference.py holds small cases to 1e-9.
 """
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,83 +78,27 @@ from ml_collections import config_flags
 
 from app import cli
 from app.assembly import assemble_from_record, validate
-from cnns import published
+from benchmarks import reference_trainers
 from training import mesh as mesh_lib
 from training import optim, steps
 from training.errors import ConfigError
-from training.state import TrainState
+from training.state import TrainState, with_ema
 
 FLAGS = flags.FLAGS
-PYTHON = '/usr/bin/python3'  # Debian's, with python3-torchvision.
-REFERENCES = ('torchvision',)
 DTYPES = ('float64', 'float32')
-STATE_PARTS = ('parameters', 'BatchNorm statistics', 'momentum buffers')
-
-# references/classification/train.py's training on the check's batches: main()'s model,
-# criterion, optimizer and StepLR, train_one_epoch's calls, lr_scheduler.step() after each epoch.
-# Saves the initial weights, then after each step its state dict and its momentum buffers (as a
-# state dict whose parameters are the buffers), announcing each on a line of stdout and going on
-# when a line comes on stdin, so that the other side reads each state before the next is made;
-# announces the end of each dtype's training once its model is freed.
-TORCHVISION = r"""
-import copy, json, sys
-import numpy as np, torch, torchvision
-
-def announce(message):
-  print(json.dumps(message), flush=True)
-  if not sys.stdin.readline():  # The other side has gone.
-    sys.exit(1)
-
-def train(dtype):
-  net = copy.deepcopy(model).to(getattr(torch, dtype))
-  criterion = torch.nn.CrossEntropyLoss(label_smoothing=args['label_smoothing'])
-  optimizer = torch.optim.SGD(net.parameters(), lr=args['lr'], momentum=args['momentum'],
-                              weight_decay=args['weight_decay'], nesterov=args['nesterov'])
-  lr_scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args['lr_step_size'],
-                                                 gamma=args['lr_gamma'])
-  step = 0
-  while step < args['steps']:
-    net.train()
-    for _ in range(min(args['steps_per_epoch'], args['steps'] - step)):
-      output = net(images[step].to(getattr(torch, dtype)))
-      optimizer.zero_grad()
-      loss = criterion(output, labels[step])
-      loss.backward()
-      optimizer.step()
-      buffers = {name: optimizer.state[p]['momentum_buffer'] for name, p in net.named_parameters()}
-      torch.save(net.state_dict(), f'{directory}/state.pth')
-      torch.save({**net.state_dict(), **buffers}, f'{directory}/momentum.pth')
-      announce({'loss': loss.item(), 'rate': optimizer.param_groups[0]['lr']})
-      step += 1
-    lr_scheduler.step()
-
-directory = sys.argv[1]
-with open(f'{directory}/args.json') as f:
-  args = json.load(f)
-torch.manual_seed(args['seed'])
-model = torchvision.models.__dict__[args['model']](num_classes=args['num_classes'])
-torch.save(model.state_dict(), f'{directory}/initial.pth')
-for module in model.modules():
-  if isinstance(module, torch.nn.Dropout):
-    module.p = 0.0
-batches = np.load(f'{directory}/batches.npz')
-images = torch.from_numpy(batches['images']).permute(0, 1, 4, 2, 3)  # NHWC -> NCHW.
-labels = torch.from_numpy(batches['labels']).long()
-announce({'torch': torch.__version__, 'torchvision': torchvision.__version__})
-for dtype in args['dtypes']:
-  train(dtype)
-  announce({'trained': dtype})  # Its model freed: the other side has the memory to itself.
-"""
+# Compared for every reference; each adds its own parts (reference_trainers).
+COMMON_PARTS = (('parameters', lambda state: state.params),
+                ('BatchNorm statistics', lambda state: state.batch_stats))
 
 
 class ReferenceUnavailable(ConfigError):
-  """Debian's system Python cannot run torchvision."""
+  """The reference's interpreter cannot run it."""
 
 
 def check_config(config, *, image_size: int, batch_size: int,
                  scale_learning_rate: bool = True) -> ml_collections.ConfigDict:
-  """`config` at the check's sizes, its StepLR period one epoch of the check, with images taken
-  as they come (standardised already); with `scale_learning_rate`, its rate times
+  """`config` at the check's sizes, its staircase's period one epoch of the check, with images
+  taken as they come (standardised already); with `scale_learning_rate`, its rate times
   batch_size / config.batch_size: the recipe's rate per example."""
   checked = ml_collections.ConfigDict(config.to_dict())
   checked.update(image_size=image_size, batch_size=batch_size, input_convention='dataset',
@@ -162,104 +110,90 @@ def check_config(config, *, image_size: int, batch_size: int,
   return checked
 
 
-def torchvision_arguments(config, steps_count: int, steps_per_epoch: int,
-                          dtypes: tuple[str, ...]) -> dict:
-  """train.py's arguments for `config`'s recipe, or ConfigError where train.py has none."""
-  variant = published.VARIANTS.get(('torchvision', config.model))
-  if variant is None:
-    covered = ', '.join(m for s, m in published.VARIANTS if s == 'torchvision')
-    raise ConfigError(f'torchvision has no {config.model}; it is the reference of {covered}')
-  model_kwargs = config.model_kwargs.to_dict()
-  if any(model_kwargs.get(k) != v for k, v in variant.model_kwargs.items()):
-    raise ConfigError(f'model_kwargs={model_kwargs} is not torchvision\'s {config.model}, which '
-                      f'is {variant.model_kwargs}: use configs/{config.model}_torchvision.py')
-  refusals = [(config.optimizer != 'sgd', f'optimizer={config.optimizer!r}: train.py\'s is SGD'),
-              (config.lr_schedule != 'exponential', f'lr_schedule={config.lr_schedule!r}: '
-               "train.py's StepLR is the staircase 'exponential'"),
-              (config.warmup_epochs > 0, 'warmup_epochs > 0: train.py warms up otherwise'),
-              (optim.ema_decay(config) > 0, 'ema_decay > 0: train.py averages otherwise'),
-              (config.num_classes < 1 or config.in_channels != 3,
-               'num_classes and in_channels=3 must be set')]
-  for refused, message in refusals:
-    if refused:
-      raise ConfigError(f'no torchvision reference for {message}')
-  return {'model': variant.name, 'num_classes': config.num_classes, 'seed': config.seed,
-          'lr': config.learning_rate, 'momentum': config.momentum,
-          'weight_decay': config.weight_decay, 'nesterov': config.nesterov,
-          'label_smoothing': config.label_smoothing,
-          'lr_step_size': int(config.lr_decay_every_epochs),
-          'lr_gamma': 1.0 / config.lr_decay_factor, 'steps': steps_count,
-          'steps_per_epoch': steps_per_epoch, 'dtypes': list(dtypes)}
-
-
-def reference_steps(directory: str, arguments: dict, batches: dict):
-  """Runs TORCHVISION in the system Python on `batches`; yields its versions, then the loss and
-  rate of each step (each dtype's in turn) with its state saved in `directory`, going on to the
-  next when asked for it."""
+def reference_steps(reference, directory: str, arguments: dict, batches: dict):
+  """Runs `reference`'s script on `batches`; yields its versions, then the loss and rate of each
+  step (each dtype's in turn) with its state saved in `directory`, going on to the next when
+  asked for it."""
   np.savez(os.path.join(directory, 'batches.npz'), **batches)
   with open(os.path.join(directory, 'args.json'), 'w', encoding='utf-8') as f:
     json.dump(arguments, f)
   with tempfile.TemporaryFile('w+') as stderr:
     try:
-      process = subprocess.Popen([PYTHON, '-c', TORCHVISION, directory], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=stderr, text=True)
+      process = subprocess.Popen([reference.PYTHON, '-c', reference.SCRIPT, directory],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                 text=True)
     except OSError as e:
-      raise ReferenceUnavailable(f'cannot run {PYTHON} ({e.strerror}): apt-get install '
-                                 'python3-torchvision (setup.sh installs it)') from e
+      raise ReferenceUnavailable(f'cannot run {reference.PYTHON} ({e.strerror}): '
+                                 f'{reference.INSTALL}') from e
     try:
       while line := process.stdout.readline():
         yield json.loads(line)
-        process.stdin.write('\n')
-        process.stdin.flush()
+        try:
+          process.stdin.write('\n')
+          process.stdin.flush()
+        except BrokenPipeError:
+          break  # It has ended: its status says how.
     finally:
       if process.poll() is None:
         process.kill()
       process.wait()
+    name = reference.__name__.rsplit('.', 1)[-1]
+    if process.returncode < 0:
+      cause = signal.Signals(-process.returncode).name
+      raise ConfigError(f'the {name} reference was killed by {cause}' + (
+          ' (out of memory?): a smaller --batch_size or --image_size needs less'
+          if cause == 'SIGKILL' else ''))
     if process.returncode:
       stderr.seek(0)
       message = stderr.read()
-      if "No module named 'torch" in message:
-        raise ReferenceUnavailable(f'{PYTHON} cannot import torchvision: apt-get install '
-                                   'python3-torchvision (setup.sh installs it)')
-      raise RuntimeError(f'the torchvision reference failed:\n{message}')
+      if 'No module named' in message:
+        raise ReferenceUnavailable(f'{reference.PYTHON} cannot import {reference.NEEDS}: '
+                                   f'{reference.INSTALL}')
+      raise RuntimeError(f'the {name} reference failed:\n{message}')
 
 
 class Trainer:
-  """The config's own train step and optimizer (`Assembly.train_step`, `.optimizer`), with
-  states read from the reference's files by the project's importer."""
+  """The config's own train step and optimizer (`Assembly.train_step`, `.optimizer`), and the
+  states the reference's files give (`reference_trainers`: `initial`, `after`)."""
 
   def __init__(self, config, directory: str, steps_per_epoch: int):
     if jax.device_count() > 1 and config.batchnorm == 'per_device':
       raise ConfigError("batchnorm='per_device' on several devices: the reference normalises "
                         'the whole batch; run the check on one device (CUDA_VISIBLE_DEVICES=0)')
     channels = config.in_channels
+    self.config, self.directory = config, directory
     self.assembly = assemble_from_record(
         config, config.to_dict(), dataset={'mean': [0.0] * channels, 'std': [1.0] * channels})
     self.abstract = self.assembly.abstract_model
     for _, module in nnx.iter_modules(self.abstract):
       if isinstance(module, nnx.Dropout):
         module.rate = 0.0
-    self.variant = published.VARIANTS['torchvision', config.model]
-    self.directory = directory
     self.tx = self.assembly.optimizer(steps_per_epoch)
     self._step = self.assembly.train_step(nnx.graphdef(self.abstract), self.tx)
     self.schedule = optim.learning_rate_schedule(config, steps_per_epoch)
 
-  def read(self, name: str) -> tuple[dict, dict]:
-    """(params, batch_stats) of the reference's file `name`, in this model's dtype."""
-    return published.load(os.path.join(self.directory, name), self.variant, self.abstract)
-
-  def state(self, params, batch_stats, momentum=None, step: int = 0) -> TrainState:
-    """The train state after `step` steps; momentum buffers zero unless given."""
-    opt_state = self.tx.init(params)
-    if momentum is not None:
-      opt_state = optax.tree_utils.tree_set(opt_state, trace=momentum,
-                                            count=jnp.asarray(step, jnp.int32))
-    return jax.device_put(TrainState(step=jnp.asarray(step, jnp.int32), params=params,
-                                     batch_stats=batch_stats, opt_state=opt_state),
-                          self.assembly.replicated)
+  def state(self, params, batch_stats, step: int = 0, ema: tuple | None = None,
+            **opt_state) -> TrainState:
+    """The train state after `step` steps: the optimizer's state at its start but for the named
+    parts of it (`trace=...`: optax's names), the averages `ema` (params, batch_stats) or, where
+    the config keeps averages, ones that start at the weights."""
+    optimizer = self.tx.init(params)
+    if opt_state:
+      optimizer = optax.tree_utils.tree_set(optimizer, count=jnp.asarray(step, jnp.int32),
+                                            **opt_state)
+    state = TrainState(step=jnp.asarray(step, jnp.int32), params=params,
+                       batch_stats=batch_stats, opt_state=optimizer)
+    if ema is not None:
+      state = state.replace(ema_params=ema[0], ema_batch_stats=ema[1])
+    elif optim.ema_decay(self.config) > 0:
+      state = with_ema(state, optim.ema_batch_stats(self.config))
+    return jax.device_put(state, self.assembly.replicated)
 
   def step(self, state: TrainState, images, labels) -> tuple[TrainState, float]:
+    """One step of the config's from `state`, whose averaged statistics, where the config keeps
+    none (and the reference does), are left behind."""
+    if not optim.ema_batch_stats(self.config):
+      state = state.replace(ema_batch_stats=None)
     metrics = jax.device_put(steps.zero_train_metrics(), self.assembly.replicated)
     state, metrics = self._step(state, metrics, mesh_lib.to_global(
         {'image': images, 'label': labels}, self.assembly.data_sharding))
@@ -273,12 +207,6 @@ class Trainer:
     return state, losses
 
 
-def parts(state: TrainState) -> tuple:
-  """Parameters, BatchNorm statistics and SGD's momentum buffers (optax's trace: PyTorch's
-  `momentum_buffer`, tensor by tensor)."""
-  return state.params, state.batch_stats, optax.tree_utils.tree_get(state.opt_state, 'trace')
-
-
 def perturbed(tree, seed: int = 0):
   """`tree` with each number moved by about one rounding of its dtype (relative machine epsilon
   times a normal draw)."""
@@ -289,46 +217,58 @@ def perturbed(tree, seed: int = 0):
 
 def largest_difference(ours, other) -> tuple[float, str] | None:
   """(max |ours - other| / max |other|, the tensor's path) of the tensor where it is largest;
-  None for no tensors."""
+  None for no tensors. A tensor of `other` whose values all lie below one rounding (the dtype's
+  epsilon) of the largest value of `other` holds rounding noise, which says nothing relative to
+  itself: it is measured against that largest value. Inception-ResNet-v2's last up-projection
+  bias is one: conv_7b's BatchNorm subtracts a per-channel constant, so its gradient is zero in
+  exact arithmetic and both sides' values are roundings (about 1e-19 in float64)."""
+  ours, other = jax.tree_util.tree_leaves_with_path(ours), jax.tree.leaves(other)
+  if not ours:
+    return None
+  scales = [np.abs(b).max() for b in other]
+  largest = max(scales)
   rows = []
-  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(ours), jax.tree.leaves(other)):
+  for (path, a), b, scale in zip(ours, other, scales):
     difference = np.array(a, np.float64)  # A copy, worked in place: VGG's fc6 is 0.8 GB.
     np.abs(np.subtract(difference, b, out=difference), out=difference)
-    scale = np.abs(b).max()
+    if scale < np.finfo(b.dtype).eps * largest:
+      scale = largest
     rows.append((difference.max() / (scale if scale > 0 else 1.0),
                  '/'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path)))
-  return max(rows) if rows else None
+  return max(rows)
 
 
-def differences(ours: tuple, others: tuple) -> dict:
-  return {name: largest_difference(a, b) for name, a, b in zip(STATE_PARTS, ours, others)}
+def differences(parts: tuple, ours: TrainState, theirs: TrainState) -> dict:
+  return {name: largest_difference(get(ours), get(theirs)) for name, get in parts}
 
 
-def compare_dtype(trainer: Trainer, reference, batches: dict) -> dict:
-  """Each reference step against this project's step from the reference's previous state; then
-  this project's whole run from the initial weights against the reference's, and against its own
-  run from those weights moved by one rounding. At most three states at a time are held (VGG-16's
-  are 2.2 GB in float64)."""
-  previous = trainer.state(*trainer.read('initial.pth'))
+def compare_dtype(trainer: Trainer, reference, run, batches: dict) -> dict:
+  """Each step of the reference's process `run` against this project's step from the
+  reference's previous state; then this project's whole run from the initial weights against
+  the reference's, and against its own run from those weights moved by one rounding. At most
+  three states at a time are held (VGG-16's are 2.2 GB in float64, Inception-ResNet-v2's with
+  RMSProp and averages 1.8 GB)."""
+  parts = (*COMMON_PARTS, *reference.parts(trainer.config))
+  previous = trainer.state(*reference.initial(trainer))
   rows = []
   for step, (images, labels) in enumerate(zip(batches['images'], batches['labels'])):
-    done = next(reference)
+    done = next(run)
     ours, loss = trainer.step(previous, images, labels)
-    theirs = (*trainer.read('state.pth'), trainer.read('momentum.pth')[0])
+    del previous
+    theirs = reference.after(trainer, step + 1)
     rows.append({**done, 'rate_here': float(trainer.schedule(step)), 'one_step_loss': loss,
-                 'one_step': differences(parts(ours), theirs)})
+                 'one_step': differences(parts, ours, theirs)})
     del ours
-    previous = trainer.state(*theirs, step=step + 1)
-  del theirs
-  next(reference)  # Its training done, the reference holds no model.
-  params, batch_stats = trainer.read('initial.pth')
-  run, losses = trainer.train(trainer.state(params, batch_stats), batches)
-  result = {'steps': rows, 'run': differences(parts(run), parts(previous))}
-  del previous
+    previous = theirs
+  del theirs, previous
+  next(run)  # Its training done, the reference holds no model; its last state stays on disk.
+  params, batch_stats = reference.initial(trainer)
+  ours, losses = trainer.train(trainer.state(params, batch_stats), batches)
+  result = {'steps': rows, 'run': differences(parts, ours, reference.after(trainer, len(rows)))}
   rounded, _ = trainer.train(trainer.state(perturbed(params), batch_stats), batches)
   for row, loss in zip(rows, losses):
     row['run_loss'] = loss
-  return {**result, 'rounding': differences(parts(run), parts(rounded))}
+  return {**result, 'rounding': differences(parts, ours, rounded), 'parts': [n for n, _ in parts]}
 
 
 def compare(config, *, reference: str, steps_count: int, steps_per_epoch: int, image_size: int,
@@ -336,11 +276,13 @@ def compare(config, *, reference: str, steps_count: int, steps_per_epoch: int, i
             dtypes: tuple[str, ...] = DTYPES) -> dict:
   """Both sides' `steps_count` steps in each of `dtypes` (`compare_dtype`), and the seconds each
   side took."""
-  if reference not in REFERENCES:
-    raise ConfigError(f'unknown --reference={reference}; known: {", ".join(REFERENCES)}')
+  if reference not in reference_trainers.NAMES:
+    raise ConfigError(f'unknown --reference={reference}; known: '
+                      f'{", ".join(reference_trainers.NAMES)}')
+  module = reference_trainers.load(reference)
   config = check_config(config, image_size=image_size, batch_size=batch_size,
                         scale_learning_rate=scale_learning_rate)
-  arguments = torchvision_arguments(config, steps_count, steps_per_epoch, dtypes)
+  arguments = module.arguments(config, steps_count, steps_per_epoch, dtypes)
   rng = np.random.default_rng(config.seed)
   batches = {'images': rng.standard_normal(
                  (steps_count, batch_size, image_size, image_size, config.in_channels),
@@ -360,32 +302,35 @@ def compare(config, *, reference: str, steps_count: int, steps_per_epoch: int, i
         yield item
 
     start = time.perf_counter()
-    reference_run = timed(reference_steps(directory, arguments, batches))
-    result = {'versions': next(reference_run), 'config': config, 'dtypes': dtypes,
+    run = timed(reference_steps(module, directory, arguments, batches))
+    result = {'reference': reference, 'versions': next(run), 'config': config, 'dtypes': dtypes,
               'steps_per_epoch': steps_per_epoch}
     for dtype in dtypes:
       with jax.enable_x64(dtype == 'float64'):
         checked = ml_collections.ConfigDict(config.to_dict())
         checked.dtype = dtype
-        result[dtype] = compare_dtype(Trainer(checked, directory, steps_per_epoch),
-                                      reference_run, batches)
-    next(reference_run, None)  # Lets the reference end, and reports how it ended.
-  result['seconds'] = {'torchvision': waited, 'here': time.perf_counter() - start - waited}
+        result[dtype] = compare_dtype(Trainer(checked, directory, steps_per_epoch), module, run,
+                                      batches)
+    next(run, None)  # Lets the reference end, and reports how it ended.
+  result['seconds'] = {reference: waited, 'here': time.perf_counter() - start - waited}
   return result
 
 
 def report(result: dict, config_path: str) -> str:
-  config, dtypes = result['config'], result['dtypes']
+  config, dtypes, name = result['config'], result['dtypes'], result['reference']
   versions = ', '.join(f'{k} {v}' for k, v in result['versions'].items())
   size = config.image_size
+  averaged = (f', averages of decay {optim.ema_decay(config):g}'
+              if optim.ema_decay(config) > 0 else '')
   lines = [f'{config.model} ({config_path}) against {versions}, on '
            f'{jax.devices()[0].device_kind}: {config.batch_size} images of {size}x{size} a step, '
-           f'rate {config.learning_rate:g}, {result["steps_per_epoch"]} steps an epoch, StepLR '
-           f'every {config.lr_decay_every_epochs:g} epoch by {1 / config.lr_decay_factor:g}',
-           "a: relative difference of the losses, this project's run against torchvision's",
-           "b: largest relative difference (max |ours - torchvision's| / max |torchvision's| of "
-           'a tensor) of parameters, BatchNorm statistics and momentum buffers after one step of '
-           "each from torchvision's state before it",
+           f'rate {config.learning_rate:g}, {result["steps_per_epoch"]} steps an epoch, the '
+           f'rate divided by {config.lr_decay_factor:g} every {config.lr_decay_every_epochs:g} '
+           f'epoch{averaged}',
+           f"a: relative difference of the losses, this project's run against {name}'s",
+           f"b: largest relative difference (max |ours - {name}'s| / max |{name}'s| of a tensor) "
+           f"of {', '.join(result[dtypes[0]]['parts'])} after one step of each from {name}'s "
+           'state before it',
            f'{"step":>4} {"rate":>9} {"here":>9}' + ''.join(
                f' {"loss " + d:>14} {"a":>7} {"b":>7}' for d in dtypes)]
   for step, first in enumerate(result[dtypes[0]]['steps']):
@@ -397,27 +342,28 @@ def report(result: dict, config_path: str) -> str:
       row += f' {done["loss"]:>14.9f} {run:>7.0e} {one_step:>7.0e}'
     lines.append(row)
   lines.append(f'after {len(result[dtypes[0]]["steps"])} steps, the largest relative difference '
-               "of a tensor: one step from torchvision's state (the largest of the steps); this "
-               "project's run from torchvision's; this project's run from its own started one "
+               f"of a tensor: one step from {name}'s state (the largest of the steps); this "
+               f"project's run from {name}'s; this project's run from its own started one "
                'rounding away')
   for dtype in dtypes:
-    for name in STATE_PARTS:
-      one_step = max((row['one_step'][name] for row in result[dtype]['steps']
-                      if row['one_step'][name]), default=None)
-      run, rounding = result[dtype]['run'][name], result[dtype]['rounding'][name]
-      lines.append(f'  {dtype}  {name:<21}' + (
+    for part in result[dtype]['parts']:
+      one_step = max((row['one_step'][part] for row in result[dtype]['steps']
+                      if row['one_step'][part]), default=None)
+      run, rounding = result[dtype]['run'][part], result[dtype]['rounding'][part]
+      lines.append(f'  {dtype}  {part:<21}' + (
           f'one step {one_step[0]:.1e} ({one_step[1]}), run {run[0]:.1e} ({run[1]}), rounding '
           f'{rounding[0]:.1e}' if run else 'none'))
   seconds = result['seconds']
-  lines.append(f'wall time: torchvision {seconds["torchvision"]:.0f} s, this project '
-               f'{seconds["here"]:.0f} s (compilation included)')
+  lines.append(f'wall time: {name} {seconds[name]:.0f} s, this project {seconds["here"]:.0f} s '
+               '(compilation included)')
   return '\n'.join(lines)
 
 
 def define_flags() -> None:
   config_flags.DEFINE_config_file('config', None, 'Config to check (configs/<model>.py).',
                                   lock_config=True)
-  flags.DEFINE_enum('reference', 'torchvision', REFERENCES, 'The reference trainer.')
+  flags.DEFINE_enum('reference', 'torchvision', reference_trainers.NAMES,
+                    'The reference trainer (benchmarks/reference_trainers/).')
   flags.DEFINE_integer('steps', 10, 'Training steps on each side.', lower_bound=1)
   flags.DEFINE_integer('steps_per_epoch', 0, 'Steps of an epoch of the check, after which the '
                        'rate decays; 0: half of --steps, rounded up.', lower_bound=0)

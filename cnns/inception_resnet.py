@@ -13,8 +13,9 @@ slim stem ending in Mixed_5b (320 channels), 10/20/10 blocks (`repeats=(5, 10, 5
 figure's), 1088 and 2080 channels, layer names as slim's (Conv2d_1a_3x3, Mixed_5b, ...). As in
 slim: 'VALID' where slim says so (checked by the integer rule) and 'SAME' elsewhere, BatchNorm
 decay 0.9997 and epsilon 0.001, Glorot-uniform kernels. Differences: BatchNorm has a trainable
-scale (timm's port; slim's has none), and slim's optional auxiliary head on Mixed_6a is not built
-(the paper describes none for this network).
+scale (timm's port; slim's and Keras' have none: `batchnorm_scale=False`), and slim's optional
+auxiliary head after the Inception-ResNet-B blocks is not built (the paper describes none for
+this network).
 Parameters: 55.8M (1000 classes); multiply-adds: 13.2 G per 299x299 image.
 """
 
@@ -106,9 +107,10 @@ class InceptionResNetV2(nnx.Module):
 
   def __init__(self, *, num_classes: int = 1000, in_channels: int = 3, image_size: int = 299,
                repeats: tuple[int, int, int] = (10, 20, 10), dropout_rate: float = 0.2,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               batchnorm_scale: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
     """`repeats`: Inception-ResNet-A, -B, -C blocks; (10, 20, 10) as slim, (5, 10, 5) as the
-    paper's Figure 15. The last C block is the one without scale and ReLU."""
+    paper's Figure 15. The last C block is the one without scale and ReLU.
+    `batchnorm_scale=False`: BatchNorm without a trainable scale, as slim's and Keras' models."""
     del image_size  # Checked layer by layer on the first (abstract) call; the pool is global.
     if not (len(repeats) == 3 and all(isinstance(n, int) for n in repeats)
             and min(repeats) >= 0 and repeats[2] >= 1):
@@ -116,7 +118,7 @@ class InceptionResNetV2(nnx.Module):
                                  'blocks, whole numbers, at least one C')
     init = nnx.initializers.xavier_uniform()
     conv_bn = functools.partial(layers.ConvBN, momentum=0.9997, epsilon=1e-3, kernel_init=init,
-                                dtype=dtype, rngs=rngs)
+                                scale=batchnorm_scale, dtype=dtype, rngs=rngs)
     conv = functools.partial(layers.Conv, kernel_init=init, dtype=dtype, rngs=rngs)
     unit = functools.partial(ConvBNReLU, conv_bn=conv_bn)
     self.stem = nnx.List([

@@ -201,7 +201,8 @@ class BatchNorm(nnx.BatchNorm):
     axes = tuple(range(1, grouped.ndim - 1))
     mean = grouped.mean(axes, keepdims=True)
     var = jnp.square(grouped - mean).mean(axes, keepdims=True)
-    y = (grouped - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
+    y = (grouped - mean) * jax.lax.rsqrt(var + self.epsilon)
+    y = (y if self.scale is None else y * self.scale[...]) + self.bias[...]
     if unbiased_var:
       n = math.prod(grouped.shape[1:-1])  # Values of a channel in a group (one: variance 0).
       var = var * (n / max(n - 1, 1))
@@ -216,22 +217,26 @@ class ConvBN(nnx.Module):
 
   BatchNorm statistics are over the global batch (under jit the batch-sharded mean is one
   all-reduce, so every device count trains the same model), or per device (`BatchNorm`).
-  `zero_scale` starts BatchNorm's scale at 0 (Goyal et al., 2017: a block begins as the identity).
+  `zero_scale` starts BatchNorm's scale at 0 (Goyal et al., 2017: a block begins as the identity);
+  `scale=False` leaves it out: TF-slim's `batch_norm` default, which its Inception models keep
+  ("the scaling can be done by the next layer", its docstring says of a following ReLU).
   """
 
   def __init__(self, name: str, in_features: int, out_features: int,
                kernel_size: int | tuple[int, int], stride: int = 1,
                padding: int | str | Floor = 'SAME', *, momentum: float, epsilon: float,
-               zero_scale: bool = False, dtype=jnp.float32, rngs: nnx.Rngs, **kwargs):
+               zero_scale: bool = False, scale: bool = True, dtype=jnp.float32,
+               rngs: nnx.Rngs, **kwargs):
     self.conv = Conv(name, in_features, out_features, kernel_size, stride, padding,
                      use_bias=False, dtype=dtype, rngs=rngs, **kwargs)
     self.bn = BatchNorm(out_features, momentum=momentum, epsilon=epsilon, dtype=dtype,
-                            scale_init=nnx.initializers.zeros if zero_scale
-                            else nnx.initializers.ones, rngs=rngs)
+                        use_scale=scale, scale_init=nnx.initializers.zeros if zero_scale
+                        else nnx.initializers.ones, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     y = self.bn(self.conv(x))
-    count(2 * y.shape[-1], 0, 2 * math.prod(y.shape[1:]))  # BatchNorm's scale and bias.
+    affine = 1 + (self.bn.scale is not None)  # BatchNorm's bias, and its scale where it has one.
+    count(affine * y.shape[-1], 0, affine * math.prod(y.shape[1:]))
     return y
 
 

@@ -95,14 +95,22 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.plateau_max_decays = 3  # 'plateau': decays at most (AlexNet's and VGG's three).
   config.warmup_epochs = 0.0  # Linear warm-up from 0, for any schedule.
   config.weight_decay = 0.0  # L2 on weight_decay_params (decoupled for 'adamw').
-  # 'kernels' (convolution and dense kernels: the papers' convention) or 'all' (biases and
-  # BatchNorm's scale and bias too: torchvision's classic reference).
+  # 'kernels' (convolution and dense kernels: the papers' convention), 'kernels_and_biases'
+  # (their biases too: TF-slim's arg scopes) or 'all' (BatchNorm's scale and bias too:
+  # torchvision's classic reference).
   config.weight_decay_params = 'kernels'
   config.label_smoothing = 0.0
   # Polyak averaging: > 0 keeps an exponential moving average of the params with this decay
   # (TensorFlow's, warmed up over the first steps: training/steps.py), which train-time
-  # evaluations use. BatchNorm statistics are running averages already and are not averaged.
+  # evaluations use. BatchNorm statistics are running averages already and are averaged only
+  # with ema_batch_stats (TF-slim's train_image_classifier.py averages every model variable,
+  # the statistics among them), which evaluations then use too.
   config.ema_decay = 0.0
+  config.ema_batch_stats = False
+  # The warm-up's step count n in TensorFlow's decay min(ema_decay, (1 + n) / (10 + n)): the steps
+  # done 'before_step' (before this one) or 'after_step' (this one included: TensorFlow's global
+  # step once apply_gradients has counted it, as TF-slim's script applies the average after it).
+  config.ema_num_updates = 'before_step'
   # Fine-tuning: a workdir (a run, or import_weights.py's) whose latest weights start this run;
   # every layer whose name and shape match is copied, the others start fresh. '' for none.
   config.init_from = ''

@@ -238,6 +238,10 @@ def test_inception_resnet_v2_volumes_and_counts():
   # timm's port of the TF-slim model: 55.84M parameters, 13.16 G multiply-adds.
   assert round(result['total_params'] / 1e4) == 5584
   assert result['total_macs'] / 1e9 == pytest.approx(13.16, abs=0.005)
+  # Without BatchNorm's scale, slim's and Keras' model: Keras' 55,813,192 trainable parameters.
+  unscaled = table('inception_resnet_v2', image_size=299, batchnorm_scale=False)
+  assert unscaled['total_params'] == 55_813_192
+  assert unscaled['total_macs'] == result['total_macs']
   with pytest.raises(layers.GeometryError, match=r'Conv2d_1a_3x3: .* = 148\.50 does not fit'):
     table('inception_resnet_v2', image_size=298)
 

@@ -98,7 +98,10 @@ REFUSED_CONFIGS = {  # Each field's type and range, every number finite, the mac
     'unknown optimizer': (['--config.optimizer=adagrad'],
                           "unknown optimizer 'adagrad'; known: adam, adamw, rmsprop, sdlm, sgd"),
     'unknown decayed parameters': (['--config.weight_decay_params=biases'],
-                                   "unknown weight_decay_params 'biases'; known: kernels, all"),
+                                   "unknown weight_decay_params 'biases'; known: kernels, "
+                                   'kernels_and_biases, all'),
+    'unknown warm-up count': (['--config.ema_num_updates=after'],
+                              "unknown ema_num_updates 'after'; known: before_step, after_step"),
     'float64 without 64-bit JAX': (['--config.dtype=float64'],
                                    "dtype='float64' needs JAX's 64-bit mode: set JAX_ENABLE_X64=1"),
     'unknown model option': (["--config.model_kwargs={'foo':1}"],

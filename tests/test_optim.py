@@ -1,6 +1,6 @@
 """Learning-rate schedules (the plateau schedule's host side among them), L2 weight decay (the
-papers' on kernels only, or torchvision's on every parameter), and the train step's learning-rate
-scale and weight averaging."""
+papers' on kernels only, TF-slim's on kernels and biases, or torchvision's on every parameter),
+and the train step's learning-rate scale and weight averaging."""
 
 import jax
 import jax.numpy as jnp
@@ -40,20 +40,21 @@ def test_cosine_schedule_warms_up_peaks_and_decays_to_zero():
   assert float(schedule(100)) == pytest.approx(0.0, abs=1e-7)
 
 
-@pytest.mark.parametrize('decayed', ['kernels', 'all'])
-def test_weight_decay_applies_to_kernels_or_to_every_parameter(decayed):
+@pytest.mark.parametrize('decayed, expected', [
+    ('kernels', {'conv1/kernel'}),
+    ('kernels_and_biases', {'conv1/kernel', 'conv1/bias'}),  # TF-slim's: not BatchNorm's.
+    ('all', {'conv1/kernel', 'conv1/bias', 'bn/scale', 'bn/bias'})])  # torchvision's classic.
+def test_weight_decay_applies_to_the_chosen_parameters(decayed, expected):
   optimizer = lambda decayed: optim.create_optimizer(
       config(optimizer='sgd', momentum=0.0, weight_decay=0.5, learning_rate=1.0,
              weight_decay_params=decayed), steps_per_epoch=10)
   tx = optimizer(decayed)
-  params = {'conv1': {'kernel': jnp.ones(3), 'bias': jnp.ones(3)}, 'bn': {'scale': jnp.ones(3)}}
-  zero_grads = {'conv1': {'kernel': jnp.zeros(3), 'bias': jnp.zeros(3)},
-                'bn': {'scale': jnp.zeros(3)}}
-  updates, _ = tx.update(zero_grads, tx.init(params), params)
-  np.testing.assert_allclose(updates['conv1']['kernel'], -0.5)  # -lr * wd * w
-  others = -0.5 if decayed == 'all' else 0.0  # torchvision's classic recipe decays them too.
-  np.testing.assert_allclose(updates['conv1']['bias'], others)
-  np.testing.assert_allclose(updates['bn']['scale'], others)
+  params = {'conv1': {'kernel': jnp.ones(3), 'bias': jnp.ones(3)},
+            'bn': {'scale': jnp.ones(3), 'bias': jnp.ones(3)}}
+  updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+  for layer, weights in updates.items():
+    for name, update in weights.items():  # -lr * wd * w where decayed.
+      np.testing.assert_allclose(update, -0.5 if f'{layer}/{name}' in expected else 0.0)
   # One state structure either way: a resume may switch.
   assert (jax.tree.structure(tx.init(params))
           == jax.tree.structure(optimizer('kernels').init(params)))
@@ -129,8 +130,8 @@ def test_ema_decay_outside_zero_one_is_a_config_error():
   assert optim.ema_decay({'learning_rate': 0.1}) == 0.0  # Recorded before the field: off.
 
 
-def _lenet_step(tx, **kwargs):
-  model = cnns.create_model('lenet5', num_classes=10, in_channels=1, rngs=nnx.Rngs(0))
+def _train_step(tx, model='lenet5', **kwargs):
+  model = cnns.create_model(model, num_classes=10, in_channels=1, rngs=nnx.Rngs(0))
   graphdef, state = create_train_state(model, tx)
   step = steps.make_train_step(graphdef, tx, mean=(127.5,), std=(64.0,), dtype=jnp.float32,
                                num_classes=10, label_smoothing=0.0, seed=0, out_sharding=None,
@@ -143,22 +144,34 @@ def _lenet_step(tx, **kwargs):
 
 
 def test_lr_scale_multiplies_the_learning_rate():
-  state, step = _lenet_step(optax.sgd(0.1))
+  state, step = _train_step(optax.sgd(0.1))
   half, _ = jax.tree.flatten(step(state, np.float32(0.5)).params)
-  state, step = _lenet_step(optax.sgd(0.05))
+  state, step = _train_step(optax.sgd(0.05))
   expected, _ = jax.tree.flatten(step(state).params)
   for a, b in zip(half, expected):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
 
 
-def test_ema_follows_tensorflows_exponential_moving_average():
-  state, step = _lenet_step(optax.sgd(0.1, momentum=0.9), ema_decay=0.5)
-  average = state.params
-  state = with_ema(state)
-  for t in range(3):  # TF: decay min(0.5, (1 + t) / (10 + t)) with num_updates = t.
+@pytest.mark.parametrize('model, counts_this_step', [('lenet5', False), ('resnet18', True)])
+def test_ema_follows_tensorflows_exponential_moving_average(model, counts_this_step):
+  # ResNet-18 as TF-slim's script averages: BatchNorm's statistics too, num_updates counting the
+  # step (the global step after apply_gradients).
+  state, step = _train_step(optax.sgd(0.1, momentum=0.9), model, ema_decay=0.5,
+                            ema_counts_this_step=counts_this_step)
+  averages = (state.params, state.batch_stats)
+  state = with_ema(state, batch_stats=counts_this_step)
+  for t in range(3):  # TF: decay min(0.5, (1 + n) / (10 + n)) with num_updates n = t or t + 1.
     state = step(state)
-    decay = min(0.5, (1 + t) / (10 + t))
-    average = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, average, state.params)
+    n = t + counts_this_step
+    decay = min(0.5, (1 + n) / (10 + n))
+    averages = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, averages,
+                            (state.params, state.batch_stats))
+  averaged = state.averaged()  # What evaluations score.
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-               state.ema_params, average)
-  assert not jax.tree.all(jax.tree.map(np.array_equal, state.ema_params, state.params))
+               (averaged.params, averaged.batch_stats if counts_this_step else {}),
+               (averages[0], averages[1] if counts_this_step else {}))
+  assert not jax.tree.all(jax.tree.map(np.array_equal, averaged.params, state.params))
+  if counts_this_step:
+    assert not jax.tree.all(jax.tree.map(np.array_equal, averaged.batch_stats, state.batch_stats))
+  else:
+    assert averaged.batch_stats is state.batch_stats

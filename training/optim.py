@@ -15,8 +15,9 @@ from training import sdlm
 from training.errors import ConfigError
 
 OPTIMIZERS = ('adam', 'adamw', 'rmsprop', 'sdlm', 'sgd')
-WEIGHT_DECAY_PARAMS = ('kernels', 'all')
+WEIGHT_DECAY_PARAMS = ('kernels', 'kernels_and_biases', 'all')
 SCHEDULES = ('constant', 'cosine', 'exponential', 'plateau', 'step')
+EMA_NUM_UPDATES = ('before_step', 'after_step')
 
 
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
@@ -127,20 +128,36 @@ def ema_decay(config) -> float:
   return decay
 
 
+def ema_batch_stats(config) -> bool:
+  """Whether the average holds BatchNorm's statistics too: config.ema_batch_stats where it
+  averages at all; False for recorded configs from before the field."""
+  return ema_decay(config) > 0 and bool(config.get('ema_batch_stats', False))
+
+
 def decayed_params(config):
   """The weight decay's mask function: convolution and dense kernels ('kernels': the papers' weight
-  decay skips biases and BatchNorm) or every parameter ('all': torchvision's classic reference).
-  A mask either way, so that the optimizer's state has one structure: a run may change the field
-  on resume. Configs recorded before the field decayed kernels."""
+  decay skips biases and BatchNorm), their biases too ('kernels_and_biases': TF-slim's arg scopes
+  regularise the weights and biases of `conv2d` and `fully_connected`, not BatchNorm's) or every
+  parameter ('all': torchvision's classic reference). A layer's bias is one beside a kernel. A
+  mask either way, so that the optimizer's state has one structure: a run may change the field on
+  resume. Configs recorded before the field decayed kernels."""
   choice = config.get('weight_decay_params', 'kernels')
   if choice not in WEIGHT_DECAY_PARAMS:
     raise ConfigError(f'unknown weight_decay_params {choice!r}; known: '
                       f'{", ".join(WEIGHT_DECAY_PARAMS)}')
 
-  def is_decayed(path, _):
-    names = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
-    return choice == 'all' or bool(names) and names[-1] == 'kernel'
-  return lambda params: jax.tree_util.tree_map_with_path(is_decayed, params)
+  def mask(params):
+    keys = lambda path: tuple(getattr(k, 'key', getattr(k, 'idx', k)) for k in path)
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    with_kernel = {keys(path)[:-1] for path, _ in leaves if keys(path)[-1:] == ('kernel',)}
+
+    def is_decayed(path, _):
+      key = keys(path)
+      return (choice == 'all' or key[-1:] == ('kernel',)
+              or choice == 'kernels_and_biases' and key[-1:] == ('bias',)
+              and key[:-1] in with_kernel)
+    return jax.tree_util.tree_map_with_path(is_decayed, params)
+  return mask
 
 
 def create_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:

@@ -65,8 +65,9 @@ def all_finite(tree) -> jax.Array:
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *, mean, std,
                     dtype, num_classes: int, label_smoothing: float, seed: int,
                     out_sharding, aux_loss_weight: float = 0.0, bn_groups: int = 1,
-                    bn_unbiased_var: bool = False,
-                    ema_decay: float = 0.0) -> Callable[..., tuple[TrainState, Metrics]]:
+                    bn_unbiased_var: bool = False, ema_decay: float = 0.0,
+                    ema_counts_this_step: bool = False
+                    ) -> Callable[..., tuple[TrainState, Metrics]]:
   """A jitted `(state, metrics, batch, lr_scale=1.0) -> (state, metrics)`; state and metrics are
   donated.
 
@@ -78,10 +79,13 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
   `bn_unbiased_var` its running variance with Bessel's correction (PyTorch's).
   `ema_decay` > 0 updates `state.ema_params` after each optimizer step as TensorFlow's
   `ExponentialMovingAverage(ema_decay, num_updates=step)` of the Inception authors' training:
-  decay min(ema_decay, (1 + t) / (10 + t)) at step t (the steps done before this one), so that the
-  average forgets its random start quickly. Only params are averaged: BatchNorm's statistics are
-  running averages already (TensorFlow's script averaged them once more, "for
-  backward-compatibility"; evaluating the EMA weights uses the statistics as trained).
+  decay min(ema_decay, (1 + t) / (10 + t)) at step t, the steps done before this one (or with
+  `ema_counts_this_step`, including it: TF-slim's global step once apply_gradients has counted
+  the step), so that the average forgets its random start quickly; the decay in float32, as
+  TensorFlow computes it. By default only params are averaged: BatchNorm's statistics are running
+  averages already (the Inception authors' script averaged them once more, "for
+  backward-compatibility", and TF-slim's averages every model variable); a state with
+  `ema_batch_stats` averages the new statistics likewise.
   """
 
   def train_step(state: TrainState, metrics: Metrics, batch, lr_scale=1.0):
@@ -109,14 +113,17 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
     updates = jax.tree.map(lambda u: (lr_scale * u).astype(u.dtype), updates)
     params = optax.apply_updates(state.params, updates)
     if ema_decay > 0:
-      t = state.step.astype(jnp.float32)
+      t = (state.step + ema_counts_this_step).astype(jnp.float32)
       decay = jnp.minimum(ema_decay, (1 + t) / (10 + t))
-      state = state.replace(ema_params=optax.incremental_update(params, state.ema_params,
-                                                                1 - decay))
+      average = lambda new, old: optax.incremental_update(new, old, 1 - decay)
+      state = state.replace(ema_params=average(params, state.ema_params))
+      if state.ema_batch_stats is not None:
+        state = state.replace(ema_batch_stats=average(batch_stats, state.ema_batch_stats))
     state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                           opt_state=opt_state)
     n = labels.shape[0]
-    finite = jnp.isfinite(loss) & all_finite((state.params, state.batch_stats, state.ema_params))
+    finite = jnp.isfinite(loss) & all_finite(
+        (state.params, state.batch_stats, state.ema_params, state.ema_batch_stats))
     metrics = {
         'count': metrics['count'] + n,
         'loss': metrics['loss'] + loss * n,

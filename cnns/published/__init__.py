@@ -85,10 +85,15 @@ def module_at(model: nnx.Module, path: tuple) -> nnx.Module:
 def add_conv_bn(entries: Entries, model: nnx.Module, path: tuple, name: str, kernel, *, beta,
                 mean, var, epsilon: float, gamma=None, bias=None) -> None:
   """A `layers.ConvBN` at `path` from a convolution (HWIO `kernel`, optional `bias`) followed by
-  BatchNorm with the source's `epsilon` (`gamma` None: BatchNorm without scale)."""
-  ours = module_at(model, path).bn.epsilon
+  BatchNorm with the source's `epsilon` (`gamma` None: BatchNorm without scale, a scale of ones
+  where ours has one)."""
+  bn = module_at(model, path).bn
+  ours = bn.epsilon
   entries[(*path, 'conv', 'conv', 'kernel')] = (kernel, name)
-  entries[(*path, 'bn', 'scale')] = (np.ones_like(beta) if gamma is None else gamma, name)
+  if bn.scale is not None:
+    entries[(*path, 'bn', 'scale')] = (np.ones_like(beta) if gamma is None else gamma, name)
+  elif gamma is not None:
+    raise WeightsError(f"{name}'s BatchNorm has a scale, the config's model none")
   entries[(*path, 'bn', 'bias')] = (beta, name)
   # BN(conv + b) with mean m is BN(conv) with mean m - b; sqrt(var + e) = sqrt(var' + ours).
   entries[(*path, 'bn', 'mean')] = (mean if bias is None else mean - bias, name)

@@ -50,7 +50,11 @@ def read_layers(path: str, chosen: Variant, num_classes: int) -> Layers:
 def entries(path: str, chosen: Variant, model: nnx.Module) -> dict:
   classifier = (model.fc8 if chosen.name.startswith('VGG') else
                 model.fc if chosen.name.startswith('ResNet') else model.logits)
-  layers = read_layers(path, chosen, classifier.linear.out_features)
+  return layer_entries(read_layers(path, chosen, classifier.linear.out_features), chosen, model)
+
+
+def layer_entries(layers: Layers, chosen: Variant, model: nnx.Module) -> dict:
+  """The entries of `layers` (by Keras' layer names, as `read_layers` gives them) for `model`."""
   mapped = {}
   if chosen.name.startswith('VGG'):
     _vgg(layers, chosen, mapped)
