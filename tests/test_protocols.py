@@ -216,7 +216,8 @@ def test_impossible_protocols_are_refused_before_anything_is_read():
 
 IMAGENET_CONFIGS = ('alexnet', 'zfnet', 'vgg11', 'vgg11_lrn', 'vgg13', 'vgg16c', 'vgg16', 'vgg19',
                     'googlenet', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152',
-                    'inception_resnet_v2', 'resnet50_torchvision', 'vgg16_torchvision')
+                    'inception_resnet_v2', 'resnet50_torchvision', 'vgg16_torchvision',
+                    'inception_resnet_v2_slim')
 
 
 @pytest.mark.parametrize('name', IMAGENET_CONFIGS)
