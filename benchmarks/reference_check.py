@@ -53,6 +53,11 @@ reference| / max |reference| of a tensor) of the compared parts of the state aft
 the reference's state; then the largest of those over the steps, the whole run's and the
 rounding floor's, the tensors named; in float64 (JAX's 64-bit mode and the reference's) and in
 float32. Never asserted on here: tests/test_reference.py holds small cases to 1e-9.
+
+Memory: a float64 state of Inception-ResNet-v2 with RMSProp and averages is 1.8 GB. At 299x299
+and batch 1 this process peaked at 10 GB and TensorFlow's at 5 GB with MALLOC_MMAP_THRESHOLD_=
+1048576 in the environment, without which glibc keeps the memory of the states freed step after
+step (over 14 GB here); at batch 8 TensorFlow's eager tape alone takes 12 GB.
 """
 
 import json

@@ -9,9 +9,10 @@ TensorFlow, in the order of slim's graph:
   nets/inception_resnet_v2.py (the same layers, names aside, as the importer's exact mapping of
   Keras' published weights shows: tests/test_published.py), its BatchNorm layers set to slim's
   `batch_norm_decay=0.9997` (inception_resnet_v2_arg_scope; Keras' default is 0.99; the epsilon,
-  0.001, and the absent scale are slim's already). Keras' builder has slim's fixed 10, 20 and
-  10 residual blocks; a smaller check keeps the first of each kind (and the last, unscaled C
-  block) by wrapping the builder's `inception_resnet_block`, so every layer is still Keras' own;
+  0.001, and the absent scale are slim's already; Keras' has no dropout, slim's keeps 80%, and
+  the check turns the project's off). Keras' builder has slim's fixed 10, 20 and 10 residual
+  blocks; a smaller check keeps the first of each kind (and the last, unscaled C block) by
+  wrapping the builder's `inception_resnet_block`, so every layer is still Keras' own;
 - the loss: `tf.compat.v1.losses.softmax_cross_entropy(onehot_labels, logits,
   label_smoothing)` (train_image_classifier.py's clone_fn; slim.losses is that function) plus
   the arg scope's regularisers, `weight_decay * tf.nn.l2_loss(w)` (slim.l2_regularizer) on the

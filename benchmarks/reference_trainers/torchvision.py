@@ -73,7 +73,7 @@ labels = torch.from_numpy(batches['labels']).long()
 announce({'torch': torch.__version__, 'torchvision': torchvision.__version__})
 for dtype in args['dtypes']:
   train(dtype)
-  announce({'trained': dtype})
+  announce({'trained': dtype})  # Its model freed: the other side has the memory to itself.
 """
 
 
