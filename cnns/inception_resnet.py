@@ -83,7 +83,8 @@ def _c(out, kernel, stride=1, padding='SAME'):
   return (out, kernel, stride, padding)
 
 
-# The branch chains of Inception-ResNet-A, -B and -C (the paper's Figures 16, 17, 19; slim's widths).
+# The branch chains of Inception-ResNet-A, -B and -C (the paper's Figures 16, 17, 19; slim's
+# widths).
 _BLOCK_A = ((_c(32, 1),), (_c(32, 1), _c(32, 3)), (_c(32, 1), _c(48, 3), _c(64, 3)))
 _BLOCK_B = ((_c(192, 1),), (_c(128, 1), _c(160, (1, 7)), _c(192, (7, 1))))
 _BLOCK_C = ((_c(192, 1),), (_c(192, 1), _c(224, (1, 3)), _c(256, (3, 1))))

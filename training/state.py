@@ -77,5 +77,6 @@ def with_ema(state: TrainState, batch_stats: bool = False) -> TrainState:
 
 
 def count_params(params) -> int:
-  """Trainable parameters (torchvision's convention: BatchNorm scale and bias count, stats do not)."""
+  """Trainable parameters (torchvision's convention: BatchNorm scale and bias count, its
+  statistics do not)."""
   return sum(x.size for x in jax.tree.leaves(params))
