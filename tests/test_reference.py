@@ -26,6 +26,20 @@ from tests.cli_runner import run_cli
 from tests.conftest import assert_one_line_error
 
 
+def assert_same_steps(float64: dict, rates: list[float], *, loss_rel: float) -> None:
+  """Both sides' rates are `rates`; each step from the reference's state, and the whole run, give
+  the reference's state to 1e-9 and its loss to `loss_rel`."""
+  assert [row['rate'] for row in float64['steps']] == pytest.approx(rates, rel=1e-15)
+  for row in float64['steps']:
+    assert row['rate_here'] == pytest.approx(row['rate'], rel=1e-15)
+    assert row['one_step_loss'] == pytest.approx(row['loss'], rel=loss_rel)
+    assert row['run_loss'] == pytest.approx(row['loss'], rel=loss_rel)
+    for part, (difference, tensor) in row['one_step'].items():
+      assert difference < 1e-9, (part, tensor, difference)
+  for part, (difference, tensor) in float64['run'].items():
+    assert difference < 1e-9, (part, tensor, difference)
+
+
 def test_torchvisions_recipe_takes_torchvisions_steps():
   config = resnet50_torchvision.get_config()
   config.model = 'resnet18'
@@ -35,18 +49,8 @@ def test_torchvisions_recipe_takes_torchvisions_steps():
                                      dtypes=('float64',))
   except reference_check.ReferenceUnavailable as e:  # setup.sh installs it: a failure, as in
     pytest.fail(str(e))                              # conftest's system_torchvision.
-  float64 = result['float64']
   rate = 0.1 * 8 / 256  # The recipe's rate per example, then StepLR's tenth.
-  assert [row['rate'] for row in float64['steps']] == pytest.approx([rate, rate, rate / 10],
-                                                                     rel=1e-15)
-  for row in float64['steps']:
-    assert row['rate_here'] == pytest.approx(row['rate'], rel=1e-15)
-    assert row['one_step_loss'] == pytest.approx(row['loss'], rel=1e-12)
-    assert row['run_loss'] == pytest.approx(row['loss'], rel=1e-12)
-    for part, (difference, tensor) in row['one_step'].items():
-      assert difference < 1e-9, (part, tensor, difference)
-  for part, (difference, tensor) in float64['run'].items():
-    assert difference < 1e-9, (part, tensor, difference)
+  assert_same_steps(result['float64'], [rate, rate, rate / 10], loss_rel=1e-12)
 
 
 def test_slims_recipe_takes_slims_steps():
@@ -56,20 +60,11 @@ def test_slims_recipe_takes_slims_steps():
   result = reference_check.compare(config, reference='slim', steps_count=3, steps_per_epoch=2,
                                    image_size=75, batch_size=8, dtypes=('float64',))
   float64 = result['float64']
-  rate = 0.045 * 8 / 32  # The recipe's rate per example, then exponential_decay's 0.94.
-  assert [row['rate'] for row in float64['steps']] == pytest.approx([rate, rate, rate * 0.94],
-                                                                     rel=1e-15)
   assert float64['parts'] == ['parameters', 'BatchNorm statistics', 'RMSProp ms', 'RMSProp mom',
                               'averaged parameters', 'averaged statistics']
-  for row in float64['steps']:
-    assert row['rate_here'] == pytest.approx(row['rate'], rel=1e-15)
-    # TensorFlow 1's compute_weighted_loss reduces the loss in float32 (its gradient is exact).
-    assert row['one_step_loss'] == pytest.approx(row['loss'], rel=1e-7)
-    assert row['run_loss'] == pytest.approx(row['loss'], rel=1e-7)
-    for part, (difference, tensor) in row['one_step'].items():
-      assert difference < 1e-9, (part, tensor, difference)
-  for part, (difference, tensor) in float64['run'].items():
-    assert difference < 1e-9, (part, tensor, difference)
+  rate = 0.045 * 8 / 32  # The recipe's rate per example, then exponential_decay's 0.94.
+  # TensorFlow 1's compute_weighted_loss reduces the loss in float32 (its gradient is exact).
+  assert_same_steps(float64, [rate, rate, rate * 0.94], loss_rel=1e-7)
 
 
 @pytest.mark.parametrize('config, args, message', [
