@@ -4,11 +4,12 @@ What is defined on every CPU, and so what is asserted (measurements: README, "Re
 - In float64 the sharded steps are the one-device steps: losses, parameters, BatchNorm running
   statistics and a masked evaluation after several SGD steps agree to a few float64 roundings
   (measured 5e-16 relative; asserted 1e-12).
-- In float32 only the first forward pass is compared, against the float64 one. Later steps are not:
-  a float32 rounding difference (another summation order on another device count or another CPU's
-  vector width) can flip the sign of a ReLU input that lies within 1e-6 of zero, and ReLU's gradient
-  jumps there. One such flip among 131,072 activations changed ResNet-18's whole gradient by 3e-3.
-- Per-device BatchNorm really normalises each device's shard by its own statistics.
+- float32 (train.py's own runs on 1 and 8 devices, tests/test_cli.py) compares only the first
+  forward pass. Later steps are not: a float32 rounding difference (another summation order on
+  another device count or another CPU's vector width) can flip the sign of a ReLU input that lies
+  within 1e-6 of zero, and ReLU's gradient jumps there. One such flip among 131,072 activations
+  changed ResNet-18's whole gradient by 3e-3. That test also shows per-device BatchNorm normalising
+  each device's shard by its own statistics.
 """
 
 import numpy as np
@@ -20,7 +21,7 @@ DEVICES = 8
 
 def test_eight_devices_compute_what_one_device_computes(tmp_path):
   """One run of tests/sharded_steps.py in a process with eight fake devices, its results compared
-  in each way the docstring above lists (one test: they are one computation's outputs)."""
+  in float64 (one test: they are one computation's outputs)."""
   path = tmp_path / 'steps.npz'
   done = run_program('-m tests.sharded_steps', str(path), num_devices=DEVICES, timeout=900)
   assert done.returncode == 0, done.stderr
@@ -33,8 +34,3 @@ def test_eight_devices_compute_what_one_device_computes(tmp_path):
                                err_msg=key)
   # The masked padding is not counted.
   assert results['one_float64/eval'][2] == results['all_float64/eval'][2] == 32 - 5
-  # float32's first loss on eight devices is float64's (measured: 8e-8 relative) ...
-  reference = results['one_float64/losses'][0]
-  np.testing.assert_allclose(results['all_float32/losses'][0], reference, rtol=1e-5)
-  # ... and per-device BatchNorm's is not: each shard is normalised by its own statistics.
-  assert abs(results['all_per_device/losses'][0] - reference) > 1e-3 * reference
