@@ -16,8 +16,8 @@ from jax._src.interpreters import partial_eval
 import cnns
 from configs import resnet18
 from tests.cli_runner import run_cli
-from tests.conftest import run_program, run_train
-from app import loop
+from tests.conftest import SESSION_CACHE, run_program, run_train
+from app import cli, loop
 from training import mesh
 
 TINY = ('--config=configs/lenet5.py', '--config.dataset=synthetic',
@@ -102,9 +102,24 @@ def test_compilation_cache_makes_a_restart_compile_nothing(tmp_path):
     again = run_train(*TINY, f'--workdir={tmp_path / workdir}', flag)
     assert again.returncode == 0, again.stderr
     assert cache_files(cache) == entries, workdir
-  off = run_train(*TINY, f'--workdir={tmp_path / "off"}', '--compilation_cache_dir=')
-  assert off.returncode == 0, off.stderr
-  assert cache_files(cache) == entries
+
+
+def test_an_empty_or_unwritable_cache_directory_turns_the_cache_off(tmp_path, capsys):
+  """--compilation_cache_dir= turns it off; a folder that cannot be written turns it off with one
+  note, and the run goes on."""
+  unwritable = tmp_path / 'file'
+  unwritable.write_text('')
+  try:
+    cli.enable_compilation_cache('')
+    assert jax.config.jax_compilation_cache_dir is None
+    assert capsys.readouterr().err == ''
+    cli.enable_compilation_cache(str(tmp_path / 'cache'))
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / 'cache')
+    cli.enable_compilation_cache(str(unwritable / 'cache'))
+    assert jax.config.jax_compilation_cache_dir is None
+    assert capsys.readouterr().err.startswith('note: compilation cache off (')
+  finally:  # The session's cache (tests/conftest.py), as before.
+    cli.enable_compilation_cache(os.environ[SESSION_CACHE])
 
 
 def test_profile_steps_write_a_trace_that_top_ops_reads(tmp_path):
