@@ -134,7 +134,9 @@ def assert_same_function(ours: np.ndarray, reference: np.ndarray) -> None:
 @pytest.mark.parametrize('name', ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152',
                                   'vgg11', 'vgg13', 'vgg16', 'vgg19'])
 def test_torchvision_models_compute_the_source_function(name, tmp_path):
-  images = photographs(224)
+  # ResNet's global average pool takes any size: 64 pixels, a twelfth of the work. VGG's fc6 is
+  # sized for 224.
+  images = photographs(224 if name.startswith('vgg') else 64)
   path, reference = torchvision_reference(name, tmp_path, images)
   assert_same_function(imported_logits(path, name, images)[0], reference)
   if name == 'resnet50':  # The padding option is what makes it exact: 'same' shifts the windows.
@@ -145,10 +147,11 @@ def test_torchvision_models_compute_the_source_function(name, tmp_path):
 @pytest.mark.parametrize('name, module, model, size, legacy, classes', [
     ('VGG16', 'vgg16', 'vgg16', 224, True, 1000),
     ('VGG19', 'vgg19', 'vgg19', 224, False, 1000),
-    ('ResNet50', 'resnet', 'resnet50', 224, True, 1000),
-    ('ResNet101', 'resnet', 'resnet101', 224, False, 10),  # A fine-tuned head, Keras 3's format.
-    ('ResNet152', 'resnet', 'resnet152', 224, True, 1000),
-    # At Keras' smallest input: the weights do not depend on the size (the config's 299 below).
+    # ResNets at 64 pixels (their global average pool takes any size), Inception-ResNet-v2 at
+    # Keras' smallest input: the weights do not depend on the size (the configs' 224 and 299).
+    ('ResNet50', 'resnet', 'resnet50', 64, True, 1000),
+    ('ResNet101', 'resnet', 'resnet101', 64, False, 10),  # A fine-tuned head, Keras 3's format.
+    ('ResNet152', 'resnet', 'resnet152', 64, True, 1000),
     ('InceptionResNetV2', 'inception_resnet_v2', 'inception_resnet_v2', 75, True, 1000),
 ])
 def test_keras_applications_compute_the_source_function(name, module, model, size, legacy,
