@@ -106,7 +106,7 @@ def test_compilation_cache_makes_a_restart_compile_nothing(tmp_path):
 
 def test_an_empty_or_unwritable_cache_directory_turns_the_cache_off(tmp_path, capsys):
   """--compilation_cache_dir= turns it off; a folder that cannot be written turns it off with one
-  note, and the run goes on."""
+  note, not an error."""
   unwritable = tmp_path / 'file'
   unwritable.write_text('')
   try:
